@@ -1,0 +1,1 @@
+//! kvkeep: backup and restore of Azure Key Vault objects.

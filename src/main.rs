@@ -1,0 +1,2 @@
+//! The kvkeep binary.
+fn main() {}
