@@ -1,1 +1,6 @@
-//! kvkeep: backup and restore of Azure Key Vault objects.
+//! kvkeep: a backup-and-restore daemon for Azure Key Vault keys, secrets and certificates.
+//!
+//! The library holds everything; the `kvkeep` binary only parses arguments and maps outcomes to
+//! exit codes (see `../shared/DESIGN.md` §3 for the module map this crate grows into).
+
+pub mod cli;

@@ -1,0 +1,57 @@
+//! Command-line interface: clap definitions and dispatch. No business logic lives here; commands
+//! call into the library and render its reports.
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when a run failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when some objects failed and the rest succeeded.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// kvkeep: backup and restore for Azure Key Vault keys, secrets and certificates.
+#[derive(Debug, Parser)]
+#[command(name = "kvkeep", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print version and build information.
+    Version,
+}
+
+/// Sets up `tracing` to stderr; `RUST_LOG` overrides the verbosity flags.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Version => {
+            println!("kvkeep {}", env!("CARGO_PKG_VERSION"));
+            EXIT_OK
+        }
+    }
+}
