@@ -127,8 +127,6 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 def emulator_binary() -> Path:
@@ -161,13 +159,16 @@ def start_emulator(workdir: Path, vaults: List[str], extra_args: Optional[List[s
 
     lines: "queue.Queue[Optional[bytes]]" = queue.Queue()
 
-    def read_first_line() -> None:
+    def read_stdout() -> None:
+        # The ready line, then drain whatever else arrives so the emulator never blocks on a full pipe.
         try:
             lines.put(process.stdout.readline())
+            for _ in process.stdout:
+                pass
         except Exception:  # pragma: no cover - reported below as "no ready line"
             lines.put(None)
 
-    threading.Thread(target=read_first_line, name="emulator-ready-line", daemon=True).start()
+    threading.Thread(target=read_stdout, name="emulator-ready-line", daemon=True).start()
     emulator = EmulatorProcess(process=process, ready={}, stderr_path=stderr_path)
     try:
         line = lines.get(timeout=READY_TIMEOUT_S)
@@ -340,6 +341,8 @@ def client_kwargs(ca_cert: str, api_version: Optional[str], **overrides: Any) ->
         "retry_total": 3,
         "retry_backoff_factor": 0.05,
         "retry_backoff_max": 1,
+        "connection_timeout": 10,
+        "read_timeout": 60,
     }
     if api_version is not None:
         kwargs["api_version"] = api_version
