@@ -7,11 +7,15 @@ headers (keyvault-api.md §2, §3, §5.6, §16).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import time
 from urllib.parse import urlparse
 
 import pytest
 import requests
+from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
@@ -27,6 +31,29 @@ CHALLENGE = re.compile(
 
 def _port(url: str) -> int:
     return urlparse(url).port
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class JwtCredential(FakeCredential):
+    """Hands out unsigned JWTs whose audience is the requested scope minus ``/.default``."""
+
+    def _jwt(self, scope: str) -> str:
+        now = int(time.time())
+        claims = {"aud": scope[: -len("/.default")] if scope.endswith("/.default") else scope,
+                  "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "iss": "https://sts.windows.net/conformance/"}
+        header = {"alg": "none", "typ": "JWT"}
+        return f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}.{_b64url(b'sig')}"
+
+    def get_token(self, *scopes, **kwargs):
+        super().get_token(*scopes, **kwargs)
+        return AccessToken(self._jwt(scopes[0]), int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes, options=None):
+        super().get_token_info(*scopes, options=options)
+        return AccessTokenInfo(self._jwt(scopes[0]), int(time.time()) + 3600)
 
 
 def test_first_request_carries_no_token_and_no_body(secret_client, control):
@@ -122,6 +149,18 @@ def test_rejected_token_triggers_one_re_challenge(make_secret_client, control):
     statuses = [(e["status"], e["hasAuthorization"]) for e in data_plane(control.log())]
     assert statuses[0] == (401, True), statuses
     assert statuses[-1] == (200, True), statuses
+
+
+def test_jwt_token_mode_checks_the_audience(make_secret_client, control):
+    control.set_auth(token="jwt")
+    name = unique("jwt")
+    client = make_secret_client("kv1", credential=JwtCredential())
+    client.set_secret(name, "v")
+    assert client.get_secret(name).value == "v"
+
+    with pytest.raises(ClientAuthenticationError) as caught:
+        make_secret_client("kv1").get_secret(name)  # opaque "fake-token" is not a JWT
+    assert caught.value.status_code == 401
 
 
 def test_loopback_mode_with_verification_disabled(start_extra_emulator, make_client, api_version):
