@@ -4,3 +4,6 @@
 //! exit codes (see `../shared/DESIGN.md` §3 for the module map this crate grows into).
 
 pub mod cli;
+pub mod config;
+pub mod model;
+pub mod scheduler;

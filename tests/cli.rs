@@ -14,7 +14,10 @@ fn version_prints_the_package_version_and_exits_zero() {
     let out = kvkeep(&["version"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.trim(), format!("kvkeep {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        format!("kvkeep {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn unknown_command_is_a_usage_error_with_exit_code_two() {
     let out = kvkeep(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("frobnicate"), "stderr names the bad command: {stderr}");
+    assert!(
+        stderr.contains("frobnicate"),
+        "stderr names the bad command: {stderr}"
+    );
 }
 
 #[test]
@@ -30,4 +36,73 @@ fn help_exits_zero() {
     let out = kvkeep(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+}
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("kvkeep.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+const GOOD: &str = r#"
+[store]
+type = "local"
+path = "store"
+
+[encryption]
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+
+[[vault]]
+name = "kv-prod"
+"#;
+
+#[test]
+fn config_check_accepts_a_valid_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), GOOD);
+    let out = kvkeep(&["config", "check", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 vault)"));
+}
+
+#[test]
+fn config_check_refuses_a_bad_file_with_exit_two_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = GOOD
+        .replace("type = \"local\"", "type = \"local\"\nbogus = 1")
+        .replace("kv-prod", "kv_prod");
+    let path = write_config(dir.path(), &bad);
+    let out = kvkeep(&["config", "check", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `bogus`"), "{stderr}");
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+    assert_eq!(entries.len(), 1, "config check must not create files");
+}
+
+#[test]
+fn config_check_of_a_missing_file_says_so() {
+    let out = kvkeep(&["config", "check", "--config", "/nonexistent/kvkeep.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the configuration file"));
+}
+
+#[test]
+fn config_show_prints_the_effective_config_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), GOOD);
+    let out = kvkeep(&["config", "show", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["vaults"][0]["url"], "https://kv-prod.vault.azure.net");
+    assert_eq!(v["store"]["type"], "local");
+    assert_eq!(
+        v["store"]["path"].as_str().map(std::path::PathBuf::from),
+        Some(dir.path().join("store"))
+    );
 }

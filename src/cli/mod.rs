@@ -29,6 +29,34 @@ pub struct Cli {
 pub enum Command {
     /// Print version and build information.
     Version,
+    /// Check or show the configuration.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `kvkeep config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the configuration file; exit 0 when valid, 2 with every problem listed otherwise.
+    Check(ConfigArgs),
+    /// Print the effective configuration (defaults applied) as JSON.
+    Show(ConfigArgs),
+}
+
+/// Where the configuration file is.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "KVKEEP_CONFIG",
+        default_value = "/etc/kvkeep/kvkeep.toml"
+    )]
+    pub config: std::path::PathBuf,
 }
 
 /// Sets up `tracing` to stderr; `RUST_LOG` overrides the verbosity flags.
@@ -53,5 +81,38 @@ pub fn run(cli: Cli) -> u8 {
             println!("kvkeep {}", env!("CARGO_PKG_VERSION"));
             EXIT_OK
         }
+        Command::Config { action } => config_command(action),
+    }
+}
+
+fn config_command(action: ConfigAction) -> u8 {
+    let (ConfigAction::Check(args) | ConfigAction::Show(args)) = &action;
+    let config = match crate::config::Config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return EXIT_USAGE;
+        }
+    };
+    match action {
+        ConfigAction::Check(_) => {
+            println!(
+                "{}: ok ({} vault{})",
+                args.config.display(),
+                config.vaults.len(),
+                if config.vaults.len() == 1 { "" } else { "s" }
+            );
+            EXIT_OK
+        }
+        ConfigAction::Show(_) => match serde_json::to_string_pretty(&config) {
+            Ok(json) => {
+                println!("{json}");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the configuration: {e}");
+                EXIT_FAILED
+            }
+        },
     }
 }

@@ -1,0 +1,118 @@
+//! Configuration: TOML → [`raw::RawConfig`] → validated [`Config`].
+//!
+//! Validation is pure (files it must read come through a reader function) and reports every
+//! problem at once, each with its key path and line, so an operator fixes a file in one pass.
+//! Secrets are never written inline: the file names where they live (`*_file` keys, suited to
+//! systemd's `LoadCredential=`), and [`Config`] holds only those paths.
+
+mod model;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use model::{
+    AccessTier, AzureConfig, Config, CredentialConfig, EncryptionConfig, Limits, PayloadMode,
+    StoreAuth, StoreConfig, VaultConfig,
+};
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `vault[2].url`; empty for file-level problems.
+    pub path: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.path.is_empty(), self.line) {
+            (true, Some(line)) => write!(f, "line {line}: {}", self.message),
+            (true, None) => f.write_str(&self.message),
+            (false, Some(line)) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file, for the heading.
+    pub file: String,
+    /// The problems, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(
+            f,
+            "{} has {n} problem{}",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`. Relative paths inside it are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            file: file.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                line: None,
+                message: format!("cannot read the configuration file: {e}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Config::parse(&text, &file, base, &|p: &Path| std::fs::read_to_string(p))
+    }
+
+    /// Parses and validates `text`. `origin` names the file in messages; relative paths are
+    /// resolved against `base`; `read` reads the files the configuration refers to.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        base: &Path,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigErrors {
+            file: origin.to_string(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: e.message().trim().to_string(),
+            }],
+        })?;
+        validate::validate(raw, text, base, read).map_err(|errors| ConfigErrors {
+            file: origin.to_string(),
+            errors,
+        })
+    }
+}
+
+/// 1-based line number of byte offset `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(at.min(text.len()))
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests;

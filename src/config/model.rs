@@ -1,0 +1,193 @@
+//! The validated configuration: every value typed and checked, defaults applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::{ObjectKind, VaultName};
+use crate::scheduler::Schedule;
+
+/// The whole configuration. It holds no secret values — only the paths of files that hold them —
+/// so it can be shown in full.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Where backups go.
+    pub store: StoreConfig,
+    /// How they are sealed.
+    pub encryption: EncryptionConfig,
+    /// The SQLite index file.
+    pub index_path: PathBuf,
+    /// Authentication and connection to Azure.
+    pub azure: AzureConfig,
+    /// Throttle shares and concurrency.
+    pub limits: Limits,
+    /// The vaults to back up.
+    pub vaults: Vec<VaultConfig>,
+}
+
+/// The blob store.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// A local directory (the embedded default; also good for tests and air-gapped copies).
+    Local {
+        /// The directory.
+        path: PathBuf,
+        /// Prefix of every blob name.
+        prefix: String,
+    },
+    /// An Azure Blob Storage container.
+    Azure {
+        /// `https://{account}.blob.core.windows.net/{container}` (no query string).
+        container_url: String,
+        /// How to authenticate.
+        auth: StoreAuth,
+        /// Prefix of every blob name.
+        prefix: String,
+        /// Tier for new blobs; the account default when absent.
+        access_tier: Option<AccessTier>,
+    },
+}
+
+/// Blob store authentication.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StoreAuth {
+    /// The `[azure]` credential (Entra ID token for `https://storage.azure.com`).
+    Credential,
+    /// A SAS URL read from a file when needed (the URL is a secret).
+    Sas {
+        /// The file holding the SAS URL.
+        url_file: PathBuf,
+    },
+}
+
+/// Blob access tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTier {
+    /// Hot.
+    Hot,
+    /// Cool.
+    Cool,
+    /// Cold.
+    Cold,
+}
+
+/// Sealing settings. Only public keys: the backup path never needs an identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct EncryptionConfig {
+    /// age recipients (`age1…`), de-duplicated, inline ones first.
+    pub recipients: Vec<String>,
+    /// zstd level, 1–22.
+    pub zstd_level: i32,
+}
+
+/// How kvkeep authenticates to Azure and reaches it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AzureConfig {
+    /// The credential source.
+    pub credential: CredentialConfig,
+    /// Extra CA (PEM) to trust, e.g. the emulator's.
+    pub ca_file: Option<PathBuf>,
+    /// Host name → address overrides (lets a host such as `kv1.vault.localhost` resolve without
+    /// editing system files).
+    pub resolve: BTreeMap<String, IpAddr>,
+    /// Check that Key Vault's challenge resource belongs to the vault's domain (keep on).
+    pub verify_challenge_resource: bool,
+}
+
+/// Credential sources, from the `azure_identity` chain plus a token file for emulators.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CredentialConfig {
+    /// The developer-tools/managed-identity chain.
+    Default,
+    /// Managed identity (system-assigned, or user-assigned with a client id).
+    ManagedIdentity {
+        /// User-assigned identity's client id.
+        client_id: Option<String>,
+    },
+    /// Workload identity (federated token from the environment, e.g. AKS).
+    WorkloadIdentity,
+    /// App registration with a client secret read from a file.
+    ClientSecret {
+        /// Tenant id.
+        tenant_id: String,
+        /// Client id.
+        client_id: String,
+        /// File holding the secret.
+        secret_file: PathBuf,
+    },
+    /// The Azure CLI's login.
+    AzureCli,
+    /// A bearer token read from a file (emulators and tests).
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Rate and concurrency limits.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    /// Fraction (0–1] of a vault's throttle budget kvkeep may use.
+    pub vault_share: f64,
+    /// Fraction (0–1] of a subscription's budget kvkeep may use.
+    pub subscription_share: f64,
+    /// Objects in flight per vault.
+    pub concurrency: usize,
+}
+
+/// What is captured of a vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadMode {
+    /// Key Vault's own backup blob: same subscription and geography only.
+    Native,
+    /// Values and attributes (secrets and certificates only): restorable anywhere.
+    Portable,
+}
+
+/// One vault to back up.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaultConfig {
+    /// The vault's name.
+    pub name: VaultName,
+    /// Its URL.
+    pub url: String,
+    /// Subscription id, when known (restore compatibility checks).
+    pub subscription: Option<String>,
+    /// Azure geography, when known.
+    pub geography: Option<String>,
+    /// Backup schedule; `None` means on demand only.
+    #[serde(serialize_with = "schedule_ser")]
+    pub schedule: Option<Schedule>,
+    /// Kinds to capture.
+    pub kinds: BTreeSet<ObjectKind>,
+    /// Name globs to include (empty = all).
+    pub include: Vec<String>,
+    /// Name globs to exclude.
+    pub exclude: Vec<String>,
+    /// Skip objects whose tag `k` has value `v`.
+    pub skip_tags: BTreeMap<String, String>,
+    /// Payload mode.
+    pub payload: PayloadMode,
+    /// How often to compare full version lists.
+    #[serde(serialize_with = "duration_ser")]
+    pub deep_scan_every: Duration,
+}
+
+fn schedule_ser<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(&s.to_string()),
+        None => ser.serialize_none(),
+    }
+}
+
+fn duration_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&humantime::format_duration(*d).to_string())
+}

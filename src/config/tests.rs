@@ -1,0 +1,208 @@
+//! Table tests of configuration validation: every malformed file gets a clear error at the right
+//! key path and line, and a good file yields the expected typed values.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+/// Parses `text` with an in-memory file system holding `files`.
+fn parse_with(text: &str, files: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let files: HashMap<PathBuf, String> = files
+        .iter()
+        .map(|(p, t)| (Path::new("/etc/kvkeep").join(p), t.to_string()))
+        .collect();
+    Config::parse(
+        text,
+        "kvkeep.toml",
+        Path::new("/etc/kvkeep"),
+        &|p: &Path| {
+            files.get(p).cloned().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory")
+            })
+        },
+    )
+}
+
+fn minimal() -> String {
+    format!(
+        r#"
+[store]
+type = "local"
+path = "/var/lib/kvkeep/store"
+
+[encryption]
+recipients = ["{RECIPIENT}"]
+
+[[vault]]
+name = "kv-prod"
+"#
+    )
+}
+
+fn errors_of(text: &str) -> Vec<ConfigError> {
+    match parse_with(text, &[]) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.errors,
+    }
+}
+
+#[test]
+fn minimal_file_gets_sensible_defaults() {
+    let c = parse_with(&minimal(), &[]).expect("valid");
+    assert!(
+        matches!(c.store, StoreConfig::Local { ref path, .. } if path == Path::new("/var/lib/kvkeep/store"))
+    );
+    assert_eq!(c.encryption.recipients, vec![RECIPIENT.to_string()]);
+    assert_eq!(c.encryption.zstd_level, 9);
+    assert_eq!(c.index_path, PathBuf::from("/var/lib/kvkeep/index.sqlite"));
+    assert!(matches!(c.azure.credential, CredentialConfig::Default));
+    assert!(c.azure.verify_challenge_resource);
+    assert_eq!(c.limits.vault_share, 0.1);
+    assert_eq!(c.limits.concurrency, 4);
+    let v = &c.vaults[0];
+    assert_eq!(v.url, "https://kv-prod.vault.azure.net");
+    assert_eq!(v.kinds.len(), 3);
+    assert_eq!(v.skip_tags.get("kvkeep").map(String::as_str), Some("skip"));
+    assert_eq!(v.payload, PayloadMode::Native);
+    assert!(v.schedule.is_none());
+}
+
+#[test]
+fn vault_settings_override_defaults_key_by_key() {
+    let text = format!(
+        "{}\n[defaults]\nschedule = \"@daily\"\ntimezone = \"Europe/Berlin\"\nkinds = [\"secrets\"]\n\n[[vault]]\nname = \"kv-other\"\nkinds = [\"keys\", \"certificates\"]\n",
+        minimal()
+    );
+    let c = parse_with(&text, &[]).expect("valid");
+    let a = &c.vaults[0];
+    let b = &c.vaults[1];
+    assert_eq!(
+        a.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        ["secrets"]
+    );
+    assert_eq!(
+        b.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        ["keys", "certificates"]
+    );
+    let s = b.schedule.as_ref().expect("inherited schedule");
+    assert_eq!(s.time_zone(), "Europe/Berlin");
+    assert_eq!(s.expr(), "@daily");
+}
+
+#[test]
+fn relative_files_resolve_against_the_config_directory() {
+    let text = minimal().replace(
+        &format!("recipients = [\"{RECIPIENT}\"]"),
+        "recipients_file = \"recipients.txt\"",
+    );
+    let c = parse_with(
+        &text,
+        &[("recipients.txt", &format!("# ops team\n{RECIPIENT}\n\n"))],
+    )
+    .expect("valid");
+    assert_eq!(c.encryption.recipients, vec![RECIPIENT.to_string()]);
+}
+
+/// Each malformed file, the key path the error must name, and a phrase it must contain.
+#[test]
+fn malformed_files_each_get_a_clear_error() {
+    let m = minimal();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (format!("{m}\n[store2]\n"), "", "unknown field"),
+        (m.replace("type = \"local\"", "type = \"local\"\ncolour = \"blue\""), "", "unknown field `colour`"),
+        (m.replace("type = \"local\"", "type = \"s3\""), "store.type", "expected \"local\" or \"azure\""),
+        (m.replace("path = \"/var/lib/kvkeep/store\"", ""), "store.path", "missing"),
+        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"not a url\""), "store.container_url", "not a URL"),
+        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"http://acct.blob.core.windows.net/c\""), "store.container_url", "https"),
+        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c?sv=2020&sig=SECRETSIG\""), "store.container_url", "query string"),
+        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c\"\nauth = \"sas\""), "store.sas_url_file", "missing"),
+        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c\"\nauth = \"sas\"\nsas_url_file = \"/run/missing\""), "store.sas_url_file", "cannot read"),
+        (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients = []"), "encryption.recipients", "no recipients"),
+        (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients = [\"age1nope\"]"), "encryption.recipients[0]", "not an age"),
+        (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients_file = \"nowhere.txt\""), "encryption.recipients_file", "cannot read"),
+        (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), &format!("recipients = [\"{RECIPIENT}\"]\nzstd_level = 40")), "encryption.zstd_level", "between 1 and 22"),
+        (m.replace("[encryption]", "[encryption_]"), "", "unknown field"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv_prod!\""), "vault[0].name", "invalid vault name"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nurl = \"https://kv-prod.vault.azure.net/some/path\""), "vault[0].url", "without a path"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nurl = \"kv-prod.vault.azure.net\""), "vault[0].url", "not a URL"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nschedule = \"{{SCHEDULE}}\""), "vault[0].schedule", "5 fields"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nschedule = \"61 * * * *\""), "vault[0].schedule", "invalid cron"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nschedule = \"@daily\"\ntimezone = \"Mars/Olympus\""), "vault[0].timezone", "unknown time zone"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nkinds = [\"blobs\"]"), "vault[0].kinds[0]", "unknown object kind"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\ninclude = [\"db-[\"]"), "vault[0].include[0]", "invalid glob"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\npayload = \"yaml\""), "vault[0].payload", "unknown payload"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\ndeep_scan_every = \"often\""), "vault[0].deep_scan_every", "not a duration"),
+        (format!("{m}\n[[vault]]\nname = \"KV-PROD\"\n"), "vault[1].name", "listed twice"),
+        (m.replace("[[vault]]\nname = \"kv-prod\"", ""), "vault", "no vaults"),
+        (format!("{m}\n[limits]\nvault_share = 1.5\n"), "limits.vault_share", "at most 1"),
+        (format!("{m}\n[limits]\nconcurrency = 0\n"), "limits.concurrency", "between 1 and 64"),
+        (format!("{m}\n[azure]\ncredential = \"magic\"\n"), "azure.credential", "unknown credential"),
+        (format!("{m}\n[azure]\ncredential = \"client-secret\"\ntenant_id = \"t\"\n"), "azure.client_id", "missing"),
+        (format!("{m}\n[azure]\ncredential = \"token-file\"\n"), "azure.token_file", "missing"),
+        (format!("{m}\n[azure]\nca_file = \"/nope/ca.pem\"\n"), "azure.ca_file", "cannot read"),
+        (format!("{m}\n[azure]\nresolve = {{ \"kv1.vault.localhost\" = \"localhost\" }}\n"), "azure.resolve.kv1.vault.localhost", "not an IP address"),
+        ("[store\n".to_string(), "", "line"),
+    ];
+    assert!(cases.len() >= 15);
+    for (text, path, phrase) in cases {
+        let errors = errors_of(&text);
+        let rendered = ConfigErrors {
+            file: "kvkeep.toml".into(),
+            errors: errors.clone(),
+        }
+        .to_string();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == path && e.to_string().contains(phrase)),
+            "expected an error at {path:?} containing {phrase:?}; got:\n{rendered}\nfor:\n{text}"
+        );
+        assert!(
+            !rendered.contains("SECRETSIG"),
+            "a SAS signature leaked into: {rendered}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_lines() {
+    let text = "[store]\ntype = \"s3\"\n\n[encryption]\nrecipients = [\"age1bad\"]\nzstd_level = 0\n\n[[vault]]\nname = \"x\"\n";
+    let errors = errors_of(text);
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "store.type",
+            "encryption.recipients[0]",
+            "encryption.zstd_level",
+            "vault[0].name"
+        ]
+    );
+    assert_eq!(errors[0].line, Some(2));
+    assert_eq!(errors[3].line, Some(9));
+}
+
+#[test]
+fn a_pasted_private_key_is_refused_and_never_echoed() {
+    let canary =
+        "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQCANARY";
+    let text = minimal().replace(RECIPIENT, canary);
+    let err = parse_with(&text, &[]).expect_err("refused").to_string();
+    assert!(err.contains("private key"), "{err}");
+    assert!(
+        !err.contains("CANARY") && !err.contains("SECRET-KEY-1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_shipped_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kvkeep.example.toml");
+    let c = Config::load(&path).expect("config/kvkeep.example.toml is valid");
+    assert_eq!(c.vaults.len(), 1);
+    assert_eq!(c.vaults[0].name.as_str(), "kv-prod-weu");
+    assert!(c.vaults[0].schedule.is_some());
+}

@@ -1,0 +1,825 @@
+//! Pure validation of a [`RawConfig`]: every problem is collected with its key path and line;
+//! defaults are applied here and nowhere else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::model::*;
+use super::raw::*;
+use super::{line_of, ConfigError};
+use crate::model::{ObjectKind, VaultName};
+use crate::scheduler::Schedule;
+
+/// Default index location (systemd's `StateDirectory=kvkeep`).
+const DEFAULT_INDEX: &str = "/var/lib/kvkeep/index.sqlite";
+const DEFAULT_ZSTD_LEVEL: i64 = 9;
+const DEFAULT_SHARE: f64 = 0.1;
+const DEFAULT_CONCURRENCY: i64 = 4;
+const DEFAULT_DEEP_SCAN: &str = "7d";
+
+/// Collects errors with their lines.
+struct Check<'a> {
+    text: &'a str,
+    base: &'a Path,
+    read: &'a dyn Fn(&Path) -> std::io::Result<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Check<'_> {
+    fn at<T>(&mut self, path: impl Into<String>, value: &Spanned<T>, message: impl Into<String>) {
+        let line = Some(line_of(self.text, value.span().start));
+        self.errors.push(ConfigError {
+            path: path.into(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn here(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// Resolves a file reference and checks it can be read; never echoes the contents.
+    fn readable_file(&mut self, key: &str, value: &Spanned<String>) -> Option<(PathBuf, String)> {
+        let path = self.path(value.get_ref());
+        match (self.read)(&path) {
+            Ok(text) => Some((path, text)),
+            Err(e) => {
+                self.at(key, value, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+}
+
+/// Validates `raw` against the source `text` (for line numbers).
+pub(super) fn validate(
+    raw: RawConfig,
+    text: &str,
+    base: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut c = Check {
+        text,
+        base,
+        read,
+        errors: Vec::new(),
+    };
+    let store = store(&mut c, raw.store);
+    let encryption = encryption(&mut c, raw.encryption);
+    let index_path = match &raw.index.path {
+        Some(p) if p.get_ref().trim().is_empty() => {
+            c.at("index.path", p, "must not be empty");
+            None
+        }
+        Some(p) => Some(c.path(p.get_ref())),
+        None => Some(PathBuf::from(DEFAULT_INDEX)),
+    };
+    let azure = azure(&mut c, raw.azure);
+    let limits = limits(&mut c, raw.limits);
+    let defaults = vault_settings(&mut c, "defaults", raw.defaults, None);
+    let vaults = vaults(&mut c, raw.vaults, defaults.as_ref());
+
+    match (store, encryption, index_path, azure, limits, vaults) {
+        (
+            Some(store),
+            Some(encryption),
+            Some(index_path),
+            Some(azure),
+            Some(limits),
+            Some(vaults),
+        ) if c.errors.is_empty() => Ok(Config {
+            store,
+            encryption,
+            index_path,
+            azure,
+            limits,
+            vaults,
+        }),
+        _ => {
+            c.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+            Err(c.errors)
+        }
+    }
+}
+
+fn store(c: &mut Check, raw: Option<Spanned<RawStore>>) -> Option<StoreConfig> {
+    let Some(raw) = raw else {
+        c.here("store", "missing section: add [store] with type = \"local\" (and path) or type = \"azure\" (and container_url)");
+        return None;
+    };
+    let raw = raw.into_inner();
+    let prefix = match &raw.prefix {
+        Some(p) => {
+            let s = p.get_ref();
+            let ok = !s.starts_with('/')
+                && s.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_./".contains(ch))
+                && !s.split('/').any(|seg| seg == "." || seg == "..");
+            if !ok {
+                c.at("store.prefix", p, "use letters, digits, '-', '_', '.' and '/' separators, with no leading '/' and no '.' or '..' segments");
+                String::new()
+            } else if s.is_empty() || s.ends_with('/') {
+                s.clone()
+            } else {
+                format!("{s}/")
+            }
+        }
+        None => String::new(),
+    };
+    match raw.kind.get_ref().as_str() {
+        "local" => {
+            for (key, v) in [
+                ("store.container_url", &raw.container_url),
+                ("store.auth", &raw.auth),
+                ("store.sas_url_file", &raw.sas_url_file),
+                ("store.access_tier", &raw.access_tier),
+            ] {
+                if let Some(v) = v {
+                    c.at(key, v, "only used with type = \"azure\"");
+                }
+            }
+            match &raw.path {
+                Some(p) if !p.get_ref().trim().is_empty() => Some(StoreConfig::Local {
+                    path: c.path(p.get_ref()),
+                    prefix,
+                }),
+                Some(p) => {
+                    c.at("store.path", p, "must not be empty");
+                    None
+                }
+                None => {
+                    c.at("store.path", &raw.kind, "missing: a local store needs path = \"/var/lib/kvkeep/store\" (a directory)");
+                    None
+                }
+            }
+        }
+        "azure" => {
+            if let Some(p) = &raw.path {
+                c.at("store.path", p, "only used with type = \"local\"");
+            }
+            let url = match &raw.container_url {
+                Some(u) => container_url(c, u),
+                None => {
+                    c.at("store.container_url", &raw.kind, "missing: an azure store needs container_url = \"https://ACCOUNT.blob.core.windows.net/CONTAINER\"");
+                    None
+                }
+            };
+            let auth = match raw.auth.as_ref().map(|a| a.get_ref().as_str()) {
+                None | Some("credential") => {
+                    if let Some(f) = &raw.sas_url_file {
+                        c.at("store.sas_url_file", f, "only used with auth = \"sas\"");
+                    }
+                    Some(StoreAuth::Credential)
+                }
+                Some("sas") => match &raw.sas_url_file {
+                    Some(f) => c
+                        .readable_file("store.sas_url_file", f)
+                        .map(|(url_file, _)| StoreAuth::Sas { url_file }),
+                    None => {
+                        if let Some(a) = &raw.auth {
+                            c.at("store.sas_url_file", a, "missing: auth = \"sas\" needs sas_url_file, a file holding the SAS URL");
+                        }
+                        None
+                    }
+                },
+                Some(other) => {
+                    if let Some(a) = &raw.auth {
+                        c.at(
+                            "store.auth",
+                            a,
+                            format!("unknown auth {other:?}: expected \"credential\" or \"sas\""),
+                        );
+                    }
+                    None
+                }
+            };
+            let access_tier = match &raw.access_tier {
+                None => Some(None),
+                Some(t) => match t.get_ref().to_ascii_lowercase().as_str() {
+                    "hot" => Some(Some(AccessTier::Hot)),
+                    "cool" => Some(Some(AccessTier::Cool)),
+                    "cold" => Some(Some(AccessTier::Cold)),
+                    other => {
+                        c.at("store.access_tier", t, format!("unknown access tier {other:?}: expected hot, cool or cold (archive cannot be restored from quickly)"));
+                        None
+                    }
+                },
+            };
+            Some(StoreConfig::Azure {
+                container_url: url?,
+                auth: auth?,
+                prefix,
+                access_tier: access_tier?,
+            })
+        }
+        other => {
+            c.at(
+                "store.type",
+                &raw.kind,
+                format!("unknown store type {other:?}: expected \"local\" or \"azure\""),
+            );
+            None
+        }
+    }
+}
+
+fn container_url(c: &mut Check, u: &Spanned<String>) -> Option<String> {
+    let parsed = match url::Url::parse(u.get_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            c.at("store.container_url", u, format!("not a URL: {e}"));
+            return None;
+        }
+    };
+    if parsed.query().is_some() {
+        // Never echo the URL: its query may hold a SAS signature.
+        c.at("store.container_url", u, "must not carry a query string; put a SAS URL in a file and set auth = \"sas\" and sas_url_file");
+        return None;
+    }
+    if parsed.scheme() != "https" {
+        c.at(
+            "store.container_url",
+            u,
+            "must use https (Azure credentials are never sent over plain http)",
+        );
+        return None;
+    }
+    let segments: Vec<&str> = parsed
+        .path_segments()
+        .map(|s| s.filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    if segments.is_empty() {
+        c.at(
+            "store.container_url",
+            u,
+            "names no container: use https://ACCOUNT.blob.core.windows.net/CONTAINER",
+        );
+        return None;
+    }
+    Some(u.get_ref().trim_end_matches('/').to_string())
+}
+
+fn encryption(c: &mut Check, raw: Option<Spanned<RawEncryption>>) -> Option<EncryptionConfig> {
+    let Some(raw) = raw else {
+        c.here("encryption", "missing section: add [encryption] with recipients = [\"age1...\"] (create one with `kvkeep keys generate`)");
+        return None;
+    };
+    let span_for_empty = raw.span();
+    let raw = raw.into_inner();
+    let mut recipients = Vec::new();
+    let mut ok = true;
+    for (i, r) in raw.recipients.iter().enumerate() {
+        match recipient(r.get_ref()) {
+            Ok(r) => recipients.push(r),
+            Err(msg) => {
+                c.at(format!("encryption.recipients[{i}]"), r, msg);
+                ok = false;
+            }
+        }
+    }
+    if let Some(file) = &raw.recipients_file {
+        if let Some((path, text)) = c.readable_file("encryption.recipients_file", file) {
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match recipient(line) {
+                    Ok(r) => recipients.push(r),
+                    Err(msg) => {
+                        c.at(
+                            "encryption.recipients_file",
+                            file,
+                            format!("{} line {}: {msg}", path.display(), n + 1),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        } else {
+            ok = false;
+        }
+    }
+    if ok && recipients.is_empty() {
+        c.errors.push(ConfigError {
+            path: "encryption.recipients".into(),
+            line: Some(line_of(c.text, span_for_empty.start)),
+            message: "no recipients: add at least one age public key (age1...) inline or in recipients_file; `kvkeep keys generate` makes one".into(),
+        });
+        ok = false;
+    }
+    let mut seen = BTreeSet::new();
+    recipients.retain(|r| seen.insert(r.clone()));
+    let zstd_level = match &raw.zstd_level {
+        None => DEFAULT_ZSTD_LEVEL,
+        Some(l) if (1..=22).contains(l.get_ref()) => *l.get_ref(),
+        Some(l) => {
+            c.at("encryption.zstd_level", l, "must be between 1 and 22");
+            ok = false;
+            DEFAULT_ZSTD_LEVEL
+        }
+    };
+    ok.then_some(EncryptionConfig {
+        recipients,
+        zstd_level: zstd_level as i32,
+    })
+}
+
+/// Checks one age recipient. A pasted identity is refused without echoing it.
+fn recipient(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+        return Err("this is an age identity (a private key), not a recipient: remove it from the configuration at once and put its public key (age1...) here instead".into());
+    }
+    age::x25519::Recipient::from_str(s)
+        .map(|r| r.to_string())
+        .map_err(|_| {
+            let shown: String = s.chars().take(12).collect();
+            format!("{shown:?}... is not an age X25519 recipient (expected age1 followed by 58 characters)")
+        })
+}
+
+fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
+    let mut ok = true;
+    let kind = raw
+        .credential
+        .as_ref()
+        .map(|k| k.get_ref().as_str())
+        .unwrap_or("default");
+    let unused = |c: &mut Check, key: &str, v: &Option<Spanned<String>>, needed_by: &str| {
+        if let Some(v) = v {
+            c.at(
+                format!("azure.{key}"),
+                v,
+                format!("only used with credential = \"{needed_by}\""),
+            );
+        }
+    };
+    let credential = match kind {
+        "default" | "managed-identity" | "workload-identity" | "azure-cli" => {
+            unused(c, "tenant_id", &raw.tenant_id, "client-secret");
+            unused(
+                c,
+                "client_secret_file",
+                &raw.client_secret_file,
+                "client-secret",
+            );
+            unused(c, "token_file", &raw.token_file, "token-file");
+            if kind != "managed-identity" {
+                unused(
+                    c,
+                    "client_id",
+                    &raw.client_id,
+                    "client-secret or managed-identity",
+                );
+            }
+            match kind {
+                "default" => Some(CredentialConfig::Default),
+                "managed-identity" => Some(CredentialConfig::ManagedIdentity {
+                    client_id: raw.client_id.as_ref().map(|s| s.get_ref().clone()),
+                }),
+                "workload-identity" => Some(CredentialConfig::WorkloadIdentity),
+                _ => Some(CredentialConfig::AzureCli),
+            }
+        }
+        "client-secret" => {
+            unused(c, "token_file", &raw.token_file, "token-file");
+            let mut need = |key: &str, v: &Option<Spanned<String>>| match v {
+                Some(v) if !v.get_ref().trim().is_empty() => Some(v.get_ref().clone()),
+                _ => {
+                    let cred = raw.credential.as_ref();
+                    if let Some(cred) = cred {
+                        c.at(
+                            format!("azure.{key}"),
+                            cred,
+                            "missing: credential = \"client-secret\" needs tenant_id, client_id and client_secret_file",
+                        );
+                    }
+                    None
+                }
+            };
+            let tenant_id = need("tenant_id", &raw.tenant_id);
+            let client_id = need("client_id", &raw.client_id);
+            let secret_file = match &raw.client_secret_file {
+                Some(f) => c
+                    .readable_file("azure.client_secret_file", f)
+                    .map(|(p, _)| p),
+                None => {
+                    need("client_secret_file", &None);
+                    None
+                }
+            };
+            match (tenant_id, client_id, secret_file) {
+                (Some(tenant_id), Some(client_id), Some(secret_file)) => {
+                    Some(CredentialConfig::ClientSecret {
+                        tenant_id,
+                        client_id,
+                        secret_file,
+                    })
+                }
+                _ => None,
+            }
+        }
+        "token-file" => {
+            unused(c, "tenant_id", &raw.tenant_id, "client-secret");
+            unused(
+                c,
+                "client_id",
+                &raw.client_id,
+                "client-secret or managed-identity",
+            );
+            unused(
+                c,
+                "client_secret_file",
+                &raw.client_secret_file,
+                "client-secret",
+            );
+            match &raw.token_file {
+                Some(f) => c
+                    .readable_file("azure.token_file", f)
+                    .map(|(path, _)| CredentialConfig::TokenFile { path }),
+                None => {
+                    if let Some(cred) = &raw.credential {
+                        c.at("azure.token_file", cred, "missing: credential = \"token-file\" needs token_file, a file holding a bearer token");
+                    }
+                    None
+                }
+            }
+        }
+        other => {
+            if let Some(cred) = &raw.credential {
+                c.at("azure.credential", cred, format!("unknown credential {other:?}: expected default, managed-identity, workload-identity, client-secret, azure-cli or token-file"));
+            }
+            None
+        }
+    };
+    ok &= credential.is_some();
+    let ca_file = match &raw.ca_file {
+        None => None,
+        Some(f) => match c.readable_file("azure.ca_file", f) {
+            Some((path, text)) if text.contains("-----BEGIN CERTIFICATE-----") => Some(path),
+            Some((path, _)) => {
+                c.at(
+                    "azure.ca_file",
+                    f,
+                    format!("{} holds no PEM certificate", path.display()),
+                );
+                ok = false;
+                None
+            }
+            None => {
+                ok = false;
+                None
+            }
+        },
+    };
+    let mut resolve = BTreeMap::new();
+    for (host, addr) in &raw.resolve {
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+        if !host_ok {
+            c.at(format!("azure.resolve.{host:?}"), addr, "not a host name");
+            ok = false;
+            continue;
+        }
+        match IpAddr::from_str(addr.get_ref()) {
+            Ok(ip) => {
+                resolve.insert(host.to_ascii_lowercase(), ip);
+            }
+            Err(_) => {
+                c.at(
+                    format!("azure.resolve.{host}"),
+                    addr,
+                    format!("{:?} is not an IP address", addr.get_ref()),
+                );
+                ok = false;
+            }
+        }
+    }
+    Some(AzureConfig {
+        credential: credential?,
+        ca_file,
+        resolve,
+        verify_challenge_resource: raw.verify_challenge_resource.unwrap_or(true),
+    })
+    .filter(|_| ok)
+}
+
+fn limits(c: &mut Check, raw: RawLimits) -> Option<Limits> {
+    let mut ok = true;
+    let mut share = |c: &mut Check, key: &str, v: &Option<Spanned<f64>>| match v {
+        None => DEFAULT_SHARE,
+        Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 1.0 => *s.get_ref(),
+        Some(s) => {
+            c.at(format!("limits.{key}"), s, "must be greater than 0 and at most 1 (a fraction of the service's throttle limit, e.g. 0.1)");
+            ok = false;
+            DEFAULT_SHARE
+        }
+    };
+    let vault_share = share(c, "vault_share", &raw.vault_share);
+    let subscription_share = share(c, "subscription_share", &raw.subscription_share);
+    let concurrency = match &raw.concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(n) if (1..=64).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => {
+            c.at("limits.concurrency", n, "must be between 1 and 64");
+            ok = false;
+            DEFAULT_CONCURRENCY
+        }
+    };
+    ok.then_some(Limits {
+        vault_share,
+        subscription_share,
+        concurrency: concurrency as usize,
+    })
+}
+
+/// Per-vault settings after validation, before defaults are merged.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    schedule: Option<(String, Spanned<String>)>,
+    timezone: Option<Spanned<String>>,
+    kinds: Option<BTreeSet<ObjectKind>>,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    skip_tags: Option<BTreeMap<String, String>>,
+    payload: Option<PayloadMode>,
+    deep_scan_every: Option<Duration>,
+}
+
+fn vault_settings(
+    c: &mut Check,
+    at: &str,
+    raw: RawVaultDefaults,
+    _parent: Option<&Settings>,
+) -> Option<Settings> {
+    let before = c.errors.len();
+    let mut s = Settings {
+        schedule: raw.schedule.map(|v| (v.get_ref().clone(), v)),
+        timezone: raw.timezone,
+        skip_tags: raw.skip_tags,
+        ..Settings::default()
+    };
+    if let Some(kinds) = raw.kinds {
+        let mut set = BTreeSet::new();
+        for (i, k) in kinds.iter().enumerate() {
+            match ObjectKind::from_str(k.get_ref()) {
+                Ok(kind) => {
+                    set.insert(kind);
+                }
+                Err(e) => c.at(format!("{at}.kinds[{i}]"), k, e.to_string()),
+            }
+        }
+        if kinds.is_empty() {
+            c.here(
+                format!("{at}.kinds"),
+                "must name at least one of keys, secrets, certificates",
+            );
+        }
+        s.kinds = Some(set);
+    }
+    for (key, list, slot) in [
+        ("include", raw.include, &mut s.include),
+        ("exclude", raw.exclude, &mut s.exclude),
+    ] {
+        if let Some(list) = list {
+            let mut out = Vec::new();
+            for (i, g) in list.iter().enumerate() {
+                match globset::Glob::new(g.get_ref()) {
+                    Ok(_) => out.push(g.get_ref().clone()),
+                    Err(e) => c.at(
+                        format!("{at}.{key}[{i}]"),
+                        g,
+                        format!("invalid glob: {}", e.kind()),
+                    ),
+                }
+            }
+            *slot = Some(out);
+        }
+    }
+    if let Some(p) = &raw.payload {
+        match p.get_ref().as_str() {
+            "native" => s.payload = Some(PayloadMode::Native),
+            "portable" => c.at(
+                format!("{at}.payload"),
+                p,
+                "payload = \"portable\" is not available yet; use \"native\"",
+            ),
+            other => c.at(
+                format!("{at}.payload"),
+                p,
+                format!("unknown payload mode {other:?}: expected \"native\""),
+            ),
+        }
+    }
+    if let Some(d) = &raw.deep_scan_every {
+        match humantime::parse_duration(d.get_ref()) {
+            Ok(dur) if dur >= Duration::from_secs(3600) => s.deep_scan_every = Some(dur),
+            Ok(_) => c.at(
+                format!("{at}.deep_scan_every"),
+                d,
+                "must be at least 1h (a deep scan lists every version of every object)",
+            ),
+            Err(e) => c.at(
+                format!("{at}.deep_scan_every"),
+                d,
+                format!("not a duration ({e}); write e.g. \"7d\" or \"12h\""),
+            ),
+        }
+    }
+    (c.errors.len() == before).then_some(s)
+}
+
+fn vaults(
+    c: &mut Check,
+    raw: Vec<Spanned<RawVault>>,
+    defaults: Option<&Settings>,
+) -> Option<Vec<VaultConfig>> {
+    if raw.is_empty() {
+        c.here(
+            "vault",
+            "no vaults: add at least one [[vault]] with name = \"...\"",
+        );
+        return None;
+    }
+    let before = c.errors.len();
+    let empty = Settings::default();
+    let defaults = defaults.unwrap_or(&empty);
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, v) in raw.into_iter().enumerate() {
+        let v = v.into_inner();
+        let at = format!("vault[{i}]");
+        let name = match VaultName::from_str(v.name.get_ref()) {
+            Ok(n) => {
+                if !seen.insert(n.clone()) {
+                    c.at(
+                        format!("{at}.name"),
+                        &v.name,
+                        format!("vault {n} is listed twice"),
+                    );
+                }
+                Some(n)
+            }
+            Err(e) => {
+                c.at(format!("{at}.name"), &v.name, e.to_string());
+                None
+            }
+        };
+        let url = match (&v.url, &name) {
+            (Some(u), _) => vault_url(c, &format!("{at}.url"), u),
+            (None, Some(n)) => Some(format!("https://{n}.vault.azure.net")),
+            (None, None) => None,
+        };
+        for (key, val) in [
+            ("subscription", &v.subscription),
+            ("geography", &v.geography),
+        ] {
+            if let Some(val) = val {
+                if val.get_ref().trim().is_empty() {
+                    c.at(format!("{at}.{key}"), val, "must not be empty when given");
+                }
+            }
+        }
+        let own = vault_settings(
+            c,
+            &at,
+            RawVaultDefaults {
+                schedule: v.schedule,
+                timezone: v.timezone,
+                kinds: v.kinds,
+                include: v.include,
+                exclude: v.exclude,
+                skip_tags: v.skip_tags,
+                payload: v.payload,
+                deep_scan_every: v.deep_scan_every,
+            },
+            Some(defaults),
+        );
+        let Some(own) = own else { continue };
+        // Vault settings win over [defaults], key by key.
+        let schedule_src = own.schedule.or_else(|| defaults.schedule.clone());
+        let tz = own.timezone.or_else(|| defaults.timezone.clone());
+        let schedule = match &schedule_src {
+            None => None,
+            Some((expr, span)) => {
+                let tz_name = tz.as_ref().map(|t| t.get_ref().as_str()).unwrap_or("UTC");
+                match Schedule::parse(expr, tz_name) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        let key = match (&e, &tz) {
+                            (crate::scheduler::ScheduleError::TimeZone(_), Some(t)) => {
+                                c.at(format!("{at}.timezone"), t, e.to_string());
+                                continue;
+                            }
+                            _ => format!("{at}.schedule"),
+                        };
+                        c.at(key, span, e.to_string());
+                        continue;
+                    }
+                }
+            }
+        };
+        if schedule.is_none() {
+            if let Some(t) = &tz {
+                if chrono_tz::Tz::from_str(t.get_ref()).is_err() {
+                    c.at(
+                        format!("{at}.timezone"),
+                        t,
+                        format!(
+                            "unknown time zone {:?}: use an IANA name such as UTC or Europe/Berlin",
+                            t.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        let (Some(name), Some(url)) = (name, url) else {
+            continue;
+        };
+        out.push(VaultConfig {
+            name,
+            url,
+            subscription: v.subscription.map(|s| s.into_inner()),
+            geography: v.geography.map(|s| s.into_inner()),
+            schedule,
+            kinds: own
+                .kinds
+                .or_else(|| defaults.kinds.clone())
+                .unwrap_or_else(|| ObjectKind::ALL.into_iter().collect()),
+            include: own
+                .include
+                .or_else(|| defaults.include.clone())
+                .unwrap_or_default(),
+            exclude: own
+                .exclude
+                .or_else(|| defaults.exclude.clone())
+                .unwrap_or_default(),
+            skip_tags: own
+                .skip_tags
+                .or_else(|| defaults.skip_tags.clone())
+                .unwrap_or_else(|| BTreeMap::from([("kvkeep".to_string(), "skip".to_string())])),
+            payload: own
+                .payload
+                .or(defaults.payload)
+                .unwrap_or(PayloadMode::Native),
+            deep_scan_every: own
+                .deep_scan_every
+                .or(defaults.deep_scan_every)
+                .or_else(|| humantime::parse_duration(DEFAULT_DEEP_SCAN).ok())
+                .unwrap_or(Duration::from_secs(7 * 86_400)),
+        });
+    }
+    (c.errors.len() == before).then_some(out)
+}
+
+fn vault_url(c: &mut Check, key: &str, u: &Spanned<String>) -> Option<String> {
+    let parsed = match url::Url::parse(u.get_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            c.at(
+                key,
+                u,
+                format!("not a URL ({e}); write e.g. https://NAME.vault.azure.net"),
+            );
+            return None;
+        }
+    };
+    let problem = if parsed.scheme() != "https" {
+        Some("must use https: Key Vault clients never send tokens over plain http")
+    } else if parsed.host_str().is_none() {
+        Some("has no host")
+    } else if parsed.path() != "/" && !parsed.path().is_empty() {
+        Some("must be the vault's root, without a path (a vault is identified by its host)")
+    } else if parsed.query().is_some() || parsed.fragment().is_some() {
+        Some("must not carry a query or fragment")
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        c.at(key, u, p);
+        return None;
+    }
+    Some(u.get_ref().trim_end_matches('/').to_string())
+}
