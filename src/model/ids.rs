@@ -18,6 +18,17 @@ pub enum IdError {
     /// An unknown object kind.
     #[error("unknown object kind {0:?}: expected keys, secrets or certificates")]
     ObjectKind(String),
+    /// Not a run id.
+    #[error("invalid run id {0:?}: expected 16 lowercase hex characters")]
+    RunId(String),
+    /// Not an object version.
+    #[error("invalid object version {0:?}: expected up to 64 letters and digits")]
+    ObjectVersion(String),
+    /// Not a valid blob key.
+    #[error(
+        "invalid blob key {0:?}: use '/'-separated segments of letters, digits, '-', '_' and '.'"
+    )]
+    BlobKey(String),
 }
 
 /// The name of a Key Vault (`kv-prod-weu`), as in `https://{name}.vault.azure.net`.
