@@ -3,9 +3,11 @@
 //! fault injection, request log).
 //!
 //! Layout: [`api`] is the contract between the HTTP layer ([`server`]) and the vault state
-//! ([`vault`]); [`error`] is the service's error vocabulary; [`tls`] makes the test PKI.
+//! ([`vault`]); [`error`] is the service's error vocabulary; [`tls`] makes the test PKI;
+//! [`client`] helps Rust tests reach the emulator.
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod server;
 pub mod tls;
