@@ -1,0 +1,175 @@
+//! Secrets: the stored payload, the SecretBundle/SecretItem shapes of §5.2, `PUT /secrets/{name}`
+//! and the secret flavour of `PATCH`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::api::Collection;
+use crate::error::KvError;
+
+use super::body::{self, AttrsPatch};
+use super::model::{
+    canonical, new_version_id, object_id, put_tags_managed, Attrs, Object, Store, Version,
+};
+use super::store::{Payload, RenderCx, Timing};
+
+/// The service's limit on a secret value (25 KiB).
+pub const MAX_SECRET_BYTES: usize = 25 * 1024;
+
+/// What a secret version holds besides the common attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretData {
+    /// The value.
+    pub value: String,
+    /// `contentType`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+impl Payload for SecretData {
+    const COLL: Collection = Collection::Secrets;
+
+    fn bundle(obj: &Object<Self>, v: &Version<Self>, cx: &RenderCx) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("value".into(), json!(v.data.value));
+        m.insert(
+            "id".into(),
+            json!(object_id(
+                cx.authority,
+                Collection::Secrets,
+                &obj.name,
+                Some(&v.id)
+            )),
+        );
+        if let Some(ct) = &v.data.content_type {
+            m.insert("contentType".into(), json!(ct));
+        }
+        m.insert("attributes".into(), v.attrs.to_json(&cx.recovery));
+        put_tags_managed(&mut m, &v.tags, obj.managed);
+        if obj.managed {
+            // A certificate's secret points at the key of the same name and version.
+            m.insert(
+                "kid".into(),
+                json!(object_id(
+                    cx.authority,
+                    Collection::Keys,
+                    &obj.name,
+                    Some(&v.id)
+                )),
+            );
+        }
+        m
+    }
+
+    fn item(
+        obj: &Object<Self>,
+        v: &Version<Self>,
+        cx: &RenderCx,
+        versioned: bool,
+    ) -> Map<String, Value> {
+        let mut m = Map::new();
+        let version = versioned.then_some(v.id.as_str());
+        m.insert(
+            "id".into(),
+            json!(object_id(
+                cx.authority,
+                Collection::Secrets,
+                &obj.name,
+                version
+            )),
+        );
+        if let Some(ct) = &v.data.content_type {
+            m.insert("contentType".into(), json!(ct));
+        }
+        m.insert("attributes".into(), v.attrs.to_json(&cx.recovery));
+        put_tags_managed(&mut m, &v.tags, obj.managed);
+        m
+    }
+}
+
+/// `PUT /secrets/{name}`: a new version; returns the bundle (with value).
+pub fn set(
+    store: &mut Store<SecretData>,
+    name: &str,
+    raw: &Value,
+    t: &Timing,
+    cx: &RenderCx,
+) -> Result<Value, KvError> {
+    let key = canonical(Collection::Secrets, name)?;
+    let b = body::object(raw)?;
+    let value = body::req_str(&b, "value")?;
+    if value.len() > MAX_SECRET_BYTES {
+        return Err(KvError::bad_parameter(format!(
+            "The secret value is too large: {} bytes (at most {MAX_SECRET_BYTES} are allowed).",
+            value.len()
+        )));
+    }
+    let content_type = body::opt_str(&b, "contentType")?.map(str::to_string);
+    let tags = body::tags(&b)?;
+    let mut attrs = Attrs::new(t.now);
+    AttrsPatch::read(&b)?.apply(&mut attrs)?;
+    store.check_creatable(&key, name, t)?;
+    store.check_not_managed(&key, "set")?;
+    let version = Version {
+        id: new_version_id(),
+        attrs,
+        tags,
+        data: SecretData {
+            value: value.to_string(),
+            content_type,
+        },
+    };
+    let obj = store.add_version(key, name, false, version);
+    let v = obj
+        .latest()
+        .ok_or_else(|| KvError::not_found(Collection::Secrets, name))?;
+    Ok(Value::Object(SecretData::bundle(obj, v, cx)))
+}
+
+/// `GET /secrets/{name}/{version?}`: a disabled version answers 403 (§16).
+pub fn get(
+    store: &Store<SecretData>,
+    name: &str,
+    version: Option<&str>,
+    cx: &RenderCx,
+) -> Result<Value, KvError> {
+    let (obj, v) = store.live_version(name, version)?;
+    if !v.attrs.enabled {
+        return Err(KvError::disabled(Collection::Secrets));
+    }
+    Ok(Value::Object(SecretData::bundle(obj, v, cx)))
+}
+
+/// `PATCH /secrets/{name}/{version?}`: attributes, tags, contentType; the answer has no value.
+pub fn update(
+    store: &mut Store<SecretData>,
+    name: &str,
+    version: Option<&str>,
+    raw: &Value,
+    now: i64,
+    cx: &RenderCx,
+) -> Result<Value, KvError> {
+    let b = body::object(raw)?;
+    let patch = AttrsPatch::read(&b)?;
+    let tags = body::tags(&b)?;
+    let content_type = body::opt_str(&b, "contentType")?.map(str::to_string);
+    let obj = store.live_version_mut(name, version)?;
+    let v = obj
+        .version_mut(version)
+        .ok_or_else(|| KvError::not_found(Collection::Secrets, name))?;
+    patch.apply(&mut v.attrs)?;
+    if tags.is_some() {
+        v.tags = tags;
+    }
+    if content_type.is_some() {
+        v.data.content_type = content_type;
+    }
+    v.attrs.updated = now;
+    let obj = store.live(name)?;
+    let v = obj
+        .version(version)
+        .ok_or_else(|| KvError::not_found(Collection::Secrets, name))?;
+    let mut m = SecretData::bundle(obj, v, cx);
+    m.remove("value");
+    Ok(Value::Object(m))
+}
