@@ -235,11 +235,13 @@ class ControlPlane:
 
     def __init__(self, base_url: str, ca_cert: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self.ca_cert = ca_cert
         self.session = requests.Session()
-        self.session.verify = ca_cert
 
     def request(self, method: str, path: str, expected: int, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.base_url}/{path.lstrip('/')}", timeout=30, **kwargs)
+        # verify per request: a session-level verify loses to REQUESTS_CA_BUNDLE from the environment.
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        response = self.session.request(method, url, timeout=30, verify=self.ca_cert, **kwargs)
         assert response.status_code == expected, (
             f"control plane {method} {path}: expected {expected}, got {response.status_code}: {response.text}"
         )
