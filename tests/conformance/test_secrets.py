@@ -263,3 +263,21 @@ def test_purge_protected_vault_refuses_purge(make_secret_client, control):
 
     client.begin_recover_deleted_secret(name).wait()
     assert client.get_secret(name).value == "v"
+
+
+def test_soft_deleted_secret_expires_at_scheduled_purge_date(secret_client, control):
+    name = unique("expire")
+    secret_client.set_secret(name, "v")
+    poller = secret_client.begin_delete_secret(name)
+    poller.wait()
+    deleted = poller.result()
+    retention = (deleted.scheduled_purge_date - deleted.deleted_date).total_seconds()
+    assert 7 * 86400 <= retention <= 90 * 86400
+
+    control.advance_time(int(retention) - 3600)
+    assert secret_client.get_deleted_secret(name).name == name, "still recoverable an hour before"
+    control.advance_time(2 * 3600)
+    with pytest.raises(ResourceNotFoundError):
+        secret_client.get_deleted_secret(name)
+    assert name not in [d.name for d in secret_client.list_deleted_secrets()]
+    assert secret_client.set_secret(name, "new").value == "new", "the expired name is free again"
