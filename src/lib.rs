@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod model;
 pub mod scheduler;

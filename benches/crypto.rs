@@ -1,0 +1,3 @@
+//! Throughput of the sealing pipeline (placeholder while the crypto module is written).
+
+fn main() {}
