@@ -320,8 +320,8 @@ impl Vault {
         self.cert_bundle(name, None, ctx)
     }
 
-    /// `POST /certificates/{name}/create`: self-signed only; answers 202 with the operation,
-    /// already completed.
+    /// `POST /certificates/{name}/create`: self-signed only; the certificate is made at once and
+    /// the 202 carries the operation.
     pub(super) fn create_certificate(
         &mut self,
         name: &str,
@@ -381,7 +381,16 @@ impl Vault {
             hsm,
         };
         self.install_certificate(&key, name, inst, ctx.now)?;
-        self.certificate_operation(name, ctx)
+        // The certificate already exists, but the 202 says "inProgress" as the service's does:
+        // the Python SDK's poller never polls (and returns nothing) when the first answer is
+        // already final. The first poll of `/pending` then reports completion.
+        let mut op = self.certificate_operation(name, ctx)?;
+        op["status"] = json!("inProgress");
+        op["status_details"] = json!("Pending certificate created. Certificate request is in progress. This may take some time based on the issuer provider. Please check again later.");
+        if let Some(m) = op.as_object_mut() {
+            m.remove("target");
+        }
+        Ok(op)
     }
 
     /// `GET /certificates/{name}/pending`.

@@ -13,6 +13,10 @@ use crate::error::KvError;
 
 use super::jwk::{self, Family, KeyMaterial};
 
+/// CMS `id-data`: the content type of an unencrypted PKCS#12 safe.
+const ID_DATA: der::oid::ObjectIdentifier =
+    der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
+
 /// `contentType` of a PFX secret.
 pub const PKCS12: &str = "application/x-pkcs12";
 /// `contentType` of a PEM secret.
@@ -81,7 +85,7 @@ pub fn thumbprint(der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha1::digest(der))
 }
 
-/// Reads an import `value`: PEM text when it holds PEM armour, otherwise base64 PFX opened
+/// Reads an import `value`: PEM text (plain or base64-encoded), otherwise base64 PFX opened
 /// with `pwd` (empty when absent). Returns the bundle and the detected content type.
 pub fn read_import(value: &str, pwd: Option<&str>) -> Result<(Bundle, &'static str), KvError> {
     if value.contains("-----BEGIN") {
@@ -90,6 +94,12 @@ pub fn read_import(value: &str, pwd: Option<&str>) -> Result<(Bundle, &'static s
     let der = jwk::decode_b64_lenient(value).ok_or_else(|| {
         bad("The certificate value is neither PEM text nor base64-encoded PKCS#12.")
     })?;
+    // The Python SDK base64-encodes every import value, PEM text included.
+    if der.windows(11).any(|w| w == b"-----BEGIN ") {
+        let text =
+            String::from_utf8(der).map_err(|_| bad("The PEM content is not valid UTF-8."))?;
+        return Ok((read_pem(&text)?, PEM));
+    }
     Ok((read_pfx(&der, pwd.unwrap_or(""))?, PKCS12))
 }
 
@@ -99,13 +109,55 @@ fn read_pfx(der: &[u8], pwd: &str) -> Result<Bundle, KvError> {
             "The PKCS#12 content could not be read (wrong password or unsupported format): {e}"
         ))
     })?;
-    let (_, chain) = store
-        .private_key_chain()
-        .ok_or_else(|| bad("The PKCS#12 content holds no private key with its certificate."))?;
+    let Some((_, chain)) = store.private_key_chain() else {
+        // p12-keystore only reads shrouded key bags; files written without encryption keep the
+        // key in a plain key bag, read here (the MAC, if any, was verified above).
+        return read_plain_pfx(der);
+    };
     let key = jwk::from_private_der(chain.key())?;
     let chain: Vec<Vec<u8>> = chain.chain().iter().map(|c| c.as_der().to_vec()).collect();
     check_pair(&key, &chain)?;
     Ok(Bundle { key, chain })
+}
+
+/// Reads the unencrypted safes of a PFX: plain key bags and certificate bags. The certificate
+/// matching the key becomes the leaf.
+fn read_plain_pfx(der_bytes: &[u8]) -> Result<Bundle, KvError> {
+    use der::asn1::{Any, OctetString};
+    use der::{Decode, Encode};
+    let no_key = || bad("The PKCS#12 content holds no private key with its certificate.");
+    let corrupt = |_| bad("The PKCS#12 content could not be read.");
+    let pfx = pkcs12::pfx::Pfx::from_der(der_bytes).map_err(corrupt)?;
+    let octets = |content: &Any| -> Result<Vec<u8>, KvError> {
+        let der = content.to_der().map_err(corrupt)?;
+        Ok(OctetString::from_der(&der).map_err(corrupt)?.into_bytes())
+    };
+    let safes: Vec<cms::content_info::ContentInfo> =
+        Vec::from_der(&octets(&pfx.auth_safe.content)?).map_err(corrupt)?;
+    let (mut keys, mut certs) = (Vec::new(), Vec::new());
+    for safe in safes.iter().filter(|s| s.content_type == ID_DATA) {
+        let bags: pkcs12::safe_bag::SafeContents =
+            Vec::from_der(&octets(&safe.content)?).map_err(corrupt)?;
+        for bag in bags {
+            // `bag_value` is the whole `[0] EXPLICIT` element; its content is the bag itself.
+            let inner = Any::from_der(&bag.bag_value).map_err(corrupt)?;
+            if bag.bag_id == pkcs12::PKCS_12_KEY_BAG_OID {
+                keys.push(inner.value().to_vec());
+            } else if bag.bag_id == pkcs12::PKCS_12_CERT_BAG_OID {
+                let cert = pkcs12::cert_type::CertBag::from_der(inner.value()).map_err(corrupt)?;
+                certs.push(cert.cert_value.as_bytes().to_vec());
+            }
+        }
+    }
+    let key = jwk::from_private_der(keys.first().ok_or_else(no_key)?)?;
+    let fingerprint = jwk::public_fingerprint(&key);
+    let leaf = certs
+        .iter()
+        .position(|c| info(c).is_ok_and(|i| i.public == fingerprint))
+        .ok_or_else(no_key)?;
+    let leaf_der = certs.remove(leaf);
+    certs.insert(0, leaf_der);
+    Ok(Bundle { key, chain: certs })
 }
 
 fn read_pem(text: &str) -> Result<Bundle, KvError> {
