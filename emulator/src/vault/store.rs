@@ -280,7 +280,7 @@ impl<P: Payload> Store<P> {
         Ok(page(iter, limit))
     }
 
-    /// Live version count and deleted object count (for the control plane).
+    /// Live object count and soft-deleted object count (for the control plane).
     pub fn counts(&self) -> (usize, usize) {
         (self.active.len(), self.deleted.len())
     }
