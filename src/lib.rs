@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod index;
 pub mod model;
 pub mod scheduler;

@@ -1,0 +1,100 @@
+//! Schema migrations: the SQL files in `migrations/`, embedded in the binary and applied in order
+//! when the index is opened.
+//!
+//! The schema version is SQLite's `PRAGMA user_version` (0 for a new file, N after migration N),
+//! so it lives in the file header and changes atomically with the migration's transaction: all
+//! pending migrations run in one `BEGIN IMMEDIATE` transaction, and a failure leaves the file
+//! exactly as it was. Migrations are append-only: a released file is never edited, a change is a
+//! new file. A file whose version is newer than the migrations this build carries was written by
+//! a newer kvkeep and is refused rather than guessed at.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::error::{classify, IndexError};
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    /// The schema version the file produces (1-based, consecutive).
+    pub version: i64,
+    /// The file name in `migrations/`, for messages.
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial.sql",
+        sql: include_str!("../../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_verifications.sql",
+        sql: include_str!("../../migrations/0002_verifications.sql"),
+    },
+];
+
+/// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some
+/// other program's SQLite database that happens to sit at the configured path.
+pub(crate) const APPLICATION_ID: i32 = 0x6b76_6b70;
+
+/// The schema version this build writes and understands.
+pub fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Checks that `conn` is a kvkeep index (or a new, empty file) no newer than this build, then
+/// applies the first `target` migrations that it lacks.
+pub(crate) fn migrate(conn: &mut Connection, path: &str, target: usize) -> Result<(), IndexError> {
+    let context = "checking the schema version";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| classify(path, context, e))?;
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| classify(path, context, e))?;
+    let app_id: i32 = tx
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| classify(path, context, e))?;
+    let schema_objects: i64 = tx
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| classify(path, context, e))?;
+
+    let is_new_file = found == 0 && app_id == 0 && schema_objects == 0;
+    if app_id != APPLICATION_ID && !is_new_file {
+        return Err(IndexError::NotAnIndex {
+            path: path.to_string(),
+            found: app_id,
+        });
+    }
+    if found > supported_version() {
+        return Err(IndexError::TooNew {
+            path: path.to_string(),
+            found,
+            supported: supported_version(),
+        });
+    }
+
+    let pending = MIGRATIONS.iter().take(target).filter(|m| m.version > found);
+    for migration in pending {
+        let failed = |source| IndexError::Migration {
+            path: path.to_string(),
+            from: found,
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        tx.execute_batch(migration.sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", migration.version)
+            .map_err(failed)?;
+    }
+    if is_new_file && target > 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| classify(path, "marking the new index", e))?;
+    }
+    tx.commit()
+        .map_err(|e| classify(path, "committing the schema upgrade", e))
+}

@@ -1,0 +1,399 @@
+//! Queries: what change detection compares against, the point-in-time set restore needs, and the
+//! listings behind `kvkeep runs/objects/versions` and the retention reports.
+//!
+//! Every query that feeds restore, retention or change detection filters on committed runs
+//! (`manifest_key IS NOT NULL`): a run without a manifest may have written blobs, but nothing
+//! vouches for them (DESIGN.md §4).
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use rusqlite::types::Type;
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::error::IndexError;
+use super::types::{
+    parse_payload, CaptureRecord, CapturedVersion, LastCapture, ObjectErrorRecord, ObjectRecord,
+    RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
+};
+use super::Index;
+use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
+
+/// The columns [`capture_from_row`] reads, in its order; `c`, `o` and `r` are captures, objects
+/// and runs.
+const CAPTURE_COLUMNS: &str = "r.run_id, r.manifest_key IS NOT NULL, o.vault, o.kind,
+    c.display_name, c.blob_key, c.captured_at, c.current_version, c.updated, c.plain_bytes,
+    c.stored_bytes, c.sha256, c.payload_mode";
+
+/// The point-in-time query. For each object of the vault, the correlated subquery seeks
+/// `captures_by_object_time` to `(object, at)` and walks backwards to the first capture of a
+/// committed run: normally the first entry, so the cost is one index seek per object,
+/// independent of how many captures the object has. The deletion check is one more seek on
+/// `deletions_by_object_time`. Ties within one second go to the later-recorded capture (rowid).
+/// Parameters: `?1` vault, `?2` time.
+pub(super) fn captures_as_of_sql() -> String {
+    format!(
+        "WITH newest AS (
+            SELECT o.id AS object,
+                (SELECT c2.id FROM captures AS c2 JOIN runs AS r2 ON r2.id = c2.run
+                 WHERE c2.object = o.id AND c2.captured_at <= ?2
+                   AND r2.manifest_key IS NOT NULL
+                 ORDER BY c2.captured_at DESC, c2.id DESC LIMIT 1) AS capture
+            FROM objects AS o
+            WHERE o.vault = ?1
+        )
+        SELECT {CAPTURE_COLUMNS}
+        FROM newest
+        JOIN captures AS c ON c.id = newest.capture
+        JOIN objects AS o ON o.id = newest.object
+        JOIN runs AS r ON r.id = c.run
+        WHERE NOT EXISTS (
+            SELECT 1 FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
+            WHERE d.object = newest.object AND d.seen_at > c.captured_at AND d.seen_at <= ?2
+              AND dr.manifest_key IS NOT NULL)
+        ORDER BY o.kind, o.name"
+    )
+}
+
+impl Index {
+    /// The restore set of `vault` at time `at`: for every object that existed at `at` according
+    /// to committed runs, its newest capture at or before `at`. Objects whose newest event
+    /// before `at` is a deletion are left out; objects first captured after `at` do not exist
+    /// yet. Sorted by kind, then name.
+    pub fn captures_as_of(
+        &self,
+        vault: &VaultName,
+        at: i64,
+    ) -> Result<Vec<CaptureRecord>, IndexError> {
+        let sql = captures_as_of_sql();
+        self.read("computing a point-in-time restore set", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![vault.as_str(), at], capture_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// What change detection compares a listing against: the newest committed capture of the
+    /// object and when its versions were last compared in full. `None` when it was never
+    /// captured by a committed run (so it must be captured).
+    pub fn last_capture_of(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+    ) -> Result<Option<LastCapture>, IndexError> {
+        self.read("looking up the last capture of an object", |conn| {
+            conn.prepare_cached(
+                "SELECT c.current_version, c.updated, c.captured_at, c.blob_key, o.last_deep_scan
+                 FROM objects AS o
+                 JOIN captures AS c ON c.object = o.id
+                 JOIN runs AS r ON r.id = c.run
+                 WHERE o.vault = ?1 AND o.kind = ?2 AND o.name = ?3
+                   AND r.manifest_key IS NOT NULL
+                 ORDER BY c.captured_at DESC, c.id DESC
+                 LIMIT 1",
+            )?
+            .query_row(
+                params![vault.as_str(), kind.as_str(), name.canonical()],
+                |r| {
+                    Ok(LastCapture {
+                        current_version: parsed(r, 0)?,
+                        updated: r.get(1)?,
+                        captured_at: r.get(2)?,
+                        blob: parsed(r, 3)?,
+                        last_deep_scan: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Every capture of one object, newest first, committed or not (see
+    /// [`CaptureRecord::committed`]).
+    pub fn list_captures(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+    ) -> Result<Vec<CaptureRecord>, IndexError> {
+        let sql = format!(
+            "SELECT {CAPTURE_COLUMNS}
+             FROM objects AS o
+             JOIN captures AS c ON c.object = o.id
+             JOIN runs AS r ON r.id = c.run
+             WHERE o.vault = ?1 AND o.kind = ?2 AND o.name = ?3
+             ORDER BY c.captured_at DESC, c.id DESC"
+        );
+        self.read("listing the captures of an object", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![vault.as_str(), kind.as_str(), name.canonical()],
+                capture_from_row,
+            )?;
+            rows.collect()
+        })
+    }
+
+    /// The versions held by the backup blob `blob`, oldest created first.
+    pub fn capture_versions(&self, blob: &BlobKey) -> Result<Vec<CapturedVersion>, IndexError> {
+        self.read("listing the versions of a capture", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT v.version, v.created, v.updated, v.enabled
+                 FROM captures AS c JOIN capture_versions AS v ON v.capture = c.id
+                 WHERE c.blob_key = ?1
+                 ORDER BY v.created, v.version",
+            )?;
+            let rows = stmt.query_map([blob.as_str()], |r| {
+                Ok(CapturedVersion {
+                    version: parsed(r, 0)?,
+                    created: r.get(1)?,
+                    updated: r.get(2)?,
+                    enabled: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Every version of one object found in its committed captures, with the newest blob that
+    /// holds each: the object's restorable history. Sorted by creation time, then id.
+    pub fn list_versions(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+    ) -> Result<Vec<VersionRecord>, IndexError> {
+        let rows: Vec<(VersionRecord, i64)> =
+            self.read("listing the versions of an object", |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT v.version, v.created, v.updated, v.enabled, c.captured_at, c.blob_key
+                 FROM objects AS o
+                 JOIN captures AS c ON c.object = o.id
+                 JOIN runs AS r ON r.id = c.run
+                 JOIN capture_versions AS v ON v.capture = c.id
+                 WHERE o.vault = ?1 AND o.kind = ?2 AND o.name = ?3
+                   AND r.manifest_key IS NOT NULL
+                 ORDER BY c.captured_at, c.id",
+                )?;
+                let rows = stmt.query_map(
+                    params![vault.as_str(), kind.as_str(), name.canonical()],
+                    |r| {
+                        let captured_at: i64 = r.get(4)?;
+                        let record = VersionRecord {
+                            version: parsed(r, 0)?,
+                            created: r.get(1)?,
+                            updated: r.get(2)?,
+                            enabled: r.get(3)?,
+                            first_captured_at: captured_at,
+                            last_captured_at: captured_at,
+                            newest_blob: parsed(r, 5)?,
+                        };
+                        Ok((record, captured_at))
+                    },
+                )?;
+                rows.collect()
+            })?;
+        // Rows come oldest capture first: the first row of a version fixes first_captured_at,
+        // every later one refreshes the attributes and the blob.
+        let mut by_version: HashMap<String, VersionRecord> = HashMap::new();
+        for (row, captured_at) in rows {
+            by_version
+                .entry(row.version.as_str().to_string())
+                .and_modify(|known| {
+                    known.created = row.created;
+                    known.updated = row.updated;
+                    known.enabled = row.enabled;
+                    known.last_captured_at = captured_at;
+                    known.newest_blob = row.newest_blob.clone();
+                })
+                .or_insert(row);
+        }
+        let mut versions: Vec<VersionRecord> = by_version.into_values().collect();
+        versions.sort_by(|a, b| (a.created, &a.version).cmp(&(b.created, &b.version)));
+        Ok(versions)
+    }
+
+    /// One run, if the index knows it.
+    pub fn run(&self, run: &RunId) -> Result<Option<RunRecord>, IndexError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1");
+        self.read("looking up a run", |conn| {
+            conn.prepare_cached(&sql)?
+                .query_row([run.as_str()], run_from_row)
+                .optional()
+        })
+    }
+
+    /// Runs of one vault, or of all vaults, newest first.
+    pub fn list_runs(&self, vault: Option<&VaultName>) -> Result<Vec<RunRecord>, IndexError> {
+        // Two statements rather than `?1 IS NULL OR vault = ?1`, which would keep SQLite from
+        // using runs_by_vault_started for the per-vault listing.
+        let filter = if vault.is_some() {
+            "WHERE vault = ?1"
+        } else {
+            ""
+        };
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY started_at DESC, id DESC");
+        self.read("listing runs", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = match vault {
+                Some(v) => stmt.query_map([v.as_str()], run_from_row)?.collect(),
+                None => stmt.query_map([], run_from_row)?.collect(),
+            };
+            rows
+        })
+    }
+
+    /// Objects of one vault, or of all vaults, by vault, kind and name; deleted ones included
+    /// (see [`ObjectRecord::deleted_at`]).
+    pub fn list_objects(&self, vault: Option<&VaultName>) -> Result<Vec<ObjectRecord>, IndexError> {
+        let filter = if vault.is_some() {
+            "WHERE vault = ?1"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT vault, kind, display_name, first_seen, last_seen, deleted_at,
+                 current_version, updated, last_deep_scan
+             FROM objects {filter}
+             ORDER BY vault, kind, name"
+        );
+        self.read("listing objects", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let object_from_row = |r: &Row<'_>| {
+                Ok(ObjectRecord {
+                    vault: parsed(r, 0)?,
+                    kind: parsed(r, 1)?,
+                    name: parsed(r, 2)?,
+                    first_seen: r.get(3)?,
+                    last_seen: r.get(4)?,
+                    deleted_at: r.get(5)?,
+                    current_version: parsed(r, 6)?,
+                    updated: r.get(7)?,
+                    last_deep_scan: r.get(8)?,
+                })
+            };
+            let rows = match vault {
+                Some(v) => stmt.query_map([v.as_str()], object_from_row)?.collect(),
+                None => stmt.query_map([], object_from_row)?.collect(),
+            };
+            rows
+        })
+    }
+
+    /// The objects that failed in `run`, in the order they were recorded.
+    pub fn object_errors(&self, run: &RunId) -> Result<Vec<ObjectErrorRecord>, IndexError> {
+        self.read("listing the errors of a run", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.run_id, e.kind, e.name, e.error_kind, e.message, e.at
+                 FROM runs AS r JOIN object_errors AS e ON e.run = r.id
+                 WHERE r.run_id = ?1
+                 ORDER BY e.id",
+            )?;
+            let rows = stmt.query_map([run.as_str()], |r| {
+                Ok(ObjectErrorRecord {
+                    run: parsed(r, 0)?,
+                    kind: parsed(r, 1)?,
+                    name: parsed(r, 2)?,
+                    error_kind: r.get(3)?,
+                    message: r.get(4)?,
+                    at: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The latest verification of `vault`, at `depth` or at any depth.
+    pub fn last_verification(
+        &self,
+        vault: &VaultName,
+        depth: Option<VerificationDepth>,
+    ) -> Result<Option<VerificationRecord>, IndexError> {
+        self.read("looking up the last verification", |conn| {
+            conn.prepare_cached(
+                "SELECT vault, at, depth, ok, detail FROM verifications
+                 WHERE vault = ?1 AND (?2 IS NULL OR depth = ?2)
+                 ORDER BY at DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![vault.as_str(), depth.map(|d| d.as_str())], |r| {
+                Ok(VerificationRecord {
+                    vault: parsed(r, 0)?,
+                    at: r.get(1)?,
+                    depth: parsed(r, 2)?,
+                    ok: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+    }
+}
+
+/// The columns [`run_from_row`] reads, in its order.
+const RUN_COLUMNS: &str = "run_id, vault, started_at, finished_at, status, captured_objects,
+    unchanged_objects, deleted_objects, failed_objects, uploaded_bytes, manifest_key";
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let manifest: Option<String> = r.get(10)?;
+    Ok(RunRecord {
+        run: parsed(r, 0)?,
+        vault: parsed(r, 1)?,
+        started_at: r.get(2)?,
+        finished_at: r.get(3)?,
+        status: parsed(r, 4)?,
+        stats: RunStats {
+            captured_objects: r.get(5)?,
+            unchanged_objects: r.get(6)?,
+            deleted_objects: r.get(7)?,
+            failed_objects: r.get(8)?,
+            uploaded_bytes: r.get(9)?,
+        },
+        manifest: manifest.map(|m| parse_text(10, &m)).transpose()?,
+    })
+}
+
+fn capture_from_row(r: &Row<'_>) -> rusqlite::Result<CaptureRecord> {
+    let payload: String = r.get(12)?;
+    Ok(CaptureRecord {
+        run: parsed(r, 0)?,
+        committed: r.get(1)?,
+        vault: parsed(r, 2)?,
+        kind: parsed(r, 3)?,
+        name: parsed(r, 4)?,
+        blob: parsed(r, 5)?,
+        captured_at: r.get(6)?,
+        current_version: parsed(r, 7)?,
+        updated: r.get(8)?,
+        plain_bytes: r.get(9)?,
+        stored_bytes: r.get(10)?,
+        sha256: r.get(11)?,
+        payload: parse_payload(&payload).map_err(|e| conversion(12, e))?,
+    })
+}
+
+/// Reads a text column into a typed value; a value that does not parse means the file was
+/// changed outside kvkeep, reported as [`IndexError::BadValue`] by `classify`.
+fn parsed<T>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    let text: String = r.get(idx)?;
+    parse_text(idx, &text)
+}
+
+fn parse_text<T>(idx: usize, text: &str) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| conversion(idx, format!("{text:?}: {e}")))
+}
+
+fn conversion(idx: usize, reason: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, reason.into())
+}

@@ -1,0 +1,436 @@
+//! Recording what runs do: begin, captures with their versions, unchanged and deleted objects,
+//! per-object errors, finish. [`Writer`] holds one open transaction ([`Index::write`]); the
+//! methods of the same names on [`Index`] each wrap a single call in its own transaction.
+//!
+//! Every per-run record checks that the run exists and is still running: once a run has its
+//! final status, its manifest lists exactly what it recorded, and the index must not disagree.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::error::{classify, IndexError};
+use super::types::{payload_str, NewCapture, ObjectState, RunStats, RunStatus, VerificationRecord};
+use super::Index;
+use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
+
+/// One open write transaction on the index; see [`Index::write`].
+pub struct Writer<'a> {
+    tx: Transaction<'a>,
+    path: &'a str,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(tx: Transaction<'a>, path: &'a str) -> Self {
+        Writer { tx, path }
+    }
+
+    pub(crate) fn commit(self) -> Result<(), IndexError> {
+        self.tx
+            .commit()
+            .map_err(|e| classify(self.path, "committing", e))
+    }
+
+    fn err(&self, context: &'static str) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
+        move |e| classify(self.path, context, e)
+    }
+
+    /// Records the start of a run of `vault`.
+    pub fn begin_run(
+        &mut self,
+        run: &RunId,
+        vault: &VaultName,
+        started_at: i64,
+    ) -> Result<(), IndexError> {
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO runs (run_id, vault, started_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run_id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![run.as_str(), vault.as_str(), started_at]))
+            .map_err(self.err("recording the start of a run"))?;
+        if inserted == 0 {
+            return Err(IndexError::DuplicateRun { run: run.clone() });
+        }
+        Ok(())
+    }
+
+    /// Records a blob written for one object in `run`, with the versions it holds, and updates
+    /// the object's last-seen state. A capture lists the object's versions, so it also counts as
+    /// a deep scan for change detection.
+    pub fn record_capture(&mut self, run: &RunId, capture: &NewCapture) -> Result<(), IndexError> {
+        let sha_ok = capture.sha256.len() == 64
+            && capture
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !sha_ok {
+            return Err(IndexError::InvalidInput(format!(
+                "capture of {}/{} in run {run}: sha256 {:?} is not 64 lowercase hex characters",
+                capture.object.kind, capture.object.name, capture.sha256
+            )));
+        }
+        let (run_row, vault) = self.running(run)?;
+        let object = self.upsert_object(&vault, &capture.object, capture.captured_at, true)?;
+        let context = "recording a capture";
+        let capture_row: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO captures (run, object, blob_key, display_name, captured_at,
+                     current_version, updated, plain_bytes, stored_bytes, sha256, payload_mode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 RETURNING id",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        run_row,
+                        object,
+                        capture.blob.as_str(),
+                        capture.object.name.as_str(),
+                        capture.captured_at,
+                        capture.object.current_version.as_str(),
+                        capture.object.updated,
+                        capture.plain_bytes,
+                        capture.stored_bytes,
+                        capture.sha256,
+                        payload_str(capture.payload),
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(self.err(context))?;
+        let mut insert_version = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO capture_versions (capture, version, created, updated, enabled)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(self.err(context))?;
+        for v in &capture.versions {
+            insert_version
+                .execute(params![
+                    capture_row,
+                    v.version.as_str(),
+                    v.created,
+                    v.updated,
+                    v.enabled
+                ])
+                .map_err(|e| classify(self.path, "recording the versions of a capture", e))?;
+        }
+        Ok(())
+    }
+
+    /// Records that `run` saw an object unchanged since its last capture (no blob written).
+    /// `deep_scanned` says whether its full version list was compared too.
+    pub fn record_unchanged(
+        &mut self,
+        run: &RunId,
+        object: &ObjectState,
+        seen_at: i64,
+        deep_scanned: bool,
+    ) -> Result<(), IndexError> {
+        let (_, vault) = self.running(run)?;
+        self.upsert_object(&vault, object, seen_at, deep_scanned)?;
+        Ok(())
+    }
+
+    /// Records that `run` found an object gone from the vault. Recording the same object twice
+    /// in one run is harmless.
+    pub fn record_deleted(
+        &mut self,
+        run: &RunId,
+        kind: ObjectKind,
+        name: &ObjectName,
+        seen_at: i64,
+    ) -> Result<(), IndexError> {
+        let (run_row, vault) = self.running(run)?;
+        let context = "recording a deletion";
+        let object: i64 = self
+            .tx
+            .prepare_cached("SELECT id FROM objects WHERE vault = ?1 AND kind = ?2 AND name = ?3")
+            .and_then(|mut s| {
+                s.query_row(
+                    params![vault.as_str(), kind.as_str(), name.canonical()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(self.err(context))?
+            .ok_or_else(|| IndexError::UnknownObject {
+                vault: vault.clone(),
+                kind,
+                name: name.clone(),
+            })?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO deletions (run, object, seen_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run, object) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![run_row, object, seen_at]))
+            .map_err(self.err(context))?;
+        // deleted_at is the first time the object was seen gone since it was last seen present;
+        // a deletion older than the last sighting (a rebuild replaying an old manifest) is stale.
+        self.tx
+            .prepare_cached(
+                "UPDATE objects SET deleted_at = CASE
+                     WHEN ?2 < last_seen THEN deleted_at
+                     ELSE min(coalesce(deleted_at, ?2), ?2) END
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![object, seen_at]))
+            .map_err(self.err(context))?;
+        Ok(())
+    }
+
+    /// Records why an object could not be captured in `run`. `error_kind` is a short stable
+    /// word (`forbidden`, `throttled`, ...) for grouping; `message` is for a person.
+    pub fn record_object_error(
+        &mut self,
+        run: &RunId,
+        kind: ObjectKind,
+        name: &ObjectName,
+        error_kind: &str,
+        message: &str,
+        at: i64,
+    ) -> Result<(), IndexError> {
+        let (run_row, _) = self.running(run)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO object_errors (run, kind, name, error_kind, message, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run_row,
+                    kind.as_str(),
+                    name.as_str(),
+                    error_kind,
+                    message,
+                    at
+                ])
+            })
+            .map_err(self.err("recording an object error"))?;
+        Ok(())
+    }
+
+    /// Ends `run` with its final status and counts. `manifest` is the manifest's key once it is
+    /// in the store; pass `None` when the run ended without one (its captures then never count).
+    pub fn finish_run(
+        &mut self,
+        run: &RunId,
+        status: RunStatus,
+        stats: &RunStats,
+        finished_at: i64,
+        manifest: Option<&BlobKey>,
+    ) -> Result<(), IndexError> {
+        if status == RunStatus::Running {
+            return Err(IndexError::InvalidInput(format!(
+                "run {run} cannot finish with status running: pass its final status"
+            )));
+        }
+        let (run_row, _) = self.running(run)?;
+        self.tx
+            .prepare_cached(
+                "UPDATE runs SET finished_at = ?2, status = ?3, captured_objects = ?4,
+                     unchanged_objects = ?5, deleted_objects = ?6, failed_objects = ?7,
+                     uploaded_bytes = ?8, manifest_key = ?9
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run_row,
+                    finished_at,
+                    status.as_str(),
+                    stats.captured_objects,
+                    stats.unchanged_objects,
+                    stats.deleted_objects,
+                    stats.failed_objects,
+                    stats.uploaded_bytes,
+                    manifest.map(BlobKey::as_str),
+                ])
+            })
+            .map_err(self.err("finishing a run"))?;
+        Ok(())
+    }
+
+    /// Marks every run still `running` as `interrupted` at `at`, without a manifest: called when
+    /// a daemon starts, since no run of a previous process can still be going. Returns how many.
+    pub fn interrupt_unfinished_runs(&mut self, at: i64) -> Result<usize, IndexError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE runs SET status = 'interrupted', finished_at = max(?1, started_at)
+                 WHERE status = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![at]))
+            .map_err(self.err("interrupting unfinished runs"))
+    }
+
+    /// Records the outcome of a verification.
+    pub fn record_verification(&mut self, v: &VerificationRecord) -> Result<(), IndexError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO verifications (vault, at, depth, ok, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    v.vault.as_str(),
+                    v.at,
+                    v.depth.as_str(),
+                    v.ok,
+                    v.detail
+                ])
+            })
+            .map_err(self.err("recording a verification"))?;
+        Ok(())
+    }
+
+    /// The row and vault of `run`, which must exist and still be running.
+    fn running(&self, run: &RunId) -> Result<(i64, VaultName), IndexError> {
+        let row: Option<(i64, String, bool)> = self
+            .tx
+            .prepare_cached("SELECT id, vault, finished_at IS NOT NULL FROM runs WHERE run_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(self.err("looking up a run"))?;
+        let (id, vault, finished) =
+            row.ok_or_else(|| IndexError::UnknownRun { run: run.clone() })?;
+        let vault: VaultName = vault.parse().map_err(|e| IndexError::BadValue {
+            path: self.path.to_string(),
+            detail: format!("vault of run {run}: {e}"),
+        })?;
+        if finished {
+            return Err(IndexError::RunFinished {
+                run: run.clone(),
+                vault,
+            });
+        }
+        Ok((id, vault))
+    }
+
+    /// Inserts or refreshes an object's row from a sighting at `seen_at`; returns its row id.
+    fn upsert_object(
+        &self,
+        vault: &VaultName,
+        object: &ObjectState,
+        seen_at: i64,
+        deep_scanned: bool,
+    ) -> Result<i64, IndexError> {
+        // Sightings may arrive out of order (a rebuild replays manifests in any order), so the
+        // "current" columns only move forward in time, and deleted_at survives only a sighting
+        // older than the deletion.
+        self.tx
+            .prepare_cached(
+                "INSERT INTO objects (vault, kind, name, display_name, first_seen, last_seen,
+                     current_version, updated, last_deep_scan)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (vault, kind, name) DO UPDATE SET
+                     display_name = CASE WHEN excluded.last_seen >= last_seen
+                         THEN excluded.display_name ELSE display_name END,
+                     current_version = CASE WHEN excluded.last_seen >= last_seen
+                         THEN excluded.current_version ELSE current_version END,
+                     updated = CASE WHEN excluded.last_seen >= last_seen
+                         THEN excluded.updated ELSE updated END,
+                     deleted_at = CASE WHEN deleted_at > excluded.last_seen
+                         THEN deleted_at ELSE NULL END,
+                     first_seen = min(first_seen, excluded.first_seen),
+                     last_seen = max(last_seen, excluded.last_seen),
+                     last_deep_scan = max(coalesce(last_deep_scan, excluded.last_deep_scan),
+                         coalesce(excluded.last_deep_scan, last_deep_scan))
+                 RETURNING id",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        vault.as_str(),
+                        object.kind.as_str(),
+                        object.name.canonical(),
+                        object.name.as_str(),
+                        seen_at,
+                        object.current_version.as_str(),
+                        object.updated,
+                        deep_scanned.then_some(seen_at),
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(self.err("recording an object"))
+    }
+}
+
+/// One-record conveniences: each runs in its own transaction. Batch with [`Index::write`].
+impl Index {
+    /// See [`Writer::begin_run`].
+    pub fn begin_run(
+        &self,
+        run: &RunId,
+        vault: &VaultName,
+        started_at: i64,
+    ) -> Result<(), IndexError> {
+        self.write(|w| w.begin_run(run, vault, started_at))
+    }
+
+    /// See [`Writer::record_capture`].
+    pub fn record_capture(&self, run: &RunId, capture: &NewCapture) -> Result<(), IndexError> {
+        self.write(|w| w.record_capture(run, capture))
+    }
+
+    /// See [`Writer::record_unchanged`].
+    pub fn record_unchanged(
+        &self,
+        run: &RunId,
+        object: &ObjectState,
+        seen_at: i64,
+        deep_scanned: bool,
+    ) -> Result<(), IndexError> {
+        self.write(|w| w.record_unchanged(run, object, seen_at, deep_scanned))
+    }
+
+    /// See [`Writer::record_deleted`].
+    pub fn record_deleted(
+        &self,
+        run: &RunId,
+        kind: ObjectKind,
+        name: &ObjectName,
+        seen_at: i64,
+    ) -> Result<(), IndexError> {
+        self.write(|w| w.record_deleted(run, kind, name, seen_at))
+    }
+
+    /// See [`Writer::record_object_error`].
+    pub fn record_object_error(
+        &self,
+        run: &RunId,
+        kind: ObjectKind,
+        name: &ObjectName,
+        error_kind: &str,
+        message: &str,
+        at: i64,
+    ) -> Result<(), IndexError> {
+        self.write(|w| w.record_object_error(run, kind, name, error_kind, message, at))
+    }
+
+    /// See [`Writer::finish_run`].
+    pub fn finish_run(
+        &self,
+        run: &RunId,
+        status: RunStatus,
+        stats: &RunStats,
+        finished_at: i64,
+        manifest: Option<&BlobKey>,
+    ) -> Result<(), IndexError> {
+        self.write(|w| w.finish_run(run, status, stats, finished_at, manifest))
+    }
+
+    /// See [`Writer::interrupt_unfinished_runs`].
+    pub fn interrupt_unfinished_runs(&self, at: i64) -> Result<usize, IndexError> {
+        self.write(|w| w.interrupt_unfinished_runs(at))
+    }
+
+    /// See [`Writer::record_verification`].
+    pub fn record_verification(&self, v: &VerificationRecord) -> Result<(), IndexError> {
+        self.write(|w| w.record_verification(v))
+    }
+}
