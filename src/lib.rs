@@ -3,9 +3,10 @@
 //! The library holds everything; the `kvkeep` binary only parses arguments and maps outcomes to
 //! exit codes (see `../shared/DESIGN.md` §3 for the module map this crate grows into).
 
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod index;
 pub mod model;
 pub mod scheduler;
+pub mod store;

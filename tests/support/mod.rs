@@ -6,3 +6,4 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod store_contract;

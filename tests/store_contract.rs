@@ -1,0 +1,492 @@
+//! Runs the blob-store contract (`support::store_contract`) against every backend — the
+//! in-memory fake, a local directory, and Azure Blob Storage on Azurite over HTTPS with both
+//! ways kvkeep authenticates (bearer token from the product's `token-file` credential, and a
+//! SAS URL read from a file) — plus the backend-specific behaviour each adapter promises.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use azure_core::time::{Duration as AzDuration, OffsetDateTime};
+use bytes::Bytes;
+use kvkeep::config::{AzureConfig, CredentialConfig, StoreAuth, StoreConfig};
+use kvkeep::model::BlobKey;
+use kvkeep::store::{
+    open_store, AzureAuth, AzureBlobStore, BlobStore, InMemoryStore, LocalStore, RetryOptions,
+    RetryStore, StoreErrorKind,
+};
+use support::azurite::{account_sas, Azurite, FakeJwtCredential};
+use support::store_contract::run_contract;
+use tempfile::TempDir;
+
+const CONTAINER: &str = "kvkeep-contract";
+
+/// Small list pages, so the 25-key listing check spans four pages.
+const PAGE_SIZE: u16 = 7;
+
+fn key(s: &str) -> BlobKey {
+    s.parse().expect("valid key")
+}
+
+#[tokio::test]
+async fn in_memory_store_meets_the_contract() {
+    run_contract(&InMemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_store_meets_the_contract() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = LocalStore::open(dir.path(), "kvkeep/").expect("open local store");
+    run_contract(&store).await;
+    assert_no_temp_files(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_store_without_prefix_meets_the_contract() {
+    let dir = TempDir::new().expect("tempdir");
+    run_contract(&LocalStore::open(dir.path(), "").expect("open")).await;
+    assert_no_temp_files(dir.path());
+}
+
+fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            all_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn assert_no_temp_files(dir: &Path) {
+    let mut files = Vec::new();
+    all_files(dir, &mut files);
+    assert!(!files.is_empty());
+    let temps: Vec<_> = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains('~'))
+        .collect();
+    assert!(temps.is_empty(), "temp files left behind: {temps:?}");
+}
+
+#[tokio::test]
+async fn local_store_ignores_temp_files_left_by_a_crash() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = LocalStore::open(dir.path(), "p").expect("open");
+    store
+        .put_new(&key("objects/a.age"), Bytes::from_static(b"a"))
+        .await
+        .expect("put");
+    // What a crash between writing the temp file and linking it leaves behind.
+    let leftover = dir.path().join("p/objects/b.age~0123456789abcdef.tmp");
+    std::fs::write(&leftover, b"half-written").expect("write leftover");
+    let listed = store.list("").await.expect("list");
+    let keys: Vec<_> = listed.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["objects/a.age"]);
+    // The interrupted blob can still be written, and the leftover stays harmless.
+    store
+        .put_new(&key("objects/b.age"), Bytes::from_static(b"b"))
+        .await
+        .expect("put over a leftover temp name");
+    assert_eq!(
+        store
+            .get(&key("objects/b.age"))
+            .await
+            .expect("get")
+            .as_ref(),
+        b"b"
+    );
+    assert_eq!(store.list("objects/").await.expect("list").len(), 2);
+}
+
+/// Files a store did not write under keys (other tools' files, names that are not keys) are
+/// not listed and do not break listing.
+#[tokio::test]
+async fn local_store_lists_only_key_shaped_files() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = LocalStore::open(dir.path(), "").expect("open");
+    store
+        .put_new(&key("x/a.age"), Bytes::from_static(b"a"))
+        .await
+        .expect("put");
+    std::fs::write(dir.path().join("x/has space.txt"), b"?").expect("write");
+    std::fs::write(dir.path().join("x/ünï.txt"), b"?").expect("write");
+    let keys: Vec<_> = store
+        .list("")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(keys, ["x/a.age"]);
+}
+
+const AS_NOBODY: &str = "KVKEEP_TEST_AS_UNPRIVILEGED";
+
+/// Root ignores directory permissions, so when the suite runs as root (CI does) this test runs
+/// itself again as `nobody` to see what an unprivileged daemon sees.
+#[tokio::test]
+async fn local_store_reports_permission_denied_as_forbidden() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let euid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    if euid == 0 && std::env::var_os(AS_NOBODY).is_none() {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().expect("current test binary");
+        let output = std::process::Command::new(exe)
+            .args([
+                "local_store_reports_permission_denied_as_forbidden",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(AS_NOBODY, "1")
+            .env("TMPDIR", "/tmp")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("re-run this test as nobody (uid 65534)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "as nobody: {text}");
+        assert!(text.contains("1 passed"), "the test ran as nobody: {text}");
+        return;
+    }
+
+    let dir = TempDir::new().expect("tempdir");
+    let store = LocalStore::open(dir.path(), "").expect("open");
+    store
+        .put_new(&key("ro/a.age"), Bytes::from_static(b"a"))
+        .await
+        .expect("put");
+    let ro = dir.path().join("ro");
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let err = store
+        .put_new(&key("ro/b.age"), Bytes::from_static(b"b"))
+        .await
+        .expect_err("write into a read-only directory");
+    assert_eq!(err.kind(), StoreErrorKind::Forbidden, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("ro/b.age") && text.contains("may read and write"),
+        "{text}"
+    );
+    // Reading still works; nothing half-written is visible.
+    assert_eq!(store.list("ro/").await.expect("list").len(), 1);
+
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let err = store
+        .list("ro/")
+        .await
+        .expect_err("list of an unreadable directory");
+    assert_eq!(err.kind(), StoreErrorKind::Forbidden, "{err}");
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure Blob Storage on Azurite
+
+/// A running Azurite with an empty container and the files kvkeep's configuration points at.
+struct AzureFixture {
+    azurite: Azurite,
+    files: TempDir,
+}
+
+impl AzureFixture {
+    async fn start() -> Self {
+        let azurite = Azurite::start().await.expect("start azurite");
+        azurite
+            .service_client_with_token()
+            .expect("harness client")
+            .blob_container_client(CONTAINER)
+            .create(None)
+            .await
+            .expect("create the container");
+        AzureFixture {
+            azurite,
+            files: TempDir::new().expect("tempdir"),
+        }
+    }
+
+    fn container_url(&self) -> String {
+        format!("{}/{CONTAINER}", self.azurite.service_url())
+    }
+
+    /// `[azure]` as an operator would write it for the emulator: a token file and its CA.
+    fn azure_config(&self, token_audience: &str) -> AzureConfig {
+        let now = OffsetDateTime::now_utc();
+        let token =
+            FakeJwtCredential::default().token(token_audience, now, now + AzDuration::hours(1));
+        let path = self
+            .files
+            .path()
+            .join(format!("token-{}", token_audience.len()));
+        std::fs::write(&path, format!("{token}\n")).expect("write token file");
+        AzureConfig {
+            credential: CredentialConfig::TokenFile { path },
+            ca_file: Some(self.azurite.ca_cert_path().to_path_buf()),
+            resolve: BTreeMap::new(),
+            verify_challenge_resource: true,
+        }
+    }
+
+    /// A SAS URL file for the container, with the given account-SAS permissions.
+    fn sas_file(&self, permissions: &str) -> PathBuf {
+        let sas = account_sas(
+            permissions,
+            OffsetDateTime::now_utc() + AzDuration::hours(1),
+        )
+        .expect("sign a sas");
+        let path = self.files.path().join(format!("sas-{permissions}"));
+        std::fs::write(&path, format!("{}?{sas}\n", self.container_url())).expect("write sas file");
+        path
+    }
+
+    /// Client options exactly as production builds them, retries off (RetryStore's job).
+    fn options(&self, azure: &AzureConfig) -> azure_core::http::ClientOptions {
+        let mut options = kvkeep::azure::client_options(azure).expect("client options");
+        options.retry = azure_core::http::RetryOptions::none();
+        options
+    }
+
+    fn bearer_store(&self, prefix: &str) -> AzureBlobStore {
+        let azure = self.azure_config("https://storage.azure.com");
+        let options = self.options(&azure);
+        let credential =
+            kvkeep::azure::credential(&azure.credential, &options).expect("token-file credential");
+        AzureBlobStore::new(
+            &self.container_url(),
+            AzureAuth::Credential(credential),
+            options,
+            prefix,
+            None,
+        )
+        .expect("bearer store")
+    }
+
+    fn sas_store(&self, permissions: &str, prefix: &str) -> AzureBlobStore {
+        let azure = self.azure_config("https://storage.azure.com");
+        let auth = AzureAuth::sas_from_file(&self.sas_file(permissions)).expect("sas file");
+        AzureBlobStore::new(
+            &self.container_url(),
+            auth,
+            self.options(&azure),
+            prefix,
+            None,
+        )
+        .expect("sas store")
+    }
+}
+
+#[tokio::test]
+async fn azure_store_with_a_token_file_credential_meets_the_contract() {
+    let fx = AzureFixture::start().await;
+    let store = fx.bearer_store("kvkeep/").with_list_page_size(PAGE_SIZE);
+    run_contract(&store).await;
+
+    // The prefix is really part of the blob names in the container.
+    let raw: Vec<String> = {
+        use futures::TryStreamExt;
+        fx.azurite
+            .service_client_with_token()
+            .expect("client")
+            .blob_container_client(CONTAINER)
+            .list_blobs(None)
+            .expect("list")
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter_map(|b| b.name)
+            .collect()
+    };
+    assert!(
+        !raw.is_empty() && raw.iter().all(|n| n.starts_with("kvkeep/")),
+        "{raw:?}"
+    );
+
+    // The listing check's keys really span several pages at this page size, so the complete
+    // listing above proves the store follows continuation markers.
+    use futures::TryStreamExt;
+    let pages = fx
+        .azurite
+        .service_client_with_token()
+        .expect("client")
+        .blob_container_client(CONTAINER)
+        .list_blobs(Some(
+            azure_storage_blob::models::BlobContainerClientListBlobsOptions {
+                prefix: Some("kvkeep/listing/".to_string()),
+                maxresults: Some(i32::from(PAGE_SIZE)),
+                ..Default::default()
+            },
+        ))
+        .expect("list")
+        .into_pages()
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("pages");
+    assert!(pages.len() >= 4, "{} pages", pages.len());
+}
+
+#[tokio::test]
+async fn azure_store_with_a_sas_url_file_meets_the_contract() {
+    let fx = AzureFixture::start().await;
+    // Wrapped in the retry decorator, as open_store does in production.
+    let store = RetryStore::new(
+        Arc::new(fx.sas_store("racwdl", "").with_list_page_size(PAGE_SIZE)),
+        RetryOptions::default(),
+    );
+    run_contract(&store).await;
+}
+
+#[tokio::test]
+async fn open_store_builds_the_configured_azure_and_local_stores() {
+    let fx = AzureFixture::start().await;
+    let azure = fx.azure_config("https://storage.azure.com");
+    let configs = [
+        StoreConfig::Azure {
+            container_url: fx.container_url(),
+            auth: StoreAuth::Credential,
+            prefix: "bearer/".to_string(),
+            access_tier: Some(kvkeep::config::AccessTier::Cool),
+        },
+        StoreConfig::Azure {
+            container_url: fx.container_url(),
+            auth: StoreAuth::Sas {
+                url_file: fx.sas_file("racwdl"),
+            },
+            prefix: "sas/".to_string(),
+            access_tier: None,
+        },
+        StoreConfig::Local {
+            path: fx.files.path().join("local"),
+            prefix: "p/".to_string(),
+        },
+    ];
+    for config in &configs {
+        let store = open_store(config, &azure).await.expect("open_store");
+        let k = key("manifests/kv1/20261128T190000Z-0123456789abcdef.age");
+        store
+            .put_new(&k, Bytes::from_static(b"manifest"))
+            .await
+            .expect("put");
+        assert_eq!(store.get(&k).await.expect("get").as_ref(), b"manifest");
+        let err = store
+            .put_new(&k, Bytes::from_static(b"manifest"))
+            .await
+            .expect_err("write once");
+        assert_eq!(err.kind(), StoreErrorKind::AlreadyExists);
+        assert_eq!(
+            store.list("manifests/").await.expect("list").len(),
+            1,
+            "{config:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn azure_refusals_are_forbidden_with_a_hint_and_no_secret() {
+    let fx = AzureFixture::start().await;
+    let k = key("objects/kv1/x.age");
+
+    // A token for another audience (here: Key Vault's) is refused by the storage service.
+    let azure = fx.azure_config("https://vault.azure.net");
+    let token = std::fs::read_to_string(match &azure.credential {
+        CredentialConfig::TokenFile { path } => path.clone(),
+        _ => unreachable!("azure_config uses a token file"),
+    })
+    .expect("read token");
+    let options = fx.options(&azure);
+    let credential = kvkeep::azure::credential(&azure.credential, &options).expect("credential");
+    let store = AzureBlobStore::new(
+        &fx.container_url(),
+        AzureAuth::Credential(credential),
+        options,
+        "",
+        None,
+    )
+    .expect("store");
+    let err = store
+        .put_new(&k, Bytes::from_static(b"x"))
+        .await
+        .expect_err("wrong audience");
+    assert_eq!(err.kind(), StoreErrorKind::Forbidden, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("objects/kv1/x.age") && text.contains("storage blob data contributor"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(token.trim()),
+        "the token never appears: {text}"
+    );
+
+    // A read-only SAS cannot write; the message names the permissions and hides the signature.
+    let store = fx.sas_store("rl", "");
+    let err = store
+        .put_new(&k, Bytes::from_static(b"x"))
+        .await
+        .expect_err("read-only sas");
+    assert_eq!(err.kind(), StoreErrorKind::Forbidden, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("sas url grants") && text.contains("expires at"),
+        "{text}"
+    );
+    assert!(!text.contains("sig="), "no signature: {text}");
+    assert!(store
+        .list("")
+        .await
+        .expect("a read-only sas may list")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn azure_misconfigurations_fail_with_what_to_fix() {
+    let fx = AzureFixture::start().await;
+    let k = key("a.age");
+
+    // A container that does not exist is not created behind the operator's back.
+    let azure = fx.azure_config("https://storage.azure.com");
+    let options = fx.options(&azure);
+    let credential = kvkeep::azure::credential(&azure.credential, &options).expect("credential");
+    let url = format!("{}/no-such-container", fx.azurite.service_url());
+    let store = AzureBlobStore::new(&url, AzureAuth::Credential(credential), options, "", None)
+        .expect("store");
+    let err = store
+        .put_new(&k, Bytes::from_static(b"x"))
+        .await
+        .expect_err("no container");
+    assert_eq!(err.kind(), StoreErrorKind::Permanent, "{err}");
+    assert!(
+        err.to_string().contains("container does not exist"),
+        "{err}"
+    );
+
+    // Without the emulator's CA the TLS handshake fails, and the error says which setting fixes it.
+    let untrusting = AzureConfig {
+        ca_file: None,
+        ..azure
+    };
+    let options = fx.options(&untrusting);
+    let credential =
+        kvkeep::azure::credential(&untrusting.credential, &options).expect("credential");
+    let store = AzureBlobStore::new(
+        &fx.container_url(),
+        AzureAuth::Credential(credential),
+        options,
+        "",
+        None,
+    )
+    .expect("store");
+    let err = store.get(&k).await.expect_err("untrusted certificate");
+    assert_eq!(err.kind(), StoreErrorKind::Permanent, "{err}");
+    assert!(err.to_string().contains("ca_file"), "{err}");
+}
