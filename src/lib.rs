@@ -7,6 +7,7 @@ pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod index;
 pub mod model;
 pub mod scheduler;
 pub mod store;
