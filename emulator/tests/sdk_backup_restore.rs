@@ -32,6 +32,21 @@ use common::{
 };
 use futures::TryStreamExt;
 
+/// Asserts the service's blob framing (spec §8.1, §16): a length-prefixed type marker, then the
+/// opaque envelope.
+#[track_caller]
+fn assert_framed(blob: &[u8], marker: &str) {
+    assert_eq!(usize::from(blob[0]), marker.len(), "length prefix");
+    assert_eq!(&blob[1..=marker.len()], marker.as_bytes(), "type marker");
+    assert!(
+        blob.len() > marker.len() + 32,
+        "an envelope follows the marker"
+    );
+}
+
+const SECRET_MARKER: &str = "AzureKeyVaultSecretBackupV1.microsoft.com";
+const KEY_MARKER: &str = "AzureKeyVaultKeyBackupV1.microsoft.com";
+
 /// What a user can observe about one version of a secret.
 #[derive(Debug, PartialEq)]
 struct SecretVersion {
@@ -173,6 +188,7 @@ async fn secret_backup_restores_all_versions_into_the_same_vault() {
     assert_eq!(before.len(), 3);
 
     let blob = backup_secret(&client, "payroll").await;
+    assert_framed(&blob, SECRET_MARKER);
     client.delete_secret("payroll", None).await.unwrap();
     client.purge_deleted_secret("payroll", None).await.unwrap();
 
@@ -421,6 +437,7 @@ async fn key_backup_restores_all_versions_here_and_in_kv2_but_not_in_another_geo
     assert_eq!(before.len(), 2);
 
     let blob = backup_key(&client, "master").await;
+    assert_framed(&blob, KEY_MARKER);
     client.delete_key("master", None).await.unwrap();
     client.purge_deleted_key("master", None).await.unwrap();
 
@@ -597,6 +614,8 @@ async fn certificate_backup_restores_versions_and_managed_objects() {
         .unwrap()
         .value
         .expect("blob");
+    // Certificate backups carry the key marker on the real service.
+    assert_framed(&blob, KEY_MARKER);
     certs.delete_certificate("edge", None).await.unwrap();
     certs.purge_deleted_certificate("edge", None).await.unwrap();
     expect_http_error(keys.get_key("edge", None).await, 404, "KeyNotFound");

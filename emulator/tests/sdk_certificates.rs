@@ -11,10 +11,13 @@ mod common;
 use std::collections::HashSet;
 
 use azure_core::base64;
+use azure_core::http::poller::PollerOptions;
+use azure_core::time::Duration;
 use azure_security_keyvault_certificates::models::{
-    Certificate, CertificateAttributes, CertificateClientGetCertificateOptions,
-    CertificateClientListCertificatePropertiesOptions, CertificatePolicy,
-    ImportCertificateParameters, SecretProperties, UpdateCertificatePropertiesParameters,
+    Certificate, CertificateAttributes, CertificateClientCreateCertificateOptions,
+    CertificateClientGetCertificateOptions, CertificateClientListCertificatePropertiesOptions,
+    CertificatePolicy, CreateCertificateParameters, ImportCertificateParameters, IssuerParameters,
+    SecretProperties, UpdateCertificatePropertiesParameters, X509CertificateProperties,
 };
 use azure_security_keyvault_certificates::{CertificateClient, ResourceExt};
 use azure_security_keyvault_keys::models::KeyClientGetKeyOptions;
@@ -238,6 +241,94 @@ async fn pfx_import_with_password_creates_managed_pkcs12_secret() {
     let key = env
         .keys(KV1)
         .get_key("pfx-cert", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(key.managed, Some(true));
+    assert_eq!(key.key.unwrap().kid, cert.kid);
+}
+
+#[tokio::test]
+async fn self_signed_create_is_polled_to_the_certificate() {
+    let env = common::start().await;
+    let certs = env.certificates(KV1);
+    let policy = CertificatePolicy {
+        x509_certificate_properties: Some(X509CertificateProperties {
+            subject: Some("CN=created.example.test".into()),
+            ..Default::default()
+        }),
+        issuer_parameters: Some(IssuerParameters {
+            name: Some("Self".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cert = certs
+        .begin_create_certificate(
+            "created",
+            CreateCertificateParameters {
+                certificate_policy: Some(policy),
+                tags: Some(tags(&[("how", "create")])),
+                ..Default::default()
+            }
+            .try_into()
+            .unwrap(),
+            // The 202 says "inProgress" without Retry-After; poll at the SDK's minimum, 1 s,
+            // instead of its 30 s default.
+            Some(CertificateClientCreateCertificateOptions {
+                method_options: PollerOptions {
+                    frequency: Duration::seconds(1),
+                    ..Default::default()
+                },
+            }),
+        )
+        .unwrap()
+        .await
+        .expect("the poller reaches the certificate")
+        .into_model()
+        .unwrap();
+    let version = version_of(&cert);
+    assert_eq!(
+        cert.id.as_deref(),
+        Some(
+            format!(
+                "https://{}/certificates/created/{version}",
+                env.authority(KV1)
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(cert.tags, Some(tags(&[("how", "create")])));
+    let der = cert.cer.clone().expect("cer");
+    assert_eq!(
+        cert.x509_thumbprint.as_deref(),
+        Some(Sha1::digest(&der).as_slice())
+    );
+
+    // The operation's POST and pending polls, then the certificate itself.
+    let ops: Vec<String> = env
+        .request_log(KV1)
+        .await
+        .iter()
+        .filter(|r| r["status"].as_u64() != Some(401))
+        .filter_map(|r| r["op"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ops.first().map(String::as_str), Some("certificates.create"));
+    assert_eq!(ops.last().map(String::as_str), Some("certificates.get"));
+
+    let secret = env
+        .secrets(KV1)
+        .get_secret("created", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(secret.managed, Some(true));
+    assert_eq!(secret.id, cert.sid);
+    let key = env
+        .keys(KV1)
+        .get_key("created", None)
         .await
         .unwrap()
         .into_model()

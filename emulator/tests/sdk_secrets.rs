@@ -686,3 +686,88 @@ async fn connection_reset_is_retried_to_success() {
     let faults = env.faults().await;
     assert_eq!(faults[0]["fired"], 1);
 }
+
+#[tokio::test]
+async fn recovery_level_and_retention_follow_the_vault_settings() {
+    let env = common::start().await;
+    let client = env.secrets(KV1);
+
+    // Retention below 90 days: CustomizedRecoverable+Purgeable.
+    env.patch_vault(KV1, json!({"recoverableDays": 7})).await;
+    let short = set(&client, "short-retention", "x").await;
+    let attrs = short.attributes.unwrap();
+    assert_eq!(
+        attrs.recovery_level,
+        Some(DeletionRecoveryLevel::CustomizedRecoverablePurgeable)
+    );
+    assert_eq!(attrs.recoverable_days, Some(7));
+    let deleted = client
+        .delete_secret("short-retention", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(
+        deleted.scheduled_purge_date.unwrap() - deleted.deleted_date.unwrap(),
+        azure_core::time::Duration::days(7)
+    );
+
+    // Once the vault clock passes scheduledPurgeDate the deleted secret is gone for good.
+    let (status, body) = env
+        .control("POST", "time", Some(json!({"advanceSeconds": 8 * 86400})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    expect_http_error(
+        client.get_deleted_secret("short-retention", None).await,
+        404,
+        "SecretNotFound",
+    );
+    set(&client, "short-retention", "reused").await;
+
+    // No soft delete (legacy vault): Purgeable, delete is final and carries no recovery fields.
+    env.patch_vault(KV1, json!({"recoverableDays": null})).await;
+    let legacy = set(&client, "legacy", "x").await;
+    assert_eq!(
+        legacy.attributes.unwrap().recovery_level,
+        Some(DeletionRecoveryLevel::Purgeable)
+    );
+    let deleted = client
+        .delete_secret("legacy", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(deleted.recovery_id, None);
+    assert_eq!(deleted.scheduled_purge_date, None);
+    expect_http_error(
+        client.get_deleted_secret("legacy", None).await,
+        404,
+        "SecretNotFound",
+    );
+    set(&client, "legacy", "again").await;
+}
+
+#[tokio::test]
+async fn listing_deleted_secrets_pages_over_every_name_once() {
+    let env = common::start().await;
+    let names = seed_secrets(&env, "gone-", 30).await;
+    let client = env.secrets(KV1);
+    for name in &names {
+        client.delete_secret(name, None).await.unwrap();
+    }
+    let mut pages = client
+        .list_deleted_secret_properties(None)
+        .unwrap()
+        .into_pages();
+    let mut listed = Vec::new();
+    let mut page_count = 0;
+    while let Some(page) = pages.try_next().await.unwrap() {
+        page_count += 1;
+        for item in page.into_model().unwrap().value {
+            assert!(item.recovery_id.is_some() && item.deleted_date.is_some());
+            listed.push(item.resource_id().unwrap().name);
+        }
+    }
+    assert!(page_count >= 2, "30 deleted secrets need 2 pages of 25");
+    assert_each_once(&[listed], &names);
+}
