@@ -20,7 +20,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 
-from support import FakeCredential, data_plane, unique
+from support import FakeCredential, data_plane, make_certificate, unique
 
 pytestmark = pytest.mark.usefixtures("emulator")
 
@@ -42,8 +42,13 @@ class JwtCredential(FakeCredential):
 
     def _jwt(self, scope: str) -> str:
         now = int(time.time())
-        claims = {"aud": scope[: -len("/.default")] if scope.endswith("/.default") else scope,
-                  "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "iss": "https://sts.windows.net/conformance/"}
+        claims = {
+            "aud": scope[: -len("/.default")] if scope.endswith("/.default") else scope,
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + 3600,
+            "iss": "https://sts.windows.net/conformance/",
+        }
         header = {"alg": "none", "typ": "JWT"}
         return f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}.{_b64url(b'sig')}"
 
@@ -221,7 +226,11 @@ def test_response_headers_follow_the_service(secret_client):
     captured = []
     name = unique("hdr")
     secret_client.set_secret(name, "v", raw_response_hook=lambda r: captured.append(r.http_response))
-    secret_client.get_secret(name, headers={"x-ms-client-request-id": "conformance-123"}, raw_response_hook=lambda r: captured.append(r.http_response))
+    secret_client.get_secret(
+        name,
+        headers={"x-ms-client-request-id": "conformance-123"},
+        raw_response_hook=lambda r: captured.append(r.http_response),
+    )
     for response in captured:
         headers = {k.lower(): v for k, v in response.headers.items()}
         assert headers["content-type"].startswith("application/json")
@@ -253,3 +262,77 @@ def test_sdk_errors_are_typed(secret_client):
     with pytest.raises(HttpResponseError) as caught:
         secret_client.set_secret("bad name with spaces", "v")
     assert caught.value.status_code == 400
+
+
+def _raw_bodies():
+    bodies = []
+
+    def hook(pipeline_response):
+        text = pipeline_response.http_response.text()
+        bodies.append(json.loads(text) if text else None)
+
+    return bodies, hook
+
+
+def test_bundle_shapes_on_the_wire(secret_client, make_key_client, make_certificate_client, emulator):
+    """What the Python SDK tolerates but the Rust daemon needs exactly (§5, §7): integer Unix
+    timestamps, base64url-unpadded JWK members, standard-base64 ``cer`` and url-safe ``x5t``."""
+    name = unique("shape")
+    bodies, hook = _raw_bodies()
+    secret_client.set_secret(name, "v", raw_response_hook=hook)
+    bundle = bodies[-1]
+    assert set(bundle) >= {"value", "id", "attributes"}
+    attributes = bundle["attributes"]
+    for field in ("created", "updated"):
+        assert type(attributes[field]) is int, attributes
+    assert attributes["enabled"] is True
+    assert attributes["recoveryLevel"] and type(attributes["recoverableDays"]) is int
+
+    secret_client.begin_delete_secret(name, raw_response_hook=hook).wait()
+    deleted = bodies[-1]
+    assert deleted["recoveryId"] == f"{emulator.vault_url('kv1')}/deletedsecrets/{name}"
+    assert type(deleted["deletedDate"]) is int and type(deleted["scheduledPurgeDate"]) is int
+
+    key_body = []
+    make_key_client("kv1").create_ec_key(
+        unique("shapek"), curve="P-256", raw_response_hook=lambda r: key_body.append(json.loads(r.http_response.text()))
+    )
+    jwk = key_body[-1]["key"]
+    for member in ("x", "y"):
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", jwk[member]), jwk
+    assert "d" not in jwk
+
+    cert_body = []
+    make_certificate_client("kv1").import_certificate(
+        unique("shapec"),
+        make_certificate().pfx(),
+        raw_response_hook=lambda r: cert_body.append(json.loads(r.http_response.text())),
+    )
+    cert = cert_body[-1]
+    assert re.fullmatch(r"[A-Za-z0-9+/]+=*", cert["cer"]), "cer is standard base64"
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cert["x5t"]), "x5t is unpadded base64url"
+
+
+def test_next_links_are_absolute_and_echo_maxresults_only_when_sent(secret_client, emulator):
+    prefix = unique("nl")
+    for i in range(7):
+        secret_client.set_secret(f"{prefix}-{i}", "v")
+    vault_url = emulator.vault_url("kv1")
+
+    for page_size in (3, None):
+        bodies, hook = _raw_bodies()
+        kwargs = {"max_page_size": page_size} if page_size else {}
+        names = [p.name for p in secret_client.list_properties_of_secrets(raw_response_hook=hook, **kwargs)]
+        assert sorted(names) == sorted(f"{prefix}-{i}" for i in range(7))
+        links = [body.get("nextLink") for body in bodies]
+        assert links[-1] is None, "the last page ends the list with nextLink null"
+        for link in links[:-1]:
+            assert link.startswith(f"{vault_url}/secrets?"), link
+            query = urlparse(link).query
+            assert ("maxresults=3" in query) == (page_size == 3), link
+            token = re.search(r"(?:^|&)(?:\$|%24)skiptoken=([^&]*)", query)
+            assert token and re.fullmatch(r"[A-Za-z0-9._~-]+", token.group(1)), link
+        for body in bodies:
+            assert all("value" not in item for item in body["value"]), "list items carry no value"
+        if page_size == 3:
+            assert len(bodies) == 3

@@ -63,7 +63,11 @@ def test_secret_backup_restore_same_vault_and_second_vault(make_secret_client, e
     assert b"gamma" not in blob and b"alpha" not in blob, "the blob is opaque"
 
     _delete_and_purge_secret(kv1, name)
-    restored = kv1.restore_secret_backup(blob)
+    restore_bodies = []
+    restored = kv1.restore_secret_backup(
+        blob, raw_response_hook=lambda r: restore_bodies.append(json.loads(r.http_response.text()))
+    )
+    assert "value" not in restore_bodies[-1], "a restore answers without the secret value (§16)"
     assert restored.name == name
     assert restored.version == latest.properties.version
     assert restored.id == latest.id
