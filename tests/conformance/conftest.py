@@ -205,6 +205,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         yield running
     finally:
         running.stop()
+    # README: "serves until SIGTERM/SIGINT and exits 0".
+    code = running.process.returncode
+    assert code == 0, f"emulator exited with {code} on SIGTERM; stderr:\n{running.stderr_tail()}"
 
 
 @pytest.fixture(scope="session")
