@@ -490,3 +490,28 @@ async fn azure_misconfigurations_fail_with_what_to_fix() {
     assert_eq!(err.kind(), StoreErrorKind::Permanent, "{err}");
     assert!(err.to_string().contains("ca_file"), "{err}");
 }
+
+/// `[azure] resolve` sends a host name the system cannot resolve to the configured address,
+/// and TLS still verifies the certificate against that name.
+#[tokio::test]
+async fn resolve_overrides_reach_a_host_the_system_cannot_resolve() {
+    let fx = AzureFixture::start().await;
+    let mut azure = fx.azure_config("https://storage.azure.com");
+    // Host-style, as on Azure (account in the host name); the test certificate covers
+    // *.vault.localhost, and Azurite takes the account from the first label.
+    let host = format!("{}.vault.localhost", support::azurite::ACCOUNT);
+    azure
+        .resolve
+        .insert(host.clone(), std::net::Ipv4Addr::LOCALHOST.into());
+    let url = format!("https://{host}:{}/{CONTAINER}", fx.azurite.port());
+    let options = fx.options(&azure);
+    let credential = kvkeep::azure::credential(&azure.credential, &options).expect("credential");
+    let store = AzureBlobStore::new(&url, AzureAuth::Credential(credential), options, "", None)
+        .expect("store");
+    let k = key("resolved.age");
+    store
+        .put_new(&k, Bytes::from_static(b"via resolve"))
+        .await
+        .expect("put through the resolve override");
+    assert_eq!(store.get(&k).await.expect("get").as_ref(), b"via resolve");
+}

@@ -324,7 +324,15 @@ fn translate(
                     StoreErrorKind::Permanent,
                     format!("{said}: the container does not exist; create it (kvkeep never creates containers) or fix store.container_url"),
                 ),
-                (StatusCode::NotFound, _) => (StoreErrorKind::NotFound, String::new()),
+                // Only a read or delete can miss its blob; a 404 to a write or list means the
+                // URL points somewhere else (wrong account, path-style vs host-style URL).
+                (StatusCode::NotFound, _) if matches!(op, StoreOp::Get | StoreOp::Head | StoreOp::Delete) => {
+                    (StoreErrorKind::NotFound, String::new())
+                }
+                (StatusCode::NotFound, _) => (
+                    StoreErrorKind::Permanent,
+                    format!("{said}; check store.container_url (https://ACCOUNT.blob.core.windows.net/CONTAINER)"),
+                ),
                 (StatusCode::Conflict, "BlobAlreadyExists") | (StatusCode::PreconditionFailed, "ConditionNotMet")
                     if op == StoreOp::Put =>
                 {
@@ -439,6 +447,19 @@ mod tests {
     fn statuses_and_codes_map_to_the_vocabulary() {
         use StoreErrorKind as K;
         let cases = [
+            (
+                StoreOp::Put,
+                StatusCode::NotFound,
+                "ResourceNotFound",
+                K::Permanent,
+            ),
+            (StoreOp::List, StatusCode::NotFound, "", K::Permanent),
+            (
+                StoreOp::Delete,
+                StatusCode::NotFound,
+                "BlobNotFound",
+                K::NotFound,
+            ),
             (
                 StoreOp::Get,
                 StatusCode::NotFound,
