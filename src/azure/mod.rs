@@ -14,7 +14,7 @@ mod transport;
 
 use std::path::PathBuf;
 
-pub use credential::{credential, TokenFileCredential, TOKEN_FILE_LIFETIME};
+pub use credential::{credential, ChainedCredential, TokenFileCredential, TOKEN_FILE_LIFETIME};
 pub use secret::{read_secret_file, scrub_secrets, Redacted};
 pub use transport::{client_options, http_client};
 
