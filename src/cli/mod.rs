@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod keys;
+
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code when a run failed.
@@ -34,6 +36,12 @@ pub enum Command {
         /// What to do with it.
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Manage age encryption keys.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: keys::KeysAction,
     },
 }
 
@@ -82,6 +90,7 @@ pub fn run(cli: Cli) -> u8 {
             EXIT_OK
         }
         Command::Config { action } => config_command(action),
+        Command::Keys { action } => keys::run(action),
     }
 }
 

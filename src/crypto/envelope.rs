@@ -409,10 +409,16 @@ impl Expected {
         }
         let mut out = Vec::new();
         if header.blob != self.blob {
-            out.push(format!("blob type is {}, expected {}", header.blob, self.blob));
+            out.push(format!(
+                "blob type is {}, expected {}",
+                header.blob, self.blob
+            ));
         }
         if header.vault != self.vault {
-            out.push(format!("vault is {}, expected {}", header.vault, self.vault));
+            out.push(format!(
+                "vault is {}, expected {}",
+                header.vault, self.vault
+            ));
         }
         if self.kind.is_some() && header.kind != self.kind {
             out.push(format!(

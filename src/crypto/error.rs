@@ -71,7 +71,9 @@ pub enum CryptoError {
     Corrupted,
 
     /// The age-authenticated content is not valid zstd (it was not written by kvkeep's sealer).
-    #[error("the decrypted content is not valid zstd data: {0}; the blob was not written by kvkeep")]
+    #[error(
+        "the decrypted content is not valid zstd data: {0}; the blob was not written by kvkeep"
+    )]
     Decompress(String),
 
     /// Decompression would exceed the size limit (a decompression bomb or a foreign blob).

@@ -123,7 +123,8 @@ fn manifests_round_trip_without_object_fields() {
     )
     .expect_err("a manifest is not an object");
     assert!(
-        err.to_string().contains("blob type is manifest, expected object"),
+        err.to_string()
+            .contains("blob type is manifest, expected object"),
         "{err}"
     );
 }
@@ -169,7 +170,10 @@ fn a_wrong_identity_is_refused() {
 fn every_single_bit_flip_is_refused() {
     let id = Identity::generate();
     let blob = sealer_for(&[&id])
-        .seal(&secret_label("db"), b"a small payload of forty bytes or so...")
+        .seal(
+            &secret_label("db"),
+            b"a small payload of forty bytes or so...",
+        )
         .expect("seal");
     let ids = Identities::from(id);
     for pos in 0..blob.len() {
@@ -190,7 +194,10 @@ fn every_single_bit_flip_is_refused() {
 fn every_truncation_is_refused() {
     let id = Identity::generate();
     let blob = sealer_for(&[&id])
-        .seal(&secret_label("db"), b"a small payload of forty bytes or so...")
+        .seal(
+            &secret_label("db"),
+            b"a small payload of forty bytes or so...",
+        )
         .expect("seal");
     let ids = Identities::from(id);
     for len in 0..blob.len() {
@@ -333,7 +340,10 @@ fn forged_envelopes_are_refused_each_with_its_own_error() {
         let mut oversized = good.clone();
         oversized[8..12].copy_from_slice(&declared.to_be_bytes());
         assert!(
-            matches!(open_plain(&oversized), Err(CryptoError::HeaderTooLarge { .. })),
+            matches!(
+                open_plain(&oversized),
+                Err(CryptoError::HeaderTooLarge { .. })
+            ),
             "declared {declared}"
         );
     }
@@ -432,7 +442,10 @@ fn sealing_refuses_what_could_not_be_opened() {
     let mut stray_current = secret_label("db");
     stray_current.current_version = Some(version("ffff"));
     let err = sealer.seal(&stray_current, b"x").expect_err("stray");
-    assert!(err.to_string().contains("not among the versions held"), "{err}");
+    assert!(
+        err.to_string().contains("not among the versions held"),
+        "{err}"
+    );
     let mut manifest_with_name = Label::manifest(vault("kv-prod"), 0);
     manifest_with_name.name = Some(name("db"));
     assert!(matches!(
@@ -496,8 +509,8 @@ fn identity_files_parse_comments_and_several_keys() {
         "{err:?}"
     );
     assert!(err.to_string().contains("keys.txt line 2"), "{err}");
-    let err = Identities::from_file(Path::new("/nonexistent/kvkeep-identity.txt"))
-        .expect_err("missing");
+    let err =
+        Identities::from_file(Path::new("/nonexistent/kvkeep-identity.txt")).expect_err("missing");
     assert!(matches!(err, CryptoError::IdentityFileRead { .. }));
 }
 
@@ -527,8 +540,8 @@ fn identity_files_are_written_private_and_never_overwritten_without_force() {
         vec![recipient.clone()]
     );
 
-    let err = write_identity_file(&path, &Identity::generate(), "later", false)
-        .expect_err("exists");
+    let err =
+        write_identity_file(&path, &Identity::generate(), "later", false).expect_err("exists");
     assert!(matches!(err, CryptoError::IdentityFileExists { .. }));
     assert!(err.to_string().contains("--force"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
@@ -579,18 +592,19 @@ fn identities_never_reach_debug_display_or_errors() {
         )
         .expect_err("mismatch"),
         // A private key pasted where a recipient belongs.
-        Sealer::new(&[secret.clone()], 3).expect_err("identity as recipient"),
+        Sealer::new(std::slice::from_ref(&secret), 3).expect_err("identity as recipient"),
     ];
     // A damaged identity line, and one followed by junk.
     let mut damaged = secret.clone();
     damaged.pop();
     errors.push(Identities::parse(&damaged, Path::new("id.txt")).expect_err("damaged"));
+    errors.push(Identities::parse(&format!("{secret}x\n"), Path::new("id.txt")).expect_err("junk"));
     errors.push(
-        Identities::parse(&format!("{secret}x\n"), Path::new("id.txt")).expect_err("junk"),
-    );
-    errors.push(
-        Identities::parse(&secret.to_ascii_lowercase().replace('q', "b"), Path::new("id.txt"))
-            .expect_err("checksum"),
+        Identities::parse(
+            &secret.to_ascii_lowercase().replace('q', "b"),
+            Path::new("id.txt"),
+        )
+        .expect_err("checksum"),
     );
     for e in &errors {
         shown.push(e.to_string());
