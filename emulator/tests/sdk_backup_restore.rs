@@ -31,6 +31,7 @@ use common::{
     corrupt, expect_http_error, expect_http_status, self_signed_pem, tags, KV1, KV2, KVFAR,
 };
 use futures::TryStreamExt;
+use serde_json::json;
 
 /// Asserts the service's blob framing (spec §8.1, §16): a length-prefixed type marker, then the
 /// opaque envelope.
@@ -651,4 +652,28 @@ async fn certificate_backup_restores_versions_and_managed_objects() {
         400,
         "Malformed backup blob",
     );
+}
+
+#[tokio::test]
+async fn restore_right_after_purge_conflicts_until_the_purge_lag_has_passed() {
+    let env = common::start().await;
+    env.patch_vault(KV1, json!({"purgeLagSecs": 30})).await;
+    let client = env.secrets(KV1);
+    make_secret(&client, "laggy").await;
+    let before = secret_snapshot(&client, "laggy").await;
+    let blob = backup_secret(&client, "laggy").await;
+    client.delete_secret("laggy", None).await.unwrap();
+    client.purge_deleted_secret("laggy", None).await.unwrap();
+
+    // What the daemon must retry through: 409 Conflict, not retried by the SDK.
+    expect_http_error(restore_secret(&client, &blob).await, 409, "Conflict");
+
+    let (status, body) = env
+        .control("POST", "time", Some(json!({"advanceSeconds": 31})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    restore_secret(&client, &blob)
+        .await
+        .expect("restore after the lag");
+    assert_eq!(secret_snapshot(&client, "laggy").await, before);
 }

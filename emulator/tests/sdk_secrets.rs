@@ -11,6 +11,7 @@ mod common;
 use std::collections::HashSet;
 
 use azure_core::http::RequestContent;
+use azure_core::time::OffsetDateTime;
 use azure_security_keyvault_secrets::models::{
     DeletionRecoveryLevel, Secret, SecretAttributes, SecretClientGetSecretOptions,
     SecretClientListSecretPropertiesOptions, SecretClientListSecretPropertiesVersionsOptions,
@@ -770,4 +771,169 @@ async fn listing_deleted_secrets_pages_over_every_name_once() {
     }
     assert!(page_count >= 2, "30 deleted secrets need 2 pages of 25");
     assert_each_once(&[listed], &names);
+}
+
+#[tokio::test]
+async fn values_and_validity_dates_roundtrip_exactly() {
+    let env = common::start().await;
+    let client = env.secrets(KV1);
+    let tricky = "line 1\nline \"2\"\t\u{e9}\u{1f511} {\"json\": [1, 2]} \\ </end>";
+    let large: String = (0..20 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let not_before = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let expires = OffsetDateTime::from_unix_timestamp(4_100_000_000).unwrap();
+
+    for (name, value) in [("tricky", tricky), ("large", large.as_str())] {
+        client
+            .set_secret(
+                name,
+                SetSecretParameters {
+                    value: Some(value.to_string()),
+                    secret_attributes: Some(SecretAttributes {
+                        not_before: Some(not_before),
+                        expires: Some(expires),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+                .try_into()
+                .unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        let got = get(&client, name, None).await.unwrap();
+        assert_eq!(got.value.as_deref(), Some(value), "value of {name}");
+        let attrs = got.attributes.unwrap();
+        assert_eq!(attrs.not_before, Some(not_before));
+        assert_eq!(attrs.expires, Some(expires));
+    }
+}
+
+#[tokio::test]
+async fn service_limits_are_400_bad_parameter() {
+    let env = common::start().await;
+    let client = env.secrets(KV1);
+    let too_large = "x".repeat(25 * 1024 + 1);
+    let sixteen_tags: Vec<(String, String)> = (0..16)
+        .map(|i| (format!("t{i}"), "v".to_string()))
+        .collect();
+    let cases = [
+        (
+            "bad_name",
+            SetSecretParameters {
+                value: Some("v".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "too-large",
+            SetSecretParameters {
+                value: Some(too_large),
+                ..Default::default()
+            },
+        ),
+        (
+            "many-tags",
+            SetSecretParameters {
+                value: Some("v".into()),
+                tags: Some(sixteen_tags.into_iter().collect()),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, params) in cases {
+        let result = client
+            .set_secret(name, params.try_into().unwrap(), None)
+            .await;
+        expect_http_error(result, 400, "BadParameter");
+    }
+    let mut pager = client.list_secret_properties(None).unwrap();
+    assert!(
+        pager.try_next().await.unwrap().is_none(),
+        "nothing was stored"
+    );
+}
+
+async fn set_auth(env: &Env, settings: serde_json::Value) {
+    let (status, body) = env.control("PUT", "auth", Some(settings)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn scope_form_of_the_challenge_is_accepted() {
+    let env = common::start().await;
+    set_auth(&env, json!({"challenge": "scope"})).await;
+    let client = env.secrets(KV1);
+    set(&client, "scoped", "v").await;
+    assert_eq!(
+        env.credential.scopes(),
+        vec![format!("https://vault.localhost:{}/.default", env.port())]
+    );
+}
+
+#[tokio::test]
+async fn challenges_for_another_domain_are_refused_before_any_token_is_asked_for() {
+    for mode in ["foreign", "authority"] {
+        let env = common::start().await;
+        set_auth(&env, json!({"challenge": mode})).await;
+        let client = env.secrets(KV1);
+        let err = client
+            .set_secret("never", RequestContent::from_str(r#"{"value":"v"}"#), None)
+            .await
+            .expect_err("challenge verification refuses the resource");
+        assert_eq!(err.http_status(), None, "{mode}: {err:?}");
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            chain.push_str(&format!(" <- {cause}"));
+            source = cause.source();
+        }
+        assert!(
+            chain.contains("doesn't match the requested domain"),
+            "{mode}: {chain}"
+        );
+        assert!(
+            env.credential.scopes().is_empty(),
+            "{mode}: no token asked for"
+        );
+        let log = env.request_log(KV1).await;
+        assert_eq!(log.len(), 1, "{mode}: only the probe went out: {log:#?}");
+        assert_eq!(log[0]["hasAuthorization"], false);
+    }
+}
+
+#[tokio::test]
+async fn a_401_without_challenge_surfaces_as_unauthorized() {
+    let env = common::start().await;
+    set_auth(&env, json!({"challenge": "none"})).await;
+    let client = env.secrets(KV1);
+    expect_http_error(get(&client, "any", None).await, 401, "Unauthorized");
+    assert!(env.credential.scopes().is_empty());
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_rechallenged_once_then_succeeds() {
+    let env = common::start().await;
+    let client = env.secrets(KV1);
+    set(&client, "guarded", "v").await;
+    set_auth(&env, json!({"token": "rejectOnce"})).await;
+    env.clear_log().await;
+
+    let secret = get(&client, "guarded", None)
+        .await
+        .expect("re-challenge succeeds");
+    assert_eq!(secret.value.as_deref(), Some("v"));
+    let log = env.request_log(KV1).await;
+    let seen: Vec<(bool, u64)> = log
+        .iter()
+        .map(|r| {
+            (
+                r["hasAuthorization"].as_bool().unwrap_or(false),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![(true, 401), (true, 200)], "{log:#?}");
 }
