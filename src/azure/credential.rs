@@ -284,12 +284,16 @@ mod tests {
 
         // Rotation: the next fetch sees the new content.
         std::fs::write(&path, "opaque-token").expect("write");
+        let before = OffsetDateTime::now_utc();
         let token = cred.get_token(&scopes, None).await.expect("token");
+        let after = OffsetDateTime::now_utc();
         assert_eq!(token.token.secret(), "opaque-token");
-        let lifetime = token.expires_on - OffsetDateTime::now_utc();
+        // Not a JWT: valid for TOKEN_FILE_LIFETIME from the moment it was read.
+        let lifetime = Duration::hours(1);
         assert!(
-            lifetime > Duration::minutes(55) && lifetime <= Duration::hours(1),
-            "{lifetime}"
+            before + lifetime <= token.expires_on && token.expires_on <= after + lifetime,
+            "{} not within [{before}, {after}] + 1 h",
+            token.expires_on
         );
 
         std::fs::write(&path, jwt(1_000)).expect("write");
