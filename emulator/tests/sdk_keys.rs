@@ -10,9 +10,9 @@ mod common;
 use std::collections::HashSet;
 
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, CurveName, DeletionRecoveryLevel, Key, KeyAttributes,
-    KeyClientGetKeyOptions, KeyClientListKeyPropertiesOptions, KeyClientUpdateKeyPropertiesOptions,
-    KeyOperation, KeyType, UpdateKeyPropertiesParameters,
+    CreateKeyParameters, CurveName, DeletionRecoveryLevel, ImportKeyParameters, JsonWebKey, Key,
+    KeyAttributes, KeyClientGetKeyOptions, KeyClientListKeyPropertiesOptions,
+    KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyType, UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_keys::{KeyClient, ResourceExt};
 use common::{expect_http_error, inner_code, tags, KV1};
@@ -391,4 +391,71 @@ async fn missing_keys_are_404_key_not_found() {
         404,
         "KeyNotFound",
     );
+}
+
+#[tokio::test]
+async fn imported_ec_key_keeps_its_public_part_and_hides_the_private_one() {
+    let env = common::start().await;
+    let client = env.keys(KV1);
+    let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let point =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&secret.public_key(), false);
+    let (x, y) = (point.x().unwrap().to_vec(), point.y().unwrap().to_vec());
+
+    let imported = client
+        .import_key(
+            "byok",
+            ImportKeyParameters {
+                key: Some(JsonWebKey {
+                    kty: Some(KeyType::Ec),
+                    crv: Some(CurveName::P256),
+                    x: Some(x.clone()),
+                    y: Some(y.clone()),
+                    d: Some(secret.to_bytes().to_vec()),
+                    key_ops: Some(vec!["sign".into(), "verify".into()]),
+                    ..Default::default()
+                }),
+                tags: Some(tags(&[("origin", "import")])),
+                ..Default::default()
+            }
+            .try_into()
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    let jwk = imported.key.clone().expect("jwk");
+    assert_eq!(jwk.x.as_deref(), Some(x.as_slice()));
+    assert_eq!(jwk.y.as_deref(), Some(y.as_slice()));
+    assert_eq!(jwk.d, None, "the private scalar is never returned");
+    assert_eq!(imported.tags, Some(tags(&[("origin", "import")])));
+
+    let got = get(&client, "byok", None).await.unwrap();
+    assert_eq!(kid(&got), kid(&imported));
+    assert_eq!(got.key.unwrap().x.as_deref(), Some(x.as_slice()));
+
+    // A public key that does not match the private scalar is refused.
+    let other = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let result = client
+        .import_key(
+            "mismatch",
+            ImportKeyParameters {
+                key: Some(JsonWebKey {
+                    kty: Some(KeyType::Ec),
+                    crv: Some(CurveName::P256),
+                    x: Some(x),
+                    y: Some(y),
+                    d: Some(other.to_bytes().to_vec()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .try_into()
+            .unwrap(),
+            None,
+        )
+        .await;
+    expect_http_error(result, 400, "BadParameter");
 }

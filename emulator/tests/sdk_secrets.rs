@@ -937,3 +937,39 @@ async fn a_rejected_token_is_rechallenged_once_then_succeeds() {
         .collect();
     assert_eq!(seen, vec![(true, 401), (true, 200)], "{log:#?}");
 }
+
+#[tokio::test]
+async fn faults_in_the_middle_of_paging_are_retried_without_losing_items() {
+    let env = common::start().await;
+    let names = seed_secrets(&env, "midway-", 60).await;
+    let client = env.secrets(KV1);
+
+    let mut pages = client.list_secret_properties(None).unwrap().into_pages();
+    let first = pages.try_next().await.unwrap().expect("first page");
+    let mut listed: Vec<String> = first
+        .into_model()
+        .unwrap()
+        .value
+        .iter()
+        .map(|i| i.resource_id().unwrap().name)
+        .collect();
+
+    // The following page requests meet a throttle, a 503 and a reset before they get through.
+    for kind in ["throttle", "error503", "reset"] {
+        env.add_fault(json!({"vault": KV1, "op": "secrets.list", "kind": kind, "count": 1}))
+            .await;
+    }
+    while let Some(page) = pages.try_next().await.expect("retried page") {
+        listed.extend(
+            page.into_model()
+                .unwrap()
+                .value
+                .iter()
+                .map(|i| i.resource_id().unwrap().name),
+        );
+    }
+    assert_each_once(&[listed], &names);
+    for fault in env.faults().await {
+        assert_eq!(fault["fired"], 1, "{fault}");
+    }
+}
