@@ -253,15 +253,21 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Marks every run still `running` as `interrupted` at `at`, without a manifest: called when
-    /// a daemon starts, since no run of a previous process can still be going. Returns how many.
-    pub fn interrupt_unfinished_runs(&mut self, at: i64) -> Result<usize, IndexError> {
+    /// Marks the runs of `vault` (or of every vault) still `running` as `interrupted` at `at`,
+    /// without a manifest, and returns how many. Call it once the vault's lease is held (or, for
+    /// all vaults, when a daemon that is the index's only user starts): no earlier run can still
+    /// be going then, so a `running` row is the trace of a crash.
+    pub fn interrupt_unfinished_runs(
+        &mut self,
+        vault: Option<&VaultName>,
+        at: i64,
+    ) -> Result<usize, IndexError> {
         self.tx
             .prepare_cached(
                 "UPDATE runs SET status = 'interrupted', finished_at = max(?1, started_at)
-                 WHERE status = 'running'",
+                 WHERE status = 'running' AND (?2 IS NULL OR vault = ?2)",
             )
-            .and_then(|mut s| s.execute(params![at]))
+            .and_then(|mut s| s.execute(params![at, vault.map(VaultName::as_str)]))
             .map_err(self.err("interrupting unfinished runs"))
     }
 
@@ -425,8 +431,12 @@ impl Index {
     }
 
     /// See [`Writer::interrupt_unfinished_runs`].
-    pub fn interrupt_unfinished_runs(&self, at: i64) -> Result<usize, IndexError> {
-        self.write(|w| w.interrupt_unfinished_runs(at))
+    pub fn interrupt_unfinished_runs(
+        &self,
+        vault: Option<&VaultName>,
+        at: i64,
+    ) -> Result<usize, IndexError> {
+        self.write(|w| w.interrupt_unfinished_runs(vault, at))
     }
 
     /// See [`Writer::record_verification`].

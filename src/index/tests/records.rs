@@ -286,8 +286,19 @@ fn runs_left_running_by_a_dead_daemon_are_marked_interrupted() {
     index
         .begin_run(&run(1), &vault("kv-a"), 100)
         .expect("begin");
+    index.begin_run(&run(3), &vault("kv-c"), 90).expect("begin");
     RunScript::committed(2, "kv-b", 50).play(&index);
-    assert_eq!(index.interrupt_unfinished_runs(500).expect("interrupt"), 1);
+    let interrupted = index
+        .interrupt_unfinished_runs(Some(&vault("kv-a")), 500)
+        .expect("interrupt");
+    assert_eq!(interrupted, 1);
+    let still = index.run(&run(3)).expect("query").expect("present");
+    assert_eq!(
+        still.status,
+        RunStatus::Running,
+        "another vault's run untouched"
+    );
+    assert_eq!(index.interrupt_unfinished_runs(None, 600).expect("all"), 1);
     let r = index.run(&run(1)).expect("query").expect("present");
     assert_eq!(
         (r.status, r.finished_at, r.manifest),
@@ -303,7 +314,7 @@ fn runs_left_running_by_a_dead_daemon_are_marked_interrupted() {
         .collect();
     assert_eq!(
         listed,
-        [run(1).to_string(), run(2).to_string()],
+        [run(1), run(3), run(2)].map(|r| r.to_string()),
         "newest first"
     );
 }
@@ -345,4 +356,26 @@ fn the_latest_verification_is_found_per_depth() {
             .expect("query"),
         None
     );
+}
+
+#[test]
+fn the_index_can_be_shared_between_threads() {
+    // Async callers keep it in an Arc and use it from spawn_blocking.
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Index>();
+    let index = std::sync::Arc::new(Index::open_in_memory().expect("index"));
+    let handles: Vec<_> = (0..4u64)
+        .map(|n| {
+            let index = std::sync::Arc::clone(&index);
+            std::thread::spawn(move || {
+                RunScript::committed(n + 1, "kv-prod", 100 + n as i64)
+                    .capture(Secrets, &format!("s{n}"), &["v1"])
+                    .play(&index)
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer thread");
+    }
+    assert_eq!(index.list_runs(None).expect("runs").len(), 4);
 }
