@@ -252,6 +252,12 @@ async fn secret_restore_conflicts_with_existing_and_soft_deleted_names() {
 
     client.delete_secret("taken", None).await.unwrap();
     expect_http_error(restore_secret(&client, &blob).await, 409, "Conflict");
+    // A soft-deleted secret cannot be backed up (spec §8.2).
+    expect_http_error(
+        client.backup_secret("taken", None).await,
+        404,
+        "SecretNotFound",
+    );
     // The soft-deleted secret is untouched by the refused restore.
     client.get_deleted_secret("taken", None).await.unwrap();
 }
@@ -676,4 +682,28 @@ async fn restore_right_after_purge_conflicts_until_the_purge_lag_has_passed() {
         .await
         .expect("restore after the lag");
     assert_eq!(secret_snapshot(&client, "laggy").await, before);
+}
+
+#[tokio::test]
+async fn blobs_restore_into_a_later_emulator_run_with_the_same_backup_key_seed() {
+    let first = common::start_with_seed(Some("suite-seed")).await;
+    let client = first.secrets(KV1);
+    make_secret(&client, "durable").await;
+    let before = secret_snapshot(&client, "durable").await;
+    let blob = backup_secret(&client, "durable").await;
+    first.emulator.shutdown().await;
+
+    let second = common::start_with_seed(Some("suite-seed")).await;
+    let client = second.secrets(KV1);
+    restore_secret(&client, &blob)
+        .await
+        .expect("same seed, same geo: the blob opens");
+    assert_eq!(secret_snapshot(&client, "durable").await, before);
+
+    let other = common::start_with_seed(Some("another-seed")).await;
+    expect_http_error(
+        restore_secret(&other.secrets(KV1), &blob).await,
+        400,
+        "Malformed backup blob",
+    );
 }

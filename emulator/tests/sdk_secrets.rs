@@ -18,7 +18,7 @@ use azure_security_keyvault_secrets::models::{
     SecretClientUpdateSecretPropertiesOptions, SetSecretParameters,
     UpdateSecretPropertiesParameters,
 };
-use azure_security_keyvault_secrets::{ResourceExt, SecretClient};
+use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
 use common::{expect_http_error, inner_code, tags, Env, KV1};
 use futures::TryStreamExt;
 use serde_json::json;
@@ -972,4 +972,76 @@ async fn faults_in_the_middle_of_paging_are_retried_without_losing_items() {
     for fault in env.faults().await {
         assert_eq!(fault["fired"], 1, "{fault}");
     }
+}
+
+#[tokio::test]
+async fn the_modelled_throttle_is_absorbed_by_the_retry_policy() {
+    let env = common::start().await;
+    let client = env.secrets(KV1);
+    set(&client, "hot", "v").await;
+    let (status, body) = env
+        .control(
+            "PUT",
+            "throttle",
+            Some(json!({
+                "enabled": true, "vaultBudget": 3, "windowSeconds": 1,
+                "subscriptionMultiplier": 5, "retryAfterMs": 300
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    for _ in 0..10 {
+        let secret = get(&client, "hot", None).await.expect("retried to success");
+        assert_eq!(secret.value.as_deref(), Some("v"));
+    }
+    let statuses = env.statuses_of(KV1, "secrets.get").await;
+    assert!(
+        statuses.contains(&429),
+        "the budget was exceeded: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10);
+    let (_, counters) = env.control("GET", "counters", None).await;
+    assert!(
+        counters["throttled"][KV1].as_u64().unwrap_or(0) > 0,
+        "{counters}"
+    );
+}
+
+#[tokio::test]
+async fn pinned_older_api_versions_work_and_unknown_ones_are_400() {
+    let env = common::start().await;
+    for version in ["7.5", "7.6", "2026-04-01"] {
+        let client = SecretClient::new(
+            &env.url(KV1),
+            env.credential.clone(),
+            Some(SecretClientOptions {
+                api_version: version.into(),
+                client_options: env.client_options(),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let name = format!("v{}", version.replace('.', "-"));
+        set(&client, &name, version).await;
+        assert_eq!(
+            get(&client, &name, None).await.unwrap().value.as_deref(),
+            Some(version)
+        );
+    }
+    let client = SecretClient::new(
+        &env.url(KV1),
+        env.credential.clone(),
+        Some(SecretClientOptions {
+            api_version: "1999-01-01".into(),
+            client_options: env.client_options(),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let err = expect_http_error(get(&client, "v7-5", None).await, 400, "BadParameter");
+    assert!(
+        common::error_message(&err).contains("1999-01-01"),
+        "{err:?}"
+    );
 }

@@ -71,11 +71,17 @@ pub struct Env {
 
 /// Starts an emulator with `kv1`, `kv2` and `kvfar`.
 pub async fn start() -> Env {
+    start_with_seed(None).await
+}
+
+/// Like [`start`], with a deterministic backup-blob key (`EmulatorConfig::backup_key_seed`).
+pub async fn start_with_seed(backup_key_seed: Option<&str>) -> Env {
     let mut far = VaultSettings::named(KVFAR);
     far.geo = "asia".into();
     far.region = "japaneast".into();
     let emulator = Emulator::start(EmulatorConfig {
         vaults: vec![VaultSettings::named(KV1), VaultSettings::named(KV2), far],
+        backup_key_seed: backup_key_seed.map(str::to_string),
         ..EmulatorConfig::default()
     })
     .await
