@@ -474,6 +474,7 @@ async fn delete_recover_delete_purge_lifecycle() {
         azure_core::time::Duration::days(90)
     );
     assert_eq!(deleted.id, created.id);
+    assert_eq!(deleted.value, None, "a deleted bundle carries no value");
 
     // Gone from the live collection, visible in the deleted one.
     expect_http_error(get(&client, "lifecycle", None).await, 404, "SecretNotFound");
@@ -484,6 +485,7 @@ async fn delete_recover_delete_purge_lifecycle() {
         .into_model()
         .unwrap();
     assert_eq!(fetched.recovery_id, deleted.recovery_id);
+    assert_eq!(fetched.value, None);
     let mut pager = client.list_deleted_secret_properties(None).unwrap();
     let item = pager.try_next().await.unwrap().expect("one deleted secret");
     assert_eq!(item.recovery_id, deleted.recovery_id);
