@@ -10,4 +10,5 @@ pub mod crypto;
 pub mod index;
 pub mod model;
 pub mod scheduler;
+pub mod source;
 pub mod store;
