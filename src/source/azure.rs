@@ -837,4 +837,108 @@ mod tests {
         assert!(split_id("not a url").is_none());
         assert!(split_id("https://kv1.vault.azure.net/secrets/bad_name").is_none());
     }
+
+    fn http_error(
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+        body: &str,
+    ) -> azure_core::Error {
+        use azure_core::http::{headers::HeaderName, RawResponse, StatusCode};
+        let mut h = Headers::new();
+        for (k, v) in headers {
+            h.insert(HeaderName::from_static(k), *v);
+        }
+        let raw = RawResponse::from_bytes(StatusCode::from(status), h, body.as_bytes().to_vec());
+        ErrorKind::HttpResponse {
+            status: StatusCode::from(status),
+            // What azure_core reports when it cannot parse the body.
+            error_code: Some(status.to_string()),
+            raw_response: Some(Box::new(raw)),
+        }
+        .into_error()
+    }
+
+    fn tr(e: azure_core::Error) -> SourceError {
+        let vault: VaultName = "kv1".parse().expect("vault");
+        translate(
+            &e,
+            SourceOp::Restore,
+            &vault,
+            ObjectKind::Secrets,
+            Some("db"),
+        )
+    }
+
+    #[test]
+    fn statuses_map_to_the_source_vocabulary() {
+        let conflict = tr(http_error(
+            409,
+            &[],
+            r#"{"error":{"code":"Conflict","message":"Secret db is currently in a deleted but recoverable state","innererror":{"code":"ObjectIsDeletedButRecoverable"}}}"#,
+        ));
+        assert_eq!(conflict.kind(), SourceErrorKind::Conflict);
+        assert_eq!(conflict.code(), Some("Conflict"));
+        assert_eq!(conflict.inner_code(), Some("ObjectIsDeletedButRecoverable"));
+        assert!(conflict.to_string().contains("deleted but recoverable"));
+
+        // The body's code wins over the status number the SDK reports for escaped messages.
+        let forbidden = tr(http_error(
+            403,
+            &[],
+            r#"{"error":{"code":"Forbidden","message":"Operation \"backup\" is not allowed on this Key"}}"#,
+        ));
+        assert_eq!(forbidden.kind(), SourceErrorKind::Forbidden);
+        assert_eq!(forbidden.code(), Some("Forbidden"));
+        assert!(forbidden.detail().contains("Operation \"backup\""));
+
+        let throttled = tr(http_error(429, &[("x-ms-retry-after-ms", "250")], "{}"));
+        assert_eq!(throttled.kind(), SourceErrorKind::Throttled);
+        assert_eq!(throttled.retry_after(), Some(Duration::from_millis(250)));
+        let throttled = tr(http_error(429, &[("retry-after", "3")], ""));
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            throttled.code(),
+            None,
+            "a bare status is not a service code"
+        );
+
+        assert_eq!(
+            tr(http_error(404, &[], "{}")).kind(),
+            SourceErrorKind::NotFound
+        );
+        assert_eq!(
+            tr(http_error(401, &[], "{}")).kind(),
+            SourceErrorKind::Forbidden
+        );
+        assert_eq!(
+            tr(http_error(503, &[], "{}")).kind(),
+            SourceErrorKind::Transient
+        );
+        assert_eq!(
+            tr(http_error(500, &[], "{}")).kind(),
+            SourceErrorKind::Transient
+        );
+        let bad = tr(http_error(
+            400,
+            &[],
+            r#"{"error":{"code":"Malformed backup blob","message":"Backup blob is corrupt."}}"#,
+        ));
+        assert_eq!(bad.kind(), SourceErrorKind::Permanent);
+        assert_eq!(bad.code(), Some("Malformed backup blob"));
+
+        let io = tr(azure_core::Error::with_message(
+            ErrorKind::Io,
+            "connection reset by peer",
+        ));
+        assert_eq!(io.kind(), SourceErrorKind::Transient);
+        assert!(io.to_string().contains("connection reset"));
+        assert_eq!(
+            tr(azure_core::Error::with_message(
+                ErrorKind::Credential,
+                "no token"
+            ))
+            .kind(),
+            SourceErrorKind::Forbidden
+        );
+    }
 }
