@@ -21,6 +21,7 @@ mod error;
 mod memory;
 mod rate;
 mod sdk_retry;
+mod translate;
 
 use std::collections::BTreeMap;
 use std::fmt;
