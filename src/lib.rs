@@ -4,7 +4,9 @@
 //! exit codes (see `../shared/DESIGN.md` §3 for the module map this crate grows into).
 
 pub mod azure;
+pub mod backup;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod index;

@@ -1,0 +1,640 @@
+//! Carrying out a backup run of one vault (see the module docs of [`super`] for the order of
+//! steps and the rules). [`VaultBackup`] holds the seams of one vault; [`VaultBackup::survey`]
+//! plans without writing anything (`--dry-run`), [`VaultBackup::run`] plans and executes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::manifest::{
+    manifest_blob_key, object_blob_key, EntryState, Manifest, ManifestDeleted, ManifestFailure,
+    ManifestObject, ManifestVersion, MANIFEST_FORMAT,
+};
+use super::plan::{
+    self, object_key, BackupPlan, DeepScan, KnownObject, ObjectKey, PlanOptions, PlannedCapture,
+    VersionFingerprint,
+};
+use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
+use crate::config::VaultConfig;
+use crate::crypto::{Label, Sealer};
+use crate::index::{CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus};
+use crate::model::{ObjectKind, ObjectName, RunId};
+use crate::source::{
+    ObjectSummary, SourceError, SourceErrorKind, VaultSource, MAX_BACKUP_VERSIONS,
+};
+use crate::store::BlobStore;
+
+/// A source of "now" in Unix seconds. Production uses [`super::system_clock`].
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Everything one vault's backup needs. Cheap to build per run.
+#[derive(Clone)]
+pub struct VaultBackup {
+    /// The vault's configuration (kinds, filters, deep-scan period, payload mode).
+    pub vault: VaultConfig,
+    /// The vault.
+    pub source: Arc<dyn VaultSource>,
+    /// Where blobs go.
+    pub store: Arc<dyn BlobStore>,
+    /// The catalog.
+    pub index: Arc<Index>,
+    /// Seals blobs to the configured recipients.
+    pub sealer: Arc<Sealer>,
+    /// Objects in flight at once (`limits.concurrency`).
+    pub concurrency: usize,
+    /// The time.
+    pub clock: Clock,
+    /// Checked before each object is started.
+    pub cancel: CancellationToken,
+    /// Progress hooks.
+    pub progress: Arc<dyn Progress>,
+}
+
+/// Why a run could not even plan.
+#[derive(Debug, thiserror::Error)]
+enum SurveyError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+}
+
+/// A capture carried out and recorded.
+struct Captured {
+    capture: NewCapture,
+}
+
+impl VaultBackup {
+    /// Lists the vault, reads the index and carries out the deep scans that are due, then plans.
+    /// Writes nothing: this is `--dry-run`, and the first half of [`VaultBackup::run`].
+    pub async fn survey(&self) -> Result<BackupPlan, String> {
+        self.survey_inner().await.map_err(|e| e.to_string())
+    }
+
+    async fn survey_inner(&self) -> Result<BackupPlan, SurveyError> {
+        let now = (self.clock)();
+        let options = PlanOptions::from_vault(&self.vault, now)?;
+        let mut listing: Vec<ObjectSummary> = Vec::new();
+        for kind in &self.vault.kinds {
+            listing.extend(self.source.list(*kind).await?);
+        }
+        let known = self.known_objects(&listing)?;
+        let due = plan::deep_scans_due(&options, &listing, &known);
+        let scans = self.deep_scans(&due, &known).await;
+        Ok(plan::plan(&options, &listing, &known, &scans))
+    }
+
+    /// What the index knows of the vault's objects, with the last committed capture of each one
+    /// that is listed now (the others need none: they are either gone or of another kind).
+    fn known_objects(
+        &self,
+        listing: &[ObjectSummary],
+    ) -> Result<HashMap<ObjectKey, KnownObject>, IndexError> {
+        let mut known: HashMap<ObjectKey, KnownObject> = self
+            .index
+            .list_objects(Some(&self.vault.name))?
+            .into_iter()
+            .map(|o| {
+                (
+                    object_key(o.kind, &o.name),
+                    KnownObject {
+                        kind: o.kind,
+                        name: o.name,
+                        deleted: o.deleted_at.is_some(),
+                        last: None,
+                    },
+                )
+            })
+            .collect();
+        for object in listing {
+            if let Some(k) = known.get_mut(&object_key(object.kind, &object.name)) {
+                k.last = self
+                    .index
+                    .last_capture_of(&self.vault.name, object.kind, &object.name)?;
+            }
+        }
+        Ok(known)
+    }
+
+    /// Lists the versions of each due object and reads those its last capture holds. A scan
+    /// that fails is left out (the plan then keeps the object unchanged, due again next run).
+    async fn deep_scans(
+        &self,
+        due: &[(ObjectKind, ObjectName)],
+        known: &HashMap<ObjectKey, KnownObject>,
+    ) -> HashMap<ObjectKey, DeepScan> {
+        let results: Vec<Option<(ObjectKey, DeepScan)>> = stream::iter(due)
+            .map(|(kind, name)| async move {
+                let key = object_key(*kind, name);
+                let blob = known.get(&key)?.last.as_ref()?.blob.clone();
+                let current = match self.source.list_versions(*kind, name).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
+                            "deep scan skipped: listing the versions failed; it is due again next run");
+                        return None;
+                    }
+                };
+                let captured = match self.index.capture_versions(&blob) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
+                            "deep scan skipped: reading the captured versions failed");
+                        return None;
+                    }
+                };
+                let scan = DeepScan {
+                    current: current
+                        .into_iter()
+                        .map(|v| VersionFingerprint {
+                            version: v.version,
+                            updated: v.updated,
+                            enabled: v.enabled,
+                        })
+                        .collect(),
+                    captured: captured
+                        .into_iter()
+                        .map(|v| VersionFingerprint {
+                            version: v.version,
+                            updated: v.updated,
+                            enabled: v.enabled,
+                        })
+                        .collect(),
+                };
+                Some((key, scan))
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
+    }
+
+    /// Runs a backup of the vault and reports how it went. Never panics on external input and
+    /// never returns early without a report: every failure is in the report (and, once the run
+    /// is recorded, in the index).
+    pub async fn run(&self) -> BackupReport {
+        let run = RunId::random();
+        let started_at = (self.clock)();
+        let vault = self.vault.name.clone();
+        let mut report = BackupReport {
+            vault: vault.clone(),
+            run: run.clone(),
+            status: RunStatus::Failed,
+            started_at,
+            finished_at: started_at,
+            manifest: None,
+            stats: BackupStats::default(),
+            failures: Vec::new(),
+            error: None,
+        };
+        if let Err(e) = self.index.begin_run(&run, &vault, started_at) {
+            report.error = Some(format!("cannot record the run in the index: {e}"));
+            report.finished_at = (self.clock)();
+            self.progress.finished(&report);
+            return report;
+        }
+        info!(vault = %vault, run = %run, "backup started");
+        let plan = match self.survey_inner().await {
+            Ok(plan) => plan,
+            Err(e) => {
+                report.error = Some(format!(
+                    "backup of vault {vault} failed before any object: {e}"
+                ));
+                self.finish(&mut report, RunStatus::Failed, None);
+                return report;
+            }
+        };
+        self.progress.planned(&plan);
+        report.stats.skipped_objects = plan.skipped.len() as u64;
+        info!(vault = %vault, run = %run, changed = plan.changed.len(),
+            unchanged = plan.unchanged.len(), gone = plan.gone.len(),
+            skipped = plan.skipped.len(), "backup planned");
+
+        let backup_calls = AtomicU64::new(0);
+        let outcomes: Vec<Result<Captured, ObjectFailure>> = stream::iter(&plan.changed)
+            .map(|planned| {
+                let run = &run;
+                let backup_calls = &backup_calls;
+                async move {
+                    // The only cancellation point: between objects, never inside one.
+                    if self.cancel.is_cancelled() {
+                        return Err(failure(
+                            planned,
+                            "interrupted",
+                            "not started: the run was stopped",
+                        ));
+                    }
+                    let outcome = self.capture(run, planned, backup_calls).await;
+                    self.progress.object_done(
+                        &self.vault.name,
+                        planned.object.kind,
+                        &planned.object.name,
+                        outcome.is_ok(),
+                    );
+                    outcome
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        report.stats.backup_calls = backup_calls.load(Ordering::Relaxed);
+
+        let mut captured: Vec<NewCapture> = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(c) => {
+                    report.stats.uploaded_bytes += c.capture.stored_bytes;
+                    captured.push(c.capture);
+                }
+                Err(f) => report.failures.push(f),
+            }
+        }
+        captured.sort_by_key(|c| (c.object.kind, c.object.name.canonical()));
+        report
+            .failures
+            .sort_by_key(|f| (f.kind, f.name.canonical()));
+        report.stats.captured_objects = captured.len() as u64;
+        report.stats.failed_objects = report.failures.len() as u64;
+        let interrupted = report
+            .failures
+            .iter()
+            .any(|f| f.error_kind == "interrupted");
+
+        // Unchanged and gone objects, and every failure, in one transaction.
+        let seen_at = (self.clock)();
+        let recorded = self.index.write(|w| {
+            for u in &plan.unchanged {
+                let state = ObjectState {
+                    kind: u.object.kind,
+                    name: u.object.name.clone(),
+                    current_version: u.current_version.clone(),
+                    updated: u.updated,
+                };
+                w.record_unchanged(&run, &state, seen_at, u.deep_scanned)?;
+            }
+            for g in &plan.gone {
+                w.record_deleted(&run, g.kind, &g.name, seen_at)?;
+            }
+            for f in &report.failures {
+                w.record_object_error(&run, f.kind, &f.name, &f.error_kind, &f.message, seen_at)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            report.error = Some(format!("cannot record the run's objects in the index: {e}"));
+            self.finish(&mut report, RunStatus::Failed, None);
+            return report;
+        }
+        report.stats.unchanged_objects = plan.unchanged.len() as u64;
+        report.stats.deleted_objects = plan.gone.len() as u64;
+
+        let status = if interrupted {
+            RunStatus::Interrupted
+        } else if report.failures.is_empty() {
+            RunStatus::Completed
+        } else if captured.is_empty() && plan.unchanged.is_empty() {
+            RunStatus::Failed
+        } else {
+            RunStatus::PartiallyFailed
+        };
+
+        // The manifest last: it commits everything above.
+        match self
+            .write_manifest(&run, started_at, seen_at, status, &plan, &captured, &report)
+            .await
+        {
+            Ok((key, bytes)) => {
+                report.stats.uploaded_bytes += bytes;
+                self.finish(&mut report, status, Some(key));
+            }
+            Err(e) => {
+                report.error = Some(format!(
+                    "the run's manifest could not be written, so nothing it captured counts (the next run captures it again): {e}"
+                ));
+                self.finish(&mut report, RunStatus::Failed, None);
+            }
+        }
+        report
+    }
+
+    /// Records the end of the run and logs it.
+    fn finish(
+        &self,
+        report: &mut BackupReport,
+        status: RunStatus,
+        manifest: Option<crate::model::BlobKey>,
+    ) {
+        report.finished_at = (self.clock)();
+        report.status = status;
+        report.manifest = manifest;
+        if let Err(e) = self.index.finish_run(
+            &report.run,
+            status,
+            &(&report.stats).into(),
+            report.finished_at,
+            report.manifest.as_ref(),
+        ) {
+            // The blobs and the manifest are in the store; `kvkeep index rebuild` recovers the
+            // index from them, so this is reported, not fatal to the data.
+            let message = format!("cannot record the end of the run in the index: {e}");
+            report.error = Some(match report.error.take() {
+                Some(earlier) => format!("{earlier}; {message}"),
+                None => message,
+            });
+            if report.status != RunStatus::Failed {
+                report.status = RunStatus::Failed;
+            }
+        }
+        match report.status {
+            RunStatus::Completed => info!(vault = %report.vault, run = %report.run,
+                captured = report.stats.captured_objects, unchanged = report.stats.unchanged_objects,
+                deleted = report.stats.deleted_objects, uploaded_bytes = report.stats.uploaded_bytes,
+                "backup completed"),
+            status => tracing::error!(vault = %report.vault, run = %report.run, status = %status,
+                failed = report.stats.failed_objects, error = report.error.as_deref().unwrap_or(""),
+                "backup did not complete"),
+        }
+        self.progress.finished(report);
+    }
+
+    /// Captures one object: properties → versions → backup → seal → put → index.
+    async fn capture(
+        &self,
+        run: &RunId,
+        planned: &PlannedCapture,
+        backup_calls: &AtomicU64,
+    ) -> Result<Captured, ObjectFailure> {
+        let kind = planned.object.kind;
+        let name = &planned.object.name;
+        let vault = &self.vault.name;
+        debug!(vault = %vault, kind = %kind, name = %name, why = %planned.why, "capturing");
+        let source_failure =
+            |e: SourceError| failure(planned, source_kind(e.kind()), e.to_string());
+
+        let (current_version, updated_now) = match &planned.object.version {
+            Some(v) => (v.clone(), None),
+            None => {
+                let props = self
+                    .source
+                    .get_properties(kind, name)
+                    .await
+                    .map_err(source_failure)?;
+                (props.version, props.updated)
+            }
+        };
+        let versions = self
+            .source
+            .list_versions(kind, name)
+            .await
+            .map_err(source_failure)?;
+        if versions.len() > MAX_BACKUP_VERSIONS {
+            return Err(failure(
+                planned,
+                "too_many_versions",
+                format!(
+                    "{kind} {name} in vault {vault} has {} versions; key vault backs up at most {MAX_BACKUP_VERSIONS}: remove old versions",
+                    versions.len()
+                ),
+            ));
+        }
+        if !versions.iter().any(|v| v.version == current_version) {
+            return Err(failure(
+                planned,
+                "permanent",
+                format!(
+                    "{kind} {name} in vault {vault}: the current version {current_version} is missing from the version list; it may have been deleted meanwhile, the next run tries again"
+                ),
+            ));
+        }
+        backup_calls.fetch_add(1, Ordering::Relaxed);
+        let blob = self
+            .source
+            .backup(kind, name)
+            .await
+            .map_err(source_failure)?;
+        let plain_bytes = blob.len() as u64;
+
+        let captured_at = (self.clock)();
+        let label = Label::object(
+            vault.clone(),
+            kind,
+            name.clone(),
+            versions.iter().map(|v| v.version.clone()).collect(),
+            current_version.clone(),
+            captured_at,
+        )
+        .with_run(run.clone())
+        .with_mode(self.vault.payload.into());
+        let sealer = self.sealer.clone();
+        // zstd and age over up to 64 MiB: off the runtime threads.
+        let sealed = tokio::task::spawn_blocking(move || {
+            let payload = blob.into_bytes();
+            sealer.seal(&label, &payload).map(|ciphertext| {
+                let sha256 = hex(&Sha256::digest(&ciphertext));
+                (ciphertext, sha256)
+            })
+        })
+        .await;
+        let (ciphertext, sha256) = match sealed {
+            Ok(Ok(sealed)) => sealed,
+            Ok(Err(e)) => return Err(failure(planned, "crypto", e.to_string())),
+            Err(e) => {
+                return Err(failure(
+                    planned,
+                    "crypto",
+                    format!("sealing task failed: {e}"),
+                ))
+            }
+        };
+        let key = object_blob_key(vault, kind, name, captured_at, run)
+            .map_err(|e| failure(planned, "permanent", e.to_string()))?;
+        let stored_bytes = ciphertext.len() as u64;
+        self.store
+            .put_new(&key, Bytes::from(ciphertext))
+            .await
+            .map_err(|e| failure(planned, "store", e.to_string()))?;
+        let capture = NewCapture {
+            object: ObjectState {
+                kind,
+                name: name.clone(),
+                current_version,
+                updated: planned.object.updated.or(updated_now).unwrap_or_default(),
+            },
+            blob: key,
+            captured_at,
+            plain_bytes,
+            stored_bytes,
+            sha256,
+            payload: self.vault.payload,
+            versions: versions
+                .into_iter()
+                .map(|v| CapturedVersion {
+                    version: v.version,
+                    created: v.created,
+                    updated: v.updated,
+                    enabled: v.enabled,
+                })
+                .collect(),
+        };
+        self.index
+            .record_capture(run, &capture)
+            .map_err(|e| failure(planned, "index", e.to_string()))?;
+        debug!(vault = %vault, kind = %kind, name = %name, blob = %capture.blob,
+            stored_bytes, "captured");
+        Ok(Captured { capture })
+    }
+
+    /// Builds, seals and writes the manifest; returns its key and size.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_manifest(
+        &self,
+        run: &RunId,
+        started_at: i64,
+        finished_at: i64,
+        status: RunStatus,
+        plan: &BackupPlan,
+        captured: &[NewCapture],
+        report: &BackupReport,
+    ) -> Result<(crate::model::BlobKey, u64), String> {
+        let vault = &self.vault.name;
+        let mut objects: Vec<ManifestObject> = captured
+            .iter()
+            .map(|c| ManifestObject {
+                state: EntryState::Captured,
+                kind: c.object.kind,
+                name: c.object.name.clone(),
+                blob: c.blob.clone(),
+                run: run.clone(),
+                captured_at: c.captured_at,
+                current_version: c.object.current_version.clone(),
+                updated: c.object.updated,
+                versions: c.versions.iter().map(ManifestVersion::from).collect(),
+                plain_bytes: c.plain_bytes,
+                stored_bytes: c.stored_bytes,
+                sha256: c.sha256.clone(),
+                payload: payload_word(c.payload).to_string(),
+            })
+            .collect();
+        for u in &plan.unchanged {
+            let record = self
+                .index
+                .list_captures(vault, u.object.kind, &u.object.name)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|c| c.committed && c.blob == u.last.blob)
+                .ok_or_else(|| {
+                    format!(
+                        "the index has no committed capture {} of {} {}",
+                        u.last.blob, u.object.kind, u.object.name
+                    )
+                })?;
+            let versions = self
+                .index
+                .capture_versions(&record.blob)
+                .map_err(|e| e.to_string())?;
+            objects.push(ManifestObject {
+                state: EntryState::Unchanged,
+                kind: record.kind,
+                name: u.object.name.clone(),
+                blob: record.blob,
+                run: record.run,
+                captured_at: record.captured_at,
+                current_version: record.current_version,
+                updated: record.updated,
+                versions: versions.iter().map(ManifestVersion::from).collect(),
+                plain_bytes: record.plain_bytes,
+                stored_bytes: record.stored_bytes,
+                sha256: record.sha256,
+                payload: payload_word(record.payload).to_string(),
+            });
+        }
+        objects.sort_by_key(|o| (o.kind, o.name.canonical()));
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            vault: vault.clone(),
+            run: run.clone(),
+            started_at,
+            finished_at,
+            status: status.as_str().to_string(),
+            objects,
+            deleted: plan
+                .gone
+                .iter()
+                .map(|g| ManifestDeleted {
+                    kind: g.kind,
+                    name: g.name.clone(),
+                    seen_at: finished_at,
+                })
+                .collect(),
+            failed: report
+                .failures
+                .iter()
+                .map(|f| ManifestFailure {
+                    kind: f.kind,
+                    name: f.name.clone(),
+                    error_kind: f.error_kind.clone(),
+                    message: f.message.clone(),
+                })
+                .collect(),
+        };
+        let json = manifest.to_json().map_err(|e| e.to_string())?;
+        let label = Label::manifest(vault.clone(), finished_at).with_run(run.clone());
+        let sealer = self.sealer.clone();
+        let ciphertext = tokio::task::spawn_blocking(move || sealer.seal(&label, &json))
+            .await
+            .map_err(|e| format!("sealing task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let key = manifest_blob_key(vault, started_at, run).map_err(|e| e.to_string())?;
+        let bytes = ciphertext.len() as u64;
+        self.store
+            .put_new(&key, Bytes::from(ciphertext))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((key, bytes))
+    }
+}
+
+fn failure(planned: &PlannedCapture, kind: &str, message: impl Into<String>) -> ObjectFailure {
+    ObjectFailure {
+        kind: planned.object.kind,
+        name: planned.object.name.clone(),
+        error_kind: kind.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The stable word recorded for a source failure.
+fn source_kind(kind: SourceErrorKind) -> &'static str {
+    match kind {
+        SourceErrorKind::NotFound => "not_found",
+        SourceErrorKind::AlreadyExists => "already_exists",
+        SourceErrorKind::Conflict => "conflict",
+        SourceErrorKind::Forbidden => "forbidden",
+        SourceErrorKind::Throttled => "throttled",
+        SourceErrorKind::Transient => "transient",
+        SourceErrorKind::Permanent => "permanent",
+    }
+}
+
+fn payload_word(mode: crate::config::PayloadMode) -> &'static str {
+    match mode {
+        crate::config::PayloadMode::Native => "native",
+        crate::config::PayloadMode::Portable => "portable",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,510 @@
+//! The executor on the in-memory vault, store and index: what a run captures, what a repeat run
+//! does not (zero backup calls, from the fake's counters), how object failures, store failures,
+//! a failed manifest write and cancellation end a run.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::manifest::{EntryState, Manifest};
+use crate::backup::plan::BackupPlan;
+use crate::backup::{BackupReport, Clock, NoProgress, Progress, VaultBackup};
+use crate::config::{PayloadMode, VaultConfig};
+use crate::crypto::{open_expecting, BlobType, Expected, Identities, Identity, Sealer};
+use crate::index::{Index, RunStatus};
+use crate::model::{ObjectKind, ObjectName, VaultName};
+use crate::source::{
+    FailureRule, InMemoryVaultSource, SeedObject, SourceErrorKind, SourceOp, VaultSource,
+};
+use crate::store::{BlobStore, FaultyStore, InMemoryStore, StoreErrorKind, StoreOp};
+
+const START: i64 = 1_800_000_000;
+const CANARY: &[u8] = b"canary-value-7f3a9c";
+
+fn n(s: &str) -> ObjectName {
+    s.parse().expect("name")
+}
+
+fn vault_name() -> VaultName {
+    "kv1".parse().expect("vault")
+}
+
+fn vault_config() -> VaultConfig {
+    VaultConfig {
+        name: vault_name(),
+        url: "https://kv1.vault.azure.net".into(),
+        subscription: None,
+        geography: None,
+        schedule: None,
+        kinds: ObjectKind::ALL.into_iter().collect(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        skip_tags: BTreeMap::from([("kvkeep".to_string(), "skip".to_string())]),
+        payload: PayloadMode::Native,
+        deep_scan_every: Duration::from_secs(7 * 86_400),
+    }
+}
+
+/// The test bed: a seeded fake vault, a store that can misbehave, an in-memory index and a
+/// clock the test moves.
+struct Bed {
+    source: Arc<InMemoryVaultSource>,
+    faulty: Arc<FaultyStore>,
+    store: Arc<InMemoryStore>,
+    index: Arc<Index>,
+    identity: Identities,
+    sealer: Arc<Sealer>,
+    now: Arc<AtomicI64>,
+    concurrency: usize,
+}
+
+impl Bed {
+    /// Three secrets (two with two versions), two keys, one certificate (with its managed key
+    /// and secret) and one skip-tagged secret.
+    fn new() -> Self {
+        let source = Arc::new(InMemoryVaultSource::new(vault_name(), START - 1000));
+        for name in ["db-password", "api-token"] {
+            source.put(ObjectKind::Secrets, &n(name), SeedObject::value("old"));
+            source.put(ObjectKind::Secrets, &n(name), SeedObject::value(CANARY));
+        }
+        source.put(ObjectKind::Secrets, &n("single"), SeedObject::value("v"));
+        let mut skip = SeedObject::value("skipped");
+        skip.tags.insert("kvkeep".into(), "skip".into());
+        source.put(ObjectKind::Secrets, &n("ignored"), skip);
+        for name in ["signing", "wrapping"] {
+            source.put(ObjectKind::Keys, &n(name), SeedObject::value("key"));
+        }
+        source.put_certificate(&n("tls"), SeedObject::value("pfx"));
+        let store = Arc::new(InMemoryStore::new());
+        let faulty = Arc::new(FaultyStore::new(store.clone()));
+        let identity = Identity::generate();
+        let sealer = Arc::new(Sealer::new(&[identity.recipient()], 3).expect("sealer"));
+        Bed {
+            source,
+            faulty,
+            store,
+            index: Arc::new(Index::open_in_memory().expect("index")),
+            identity: identity.into(),
+            sealer,
+            now: Arc::new(AtomicI64::new(START)),
+            concurrency: 4,
+        }
+    }
+
+    fn backup(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> VaultBackup {
+        let now = self.now.clone();
+        // Each reading moves the clock a second, so every run starts at a new time.
+        let clock: Clock = Arc::new(move || now.fetch_add(1, Ordering::SeqCst));
+        VaultBackup {
+            vault: vault_config(),
+            source: self.source.clone() as Arc<dyn VaultSource>,
+            store: self.faulty.clone() as Arc<dyn BlobStore>,
+            index: self.index.clone(),
+            sealer: self.sealer.clone(),
+            concurrency: self.concurrency,
+            clock,
+            cancel,
+            progress,
+        }
+    }
+
+    async fn run(&self) -> BackupReport {
+        self.backup(Arc::new(NoProgress), CancellationToken::new())
+            .run()
+            .await
+    }
+
+    async fn manifest(&self, report: &BackupReport) -> Manifest {
+        let key = report.manifest.as_ref().expect("the run wrote a manifest");
+        let bytes = self.store.get(key).await.expect("manifest blob");
+        let opened = open_expecting(
+            &bytes,
+            &self.identity,
+            &Expected::manifest(vault_name()).with_run(report.run.clone()),
+        )
+        .expect("the manifest opens and is the run's");
+        assert_eq!(opened.header.blob, BlobType::Manifest);
+        Manifest::from_json(&opened.payload).expect("manifest parses")
+    }
+}
+
+fn names(manifest: &Manifest, state: EntryState) -> Vec<String> {
+    manifest
+        .objects
+        .iter()
+        .filter(|o| o.state == state)
+        .map(|o| format!("{}/{}", o.kind, o.name))
+        .collect()
+}
+
+#[tokio::test]
+async fn first_run_captures_every_object_and_a_repeat_run_makes_no_backup_calls() {
+    let bed = Bed::new();
+    let first = bed.run().await;
+    assert_eq!(first.status, RunStatus::Completed, "{first:?}");
+    assert_eq!(first.stats.captured_objects, 6, "{first:?}");
+    // Managed key and secret of the certificate, and the skip-tagged secret.
+    assert_eq!(first.stats.skipped_objects, 3);
+    assert_eq!(first.stats.backup_calls, 6);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 6);
+    assert!(first.stats.uploaded_bytes > 0);
+
+    let manifest = bed.manifest(&first).await;
+    assert_eq!(
+        names(&manifest, EntryState::Captured),
+        vec![
+            "keys/signing",
+            "keys/wrapping",
+            "secrets/api-token",
+            "secrets/db-password",
+            "secrets/single",
+            "certificates/tls"
+        ]
+    );
+    let db = manifest
+        .objects
+        .iter()
+        .find(|o| o.name.as_str() == "db-password")
+        .expect("db-password in the manifest");
+    assert_eq!(db.versions.len(), 2, "every version is recorded");
+    // Every object blob opens as exactly the object the manifest says, sha256 included.
+    for o in &manifest.objects {
+        let bytes = bed.store.get(&o.blob).await.expect("object blob");
+        use sha2::Digest;
+        let sha: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(sha, o.sha256);
+        assert_eq!(bytes.len() as u64, o.stored_bytes);
+        let opened = open_expecting(
+            &bytes,
+            &bed.identity,
+            &Expected::object(vault_name(), o.kind, o.name.clone())
+                .with_current_version(o.current_version.clone()),
+        )
+        .expect("object blob opens");
+        assert_eq!(opened.header.versions.len(), o.versions.len());
+        assert!(o.blob.as_str().starts_with(&format!(
+            "objects/kv1/{}/{}/",
+            o.kind,
+            o.name.canonical()
+        )));
+    }
+
+    bed.source.clear_calls();
+    let second = bed.run().await;
+    assert_eq!(second.status, RunStatus::Completed, "{second:?}");
+    assert_eq!(
+        bed.source.calls_of(SourceOp::Backup),
+        0,
+        "a repeat run makes no backup calls"
+    );
+    assert_eq!(second.stats.backup_calls, 0);
+    assert_eq!(second.stats.captured_objects, 0);
+    assert_eq!(second.stats.unchanged_objects, 6);
+    let manifest2 = bed.manifest(&second).await;
+    assert!(names(&manifest2, EntryState::Captured).is_empty());
+    // Unchanged entries point at the first run's blobs, with everything needed to restore.
+    for o in &manifest2.objects {
+        assert_eq!(o.run, first.run);
+        let earlier = manifest
+            .objects
+            .iter()
+            .find(|e| e.name == o.name && e.kind == o.kind)
+            .expect("captured before");
+        assert_eq!(
+            (&o.blob, &o.sha256, &o.versions),
+            (&earlier.blob, &earlier.sha256, &earlier.versions)
+        );
+    }
+    // The index agrees: two committed runs.
+    let runs = bed.index.list_runs(Some(&vault_name())).expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|r| r.is_committed() && r.status == RunStatus::Completed));
+}
+
+#[tokio::test]
+async fn only_changed_objects_are_captured_and_deleted_ones_recorded() {
+    let bed = Bed::new();
+    assert_eq!(bed.run().await.status, RunStatus::Completed);
+    bed.source.put(
+        ObjectKind::Secrets,
+        &n("db-password"),
+        SeedObject::value("new"),
+    );
+    bed.source.update(
+        ObjectKind::Keys,
+        &n("signing"),
+        true,
+        BTreeMap::from([("owner".to_string(), "team-a".to_string())]),
+    );
+    bed.source
+        .delete(ObjectKind::Secrets, &n("single"))
+        .await
+        .expect("delete");
+    bed.source.clear_calls();
+
+    let report = bed.run().await;
+    assert_eq!(report.status, RunStatus::Completed, "{report:?}");
+    assert_eq!(report.stats.captured_objects, 2);
+    assert_eq!(report.stats.deleted_objects, 1);
+    assert_eq!(report.stats.unchanged_objects, 3);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 2);
+    let manifest = bed.manifest(&report).await;
+    assert_eq!(
+        names(&manifest, EntryState::Captured),
+        vec!["keys/signing", "secrets/db-password"]
+    );
+    assert_eq!(manifest.deleted.len(), 1);
+    assert_eq!(manifest.deleted[0].name.as_str(), "single");
+    let objects = bed
+        .index
+        .list_objects(Some(&vault_name()))
+        .expect("objects");
+    let single = objects
+        .iter()
+        .find(|o| o.name.as_str() == "single")
+        .expect("single known");
+    assert!(single.deleted_at.is_some());
+    let db_versions = bed
+        .index
+        .list_versions(&vault_name(), ObjectKind::Secrets, &n("db-password"))
+        .expect("versions");
+    assert_eq!(db_versions.len(), 3);
+
+    // Seen gone once is enough: the next run records nothing new.
+    let again = bed.run().await;
+    assert_eq!(again.stats.deleted_objects, 0);
+    assert_eq!(again.stats.captured_objects, 0);
+}
+
+#[tokio::test]
+async fn a_permanently_failing_object_fails_alone_with_its_reason() {
+    let bed = Bed::new();
+    bed.source.fail(FailureRule::new(
+        SourceOp::Backup,
+        ObjectKind::Secrets,
+        "api-token",
+        SourceErrorKind::Forbidden,
+    ));
+    let report = bed.run().await;
+    assert_eq!(report.status, RunStatus::PartiallyFailed, "{report:?}");
+    assert_eq!(report.stats.captured_objects, 5);
+    assert_eq!(report.stats.failed_objects, 1);
+    assert_eq!(report.failures[0].name.as_str(), "api-token");
+    assert_eq!(report.failures[0].error_kind, "forbidden");
+    let errors = bed.index.object_errors(&report.run).expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].name.as_str(), "api-token");
+    assert_eq!(errors[0].error_kind, "forbidden");
+    // The run is committed for what it captured.
+    let manifest = bed.manifest(&report).await;
+    assert_eq!(manifest.status, "partially_failed");
+    assert_eq!(manifest.failed.len(), 1);
+    assert_eq!(names(&manifest, EntryState::Captured).len(), 5);
+
+    // Once the cause is gone, the next run captures exactly the failed object.
+    bed.source.clear_failures();
+    bed.source.clear_calls();
+    let next = bed.run().await;
+    assert_eq!(next.status, RunStatus::Completed);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 1);
+}
+
+#[tokio::test]
+async fn every_object_failing_fails_the_run() {
+    let bed = Bed::new();
+    bed.source.fail(FailureRule {
+        op: Some(SourceOp::Backup),
+        kind: None,
+        name: None,
+        error: SourceErrorKind::Permanent,
+        retry_after: None,
+        times: None,
+    });
+    let report = bed.run().await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    assert_eq!(report.stats.failed_objects, 6);
+}
+
+#[tokio::test]
+async fn a_store_failure_fails_one_object() {
+    let mut bed = Bed::new();
+    // One at a time, so the failing write is the first object's (keys/signing, the first
+    // planned) and not a random one.
+    bed.concurrency = 1;
+    bed.faulty
+        .fail_next(StoreOp::Put, 1, StoreErrorKind::Permanent);
+    let report = bed.run().await;
+    assert_eq!(report.status, RunStatus::PartiallyFailed, "{report:?}");
+    assert_eq!(report.stats.captured_objects, 5);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].error_kind, "store");
+    assert_eq!(report.failures[0].name.as_str(), "signing");
+}
+
+#[tokio::test]
+async fn a_listing_failure_fails_the_run_without_a_manifest() {
+    let bed = Bed::new();
+    bed.source.fail(FailureRule {
+        op: Some(SourceOp::List),
+        kind: Some(ObjectKind::Certificates),
+        name: None,
+        error: SourceErrorKind::Forbidden,
+        retry_after: None,
+        times: None,
+    });
+    let report = bed.run().await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.manifest.is_none());
+    assert!(
+        report.error.as_deref().unwrap_or("").contains("kv1"),
+        "{report:?}"
+    );
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 0);
+    assert!(bed.store.list("").await.expect("list").is_empty());
+    let run = bed
+        .index
+        .run(&report.run)
+        .expect("read")
+        .expect("run recorded");
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+/// Arms a failure of the next store write once every planned object is done: that write is
+/// the manifest.
+struct FailManifestWrite {
+    store: Arc<FaultyStore>,
+    planned: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Progress for FailManifestWrite {
+    fn planned(&self, plan: &BackupPlan) {
+        self.planned.store(plan.changed.len(), Ordering::SeqCst);
+    }
+    fn object_done(&self, _: &VaultName, _: ObjectKind, _: &ObjectName, _: bool) {
+        if self.done.fetch_add(1, Ordering::SeqCst) + 1 == self.planned.load(Ordering::SeqCst) {
+            self.store
+                .fail_next(StoreOp::Put, 1, StoreErrorKind::Transient);
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_its_manifest_a_run_is_not_committed_and_the_next_run_captures_again() {
+    let bed = Bed::new();
+    let progress = Arc::new(FailManifestWrite {
+        store: bed.faulty.clone(),
+        planned: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+    });
+    let report = bed.backup(progress, CancellationToken::new()).run().await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    assert!(report.manifest.is_none());
+    assert!(report.error.as_deref().unwrap_or("").contains("manifest"));
+    let run = bed.index.run(&report.run).expect("read").expect("run");
+    assert!(!run.is_committed());
+    assert_ne!(run.status, RunStatus::Completed);
+    // The object blobs are in the store, but no manifest is.
+    assert!(bed.store.list("manifests/").await.expect("list").is_empty());
+    assert_eq!(bed.store.list("objects/").await.expect("list").len(), 6);
+
+    bed.source.clear_calls();
+    let next = bed.run().await;
+    assert_eq!(next.status, RunStatus::Completed);
+    assert_eq!(
+        next.stats.captured_objects, 6,
+        "uncommitted captures do not count"
+    );
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 6);
+}
+
+/// Cancels the run as soon as the first object is done.
+struct CancelAfterFirst(CancellationToken, Mutex<Vec<String>>);
+
+impl Progress for CancelAfterFirst {
+    fn object_done(&self, _: &VaultName, _: ObjectKind, name: &ObjectName, _: bool) {
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_string());
+        self.0.cancel();
+    }
+}
+
+#[tokio::test]
+async fn cancellation_stops_between_objects_and_commits_what_is_done() {
+    let mut bed = Bed::new();
+    bed.concurrency = 1;
+    let cancel = CancellationToken::new();
+    let progress = Arc::new(CancelAfterFirst(cancel.clone(), Mutex::new(Vec::new())));
+    let report = bed.backup(progress.clone(), cancel).run().await;
+    assert_eq!(report.status, RunStatus::Interrupted, "{report:?}");
+    assert_eq!(report.stats.captured_objects, 1);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 1);
+    assert!(report
+        .failures
+        .iter()
+        .all(|f| f.error_kind == "interrupted"));
+    assert_eq!(report.failures.len(), 5);
+    // What was done is committed: the next run captures only the other five.
+    let manifest = bed.manifest(&report).await;
+    assert_eq!(names(&manifest, EntryState::Captured).len(), 1);
+    let next = bed.run().await;
+    assert_eq!(next.stats.captured_objects, 5);
+}
+
+#[tokio::test]
+async fn a_due_deep_scan_lists_versions_but_backs_up_nothing_unchanged() {
+    let bed = Bed::new();
+    bed.run().await;
+    bed.source.clear_calls();
+    // Within the period: no version listings at all.
+    bed.run().await;
+    assert_eq!(bed.source.calls_of(SourceOp::ListVersions), 0);
+    bed.now.fetch_add(8 * 86_400, Ordering::SeqCst);
+    let report = bed.run().await;
+    assert_eq!(bed.source.calls_of(SourceOp::ListVersions), 6);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 0);
+    assert_eq!(report.stats.unchanged_objects, 6);
+    // The scan is recorded: the next run does not repeat it.
+    bed.source.clear_calls();
+    bed.run().await;
+    assert_eq!(bed.source.calls_of(SourceOp::ListVersions), 0);
+}
+
+#[tokio::test]
+async fn dry_run_survey_writes_nothing() {
+    let bed = Bed::new();
+    let plan = bed
+        .backup(Arc::new(NoProgress), CancellationToken::new())
+        .survey()
+        .await
+        .expect("plan");
+    assert_eq!(plan.changed.len(), 6);
+    assert_eq!(plan.skipped.len(), 3);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 0);
+    assert!(bed.store.list("").await.expect("list").is_empty());
+    assert!(bed.index.list_runs(None).expect("runs").is_empty());
+}
+
+#[tokio::test]
+async fn the_canary_value_is_never_stored_in_clear() {
+    let bed = Bed::new();
+    bed.run().await;
+    for meta in bed.store.list("").await.expect("list") {
+        let bytes = bed.store.get(&meta.key).await.expect("get");
+        assert!(
+            !bytes.windows(CANARY.len()).any(|w| w == CANARY),
+            "{} holds the canary in clear",
+            meta.key
+        );
+    }
+}
