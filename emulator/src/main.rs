@@ -96,6 +96,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    // The handlers must be in place before the ready line goes out: a client may read the line
+    // and signal at once, and a SIGTERM that arrives before tokio has registered its handler
+    // meets the default disposition and kills the process instead of shutting it down. Installing
+    // them before the emulator starts also covers signals sent during start-up; they are queued
+    // and answered right after the ready line.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("kvkeep-emulator: cannot install the SIGTERM/SIGINT handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let config = EmulatorConfig {
         listen: args.listen,
         vaults: args.vaults,
@@ -132,26 +144,34 @@ async fn run(args: Args) -> ExitCode {
     }
     drop(stdout);
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("signal received, shutting down");
     emulator.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// The SIGTERM and SIGINT listeners, registered with the OS when created: from then on a signal is
+/// recorded for [`Signals::wait`] instead of terminating the process.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers both handlers (needs the tokio runtime).
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Returns once either signal has arrived since [`Signals::install`].
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

@@ -950,6 +950,41 @@ fn the_binary_prints_one_ready_line_and_exits_0_on_sigterm() {
     );
 }
 
+/// A supervisor may signal the moment it has read the ready line: the handlers are installed
+/// before the line is printed, so even an immediate SIGTERM or SIGINT is a graceful exit 0 (a
+/// signal arriving before registration used to kill the process: exit status None).
+#[test]
+fn a_signal_sent_right_after_the_ready_line_still_exits_0() {
+    for signal in ["-TERM", "-INT", "-TERM", "-INT"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvkeep-emulator"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(exit.code(), Some(0), "{signal}: {exit:?}");
+        assert!(serde_json::from_str::<Value>(&line).is_ok(), "{line}");
+    }
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     for args in [
