@@ -126,11 +126,15 @@ pub enum Op {
         after: Option<String>,
         limit: usize,
     },
-    /// `GET /{coll}/{name}/{version?}`.
+    /// `GET /{coll}/{name}/{version?}`. `out_content_type` is the `outContentType` query
+    /// parameter as sent (secrets only: the HTTP layer leaves it `None` for keys and certificates,
+    /// where the service does not define it); the vault validates it and converts the value of a
+    /// certificate-managed secret (§4.1 S3).
     Get {
         coll: Collection,
         name: String,
         version: Option<String>,
+        out_content_type: Option<String>,
     },
     /// `GET /deleted{coll}/{name}`.
     GetDeleted { coll: Collection, name: String },

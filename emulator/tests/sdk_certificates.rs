@@ -339,7 +339,6 @@ async fn self_signed_create_is_polled_to_the_certificate() {
 }
 
 #[tokio::test]
-#[ignore = "emulator bug: GET /secrets/{name}/ ignores outContentType (spec 4.1 S3) and answers the PKCS#12 base64 when PEM is asked for"]
 async fn out_content_type_converts_a_pkcs12_secret_to_pem() {
     let env = common::start().await;
     let certs = env.certificates(KV1);
@@ -373,6 +372,7 @@ async fn out_content_type_converts_a_pkcs12_secret_to_pem() {
         .unwrap()
         .into_model()
         .unwrap();
+    assert_eq!(as_pem.content_type.as_deref(), Some(PEM));
     let pem_text = as_pem.value.expect("value");
     assert!(
         pem_text.contains("-----BEGIN CERTIFICATE-----") && pem_text.contains("PRIVATE KEY-----"),

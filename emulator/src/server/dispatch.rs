@@ -259,6 +259,9 @@ async fn data_plane(
         }
         position = after.clone();
     }
+    if let Some(slot) = routing::out_content_type_slot(&mut op) {
+        slot.clone_from(&query.out_content_type);
+    }
     if let Some(slot) = routing::body_slot(&mut op) {
         match parse_body(&body) {
             Ok(value) => *slot = value,

@@ -71,6 +71,8 @@ pub(crate) struct Query {
     pub api_version: Option<String>,
     pub skiptoken: Option<String>,
     pub maxresults: Option<String>,
+    /// `outContentType` (S3), undecoded beyond percent-decoding; the vault validates it.
+    pub out_content_type: Option<String>,
 }
 
 impl Query {
@@ -87,6 +89,7 @@ impl Query {
                 "api-version" => query.api_version = Some(value),
                 "$skiptoken" => query.skiptoken = Some(value),
                 "maxresults" => query.maxresults = Some(value),
+                "outcontenttype" => query.out_content_type = Some(value),
                 _ => {}
             }
         }
@@ -149,6 +152,7 @@ pub(crate) fn route(method: &Method, path: &Path) -> Result<Op, KvError> {
                 coll,
                 name: name(1),
                 version: None,
+                out_content_type: None,
             },
             ("GET", 3) if is(2, "versions") => Op::ListVersions {
                 coll,
@@ -166,6 +170,7 @@ pub(crate) fn route(method: &Method, path: &Path) -> Result<Op, KvError> {
                 coll,
                 name: name(1),
                 version: Some(name(2)),
+                out_content_type: None,
             },
             ("PUT", 2) if coll == Collection::Secrets => Op::SetSecret {
                 name: name(1),
@@ -269,6 +274,20 @@ pub(crate) fn paging_slot(op: &mut Op) -> Option<(&mut Option<String>, &mut usiz
     }
 }
 
+/// The `outContentType` slot of a secret get; other operations (and key or certificate gets,
+/// for which the service defines no such parameter) have none, so the parameter is ignored there
+/// like any unknown query parameter.
+pub(crate) fn out_content_type_slot(op: &mut Op) -> Option<&mut Option<String>> {
+    match op {
+        Op::Get {
+            coll: Collection::Secrets,
+            out_content_type,
+            ..
+        } => Some(out_content_type),
+        _ => None,
+    }
+}
+
 /// Percent-decodes; `plus_is_space` for query components (form encoding). `None` if the result
 /// is not UTF-8.
 fn percent_decode(input: &str, plus_is_space: bool) -> Option<String> {
@@ -330,6 +349,7 @@ mod tests {
             coll: Collection::Secrets,
             name: "s1".into(),
             version: None,
+            out_content_type: None,
         };
         assert_eq!(op(Method::GET, "/secrets/s1/").unwrap(), latest);
         assert_eq!(op(Method::GET, "//secrets//s1").unwrap(), latest);
@@ -377,6 +397,33 @@ mod tests {
         assert_eq!(q.skiptoken.as_deref(), Some("abc_-"));
         assert_eq!(q.check_api_version().unwrap(), "7.6");
         assert_eq!(q.page_size().unwrap(), 3);
+    }
+
+    #[test]
+    fn out_content_type_is_read_case_insensitively_and_only_kept_for_secrets() {
+        let q = Query::parse(Some(
+            "api-version=2025-07-01&OUTCONTENTTYPE=application%2Fx-pem-file",
+        ))
+        .unwrap();
+        assert_eq!(
+            q.out_content_type.as_deref(),
+            Some("application/x-pem-file")
+        );
+        let mut secret = op(Method::GET, "/secrets/s1/abc").unwrap();
+        *out_content_type_slot(&mut secret).unwrap() = q.out_content_type.clone();
+        assert_eq!(
+            secret,
+            Op::Get {
+                coll: Collection::Secrets,
+                name: "s1".into(),
+                version: Some("abc".into()),
+                out_content_type: Some("application/x-pem-file".into()),
+            }
+        );
+        for path in ["/keys/k1", "/certificates/c1/", "/secrets/s1/versions"] {
+            let mut other = op(Method::GET, path).unwrap();
+            assert!(out_content_type_slot(&mut other).is_none(), "{path}");
+        }
     }
 
     #[test]

@@ -173,10 +173,17 @@ impl Vault {
                 coll,
                 name,
                 version,
+                out_content_type,
             } => {
                 let version = version.as_deref();
                 let body = match coll {
-                    Collection::Secrets => secrets::get(&self.secrets, name, version, &cx)?,
+                    Collection::Secrets => secrets::get(
+                        &self.secrets,
+                        name,
+                        version,
+                        out_content_type.as_deref(),
+                        &cx,
+                    )?,
                     Collection::Keys => {
                         let (obj, v) = self.keys.live_version(name, version)?;
                         serde_json::Value::Object(KeyData::bundle(obj, v, &cx))

@@ -12,6 +12,7 @@ use super::model::{
     canonical, new_version_id, object_id, put_tags_managed, Attrs, Object, Store, Version,
 };
 use super::store::{Payload, RenderCx, Timing};
+use super::x509;
 
 /// The service's limit on a secret value (25 KiB).
 pub const MAX_SECRET_BYTES: usize = 25 * 1024;
@@ -126,18 +127,47 @@ pub fn set(
     Ok(Value::Object(SecretData::bundle(obj, v, cx)))
 }
 
-/// `GET /secrets/{name}/{version?}`: a disabled version answers 403 (§16).
+/// `GET /secrets/{name}/{version?}`: a disabled version answers 403 (§16). `out_content_type`
+/// (`outContentType`, §4.1 S3) converts the value of a certificate-managed secret between PEM and
+/// PKCS#12; see [`out_format`] for what is accepted.
 pub fn get(
     store: &Store<SecretData>,
     name: &str,
     version: Option<&str>,
+    out_content_type: Option<&str>,
     cx: &RenderCx,
 ) -> Result<Value, KvError> {
+    // A malformed parameter is refused before the lookup, like api-version and maxresults.
+    let wanted = out_content_type.map(out_format).transpose()?;
     let (obj, v) = store.live_version(name, version)?;
     if !v.attrs.enabled {
         return Err(KvError::disabled(Collection::Secrets));
     }
-    Ok(Value::Object(SecretData::bundle(obj, v, cx)))
+    let mut m = SecretData::bundle(obj, v, cx);
+    // Only a certificate's secret has a defined format to convert; an ordinary secret is
+    // answered as stored (the service documents the parameter for certificate content only).
+    if let (Some(wanted), true) = (wanted, obj.managed) {
+        let value = x509::convert_secret_value(&v.data.value, wanted)?;
+        m.insert("value".into(), json!(value));
+        m.insert("contentType".into(), json!(wanted));
+    }
+    Ok(Value::Object(m))
+}
+
+/// Reads an `outContentType`: `application/x-pem-file` or `application/x-pkcs12`, compared
+/// case-insensitively because media types are. Anything else is 400 BadParameter (the service
+/// documents that an unsupported format is rejected).
+pub fn out_format(raw: &str) -> Result<&'static str, KvError> {
+    [x509::PEM, x509::PKCS12]
+        .into_iter()
+        .find(|known| raw.trim().eq_ignore_ascii_case(known))
+        .ok_or_else(|| {
+            KvError::bad_parameter(format!(
+                "The value '{raw}' of the 'outContentType' query parameter is not supported. Supported values: {}, {}.",
+                x509::PEM,
+                x509::PKCS12
+            ))
+        })
 }
 
 /// `PATCH /secrets/{name}/{version?}`: attributes, tags, contentType; the answer has no value.

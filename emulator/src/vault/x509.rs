@@ -268,6 +268,29 @@ pub fn secret_value(bundle: &Bundle, content_type: &str) -> Result<String, KvErr
     Ok(STANDARD.encode(pfx))
 }
 
+/// A managed secret's value in the `wanted` format ([`PEM`] or [`PKCS12`]), for `outContentType`
+/// (§4.1 S3). The stored format is read from the value itself (PEM text or base64 of a
+/// password-less PFX), not from its `contentType`, so a value already in the wanted format is
+/// returned byte for byte rather than re-encoded.
+pub fn convert_secret_value(value: &str, wanted: &str) -> Result<String, KvError> {
+    // The value was written by the vault, so an unreadable one is the vault's fault, not the
+    // client's: 500 rather than the 400 an import would answer.
+    let (bundle, stored) = read_import(value, None).map_err(|e| {
+        KvError::new(
+            500,
+            "InternalError",
+            format!(
+                "The certificate content of the secret could not be read: {}",
+                e.message
+            ),
+        )
+    })?;
+    if stored == wanted {
+        return Ok(value.to_string());
+    }
+    secret_value(&bundle, wanted)
+}
+
 /// What a self-signed certificate is made from (read from the policy's `x509_props`).
 #[derive(Debug, Clone, Default)]
 pub struct SelfSignedSpec {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 
 use super::*;
-use crate::vault::x509;
+use crate::vault::{jwk, x509};
 
 /// A self-signed certificate and its PKCS#8 key, made with rcgen: (cert DER, key DER, PEM text).
 fn make_cert(rsa: bool) -> (Vec<u8>, Vec<u8>, String) {
@@ -540,4 +540,113 @@ fn pfx_fixtures_from_python_and_openssl_import() {
         ),
     );
     assert_eq!(e.status, 400);
+}
+
+fn get_as(name: &str, version: Option<&str>, out: &str) -> Op {
+    Op::Get {
+        coll: Collection::Secrets,
+        name: name.into(),
+        version: version.map(str::to_string),
+        out_content_type: Some(out.into()),
+    }
+}
+
+/// The PEM blocks of a text as (label, DER), in order.
+fn pem_labels_and_der(text: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        {
+            current = Some((label.to_string(), String::new()));
+        } else if line.starts_with("-----END ") {
+            if let Some((label, b64)) = current.take() {
+                out.push((label, STANDARD.decode(b64).unwrap_or_default()));
+            }
+        } else if let Some((_, b64)) = current.as_mut() {
+            b64.push_str(line);
+        }
+    }
+    out
+}
+
+#[test]
+fn out_content_type_converts_managed_secrets_between_pfx_and_pem() {
+    let mut v = vault();
+    let (der, key, pem) = make_cert(true);
+    let pfx_value = pfx(&der, &key, "s3cret", false);
+    let b = ok(
+        &mut v,
+        import("from-pfx", json!({"value": pfx_value, "pwd": "s3cret"})),
+    );
+    let ver = version_of(&b["id"]);
+
+    // PKCS#12 → PEM: private key then the certificate, contentType follows; by version too, and
+    // the media type is matched case-insensitively.
+    for (version, out) in [
+        (None, "application/x-pem-file"),
+        (Some(ver.as_str()), "Application/X-PEM-File"),
+    ] {
+        let s = ok(&mut v, get_as("from-pfx", version, out));
+        assert_eq!(s["contentType"], x509::PEM, "{out}");
+        assert_eq!(s["id"], b["sid"]);
+        assert_eq!(s["managed"], true);
+        let blocks = pem_labels_and_der(s["value"].as_str().unwrap_or_default());
+        let labels: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["PRIVATE KEY", "CERTIFICATE"]);
+        assert_eq!(blocks[1].1, der);
+        let key = jwk::from_private_der(&blocks[0].1).unwrap_or_else(|e| panic!("{e:?}"));
+        let info = x509::info(&der).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(jwk::public_fingerprint(&key), info.public);
+    }
+    // Asking for the stored format answers the stored value unchanged.
+    let stored = ok(&mut v, get(Collection::Secrets, "from-pfx", None));
+    let same = ok(&mut v, get_as("from-pfx", None, x509::PKCS12));
+    assert_eq!(same, stored);
+
+    // PEM → PKCS#12: a password-less PFX with the same certificate.
+    ok(
+        &mut v,
+        import(
+            "from-pem",
+            json!({"value": pem, "policy": {"secret_props": {"contentType": x509::PEM}}}),
+        ),
+    );
+    let s = ok(&mut v, get_as("from-pem", None, x509::PKCS12));
+    assert_eq!(s["contentType"], x509::PKCS12);
+    let raw = STANDARD
+        .decode(s["value"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let ks = p12_keystore::KeyStore::from_pkcs12(&raw, "").unwrap_or_else(|e| panic!("{e}"));
+    let (_, chain) = ks
+        .private_key_chain()
+        .unwrap_or_else(|| panic!("no key in the converted PFX"));
+    assert_eq!(chain.chain()[0].as_der(), der.as_slice());
+    // The stored secret is not changed by a converting read.
+    let stored = ok(&mut v, get(Collection::Secrets, "from-pem", None));
+    assert_eq!(stored["contentType"], x509::PEM);
+}
+
+#[test]
+fn out_content_type_is_ignored_for_plain_secrets_and_unsupported_values_are_400() {
+    let mut v = vault();
+    let plain = set_secret(&mut v, "plain", "not a certificate");
+    let s = ok(&mut v, get_as("plain", None, x509::PEM));
+    assert_eq!(s, plain);
+    let (der, key, _) = make_cert(false);
+    ok(
+        &mut v,
+        import("cert", json!({"value": pfx(&der, &key, "", false)})),
+    );
+    for bad in ["text/plain", "", "application/x-pem-file;charset=utf-8"] {
+        for name in ["cert", "plain", "missing"] {
+            let e = err(&mut v, get_as(name, None, bad));
+            assert_eq!((e.status, e.code.as_str()), (400, "BadParameter"), "{bad}");
+            assert!(e.message.contains("outContentType"), "{}", e.message);
+        }
+    }
+    // A known value on an unknown name is still a 404.
+    assert_eq!(err(&mut v, get_as("missing", None, x509::PEM)).status, 404);
 }

@@ -93,6 +93,7 @@ pub fn get(coll: Collection, name: &str, version: Option<&str>) -> Op {
         coll,
         name: name.into(),
         version: version.map(str::to_string),
+        out_content_type: None,
     }
 }
 
