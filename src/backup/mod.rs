@@ -35,6 +35,7 @@ mod execute;
 pub mod manifest;
 pub mod plan;
 mod report;
+mod runner;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,7 @@ pub use execute::{Clock, VaultBackup};
 pub use manifest::Manifest;
 pub use plan::{BackupPlan, ChangeReason, SkipReason};
 pub use report::{BackupReport, BackupStats, NoProgress, ObjectFailure, Progress};
+pub use runner::{Runner, SetupError};
 
 /// The wall clock, Unix seconds (UTC): the one place the backup pipeline reads the time.
 pub fn system_clock() -> Clock {

@@ -3,7 +3,12 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod backup;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod keys;
+pub mod list;
+pub mod render;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -37,6 +42,18 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Back up vaults now (every configured vault unless --vault names some).
+    Backup(backup::BackupArgs),
+    /// List what the index knows: runs, objects, versions.
+    List {
+        /// What to list.
+        #[command(subcommand)]
+        what: list::ListAction,
+    },
+    /// Run a self-contained demonstration: an in-process Key Vault emulator, a local store,
+    /// two backups with changes in between. No Azure, no set-up.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
     /// Manage age encryption keys.
     Keys {
         /// What to do.
@@ -91,6 +108,10 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Config { action } => config_command(action),
         Command::Keys { action } => keys::run(action),
+        Command::Backup(args) => backup::run(args),
+        Command::List { what } => list::run(what),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -1,0 +1,160 @@
+//! From a validated [`Config`] to backup runs: the production wiring of source (the Azure SDK
+//! adapter behind the rate limiter), store, index and sealer, shared by `kvkeep backup`, the
+//! demo and (later) the daemon, so every entry point takes the same code path.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{BackupPlan, BackupReport, Clock, Progress, VaultBackup};
+use crate::config::{Config, VaultConfig};
+use crate::crypto::{CryptoError, Sealer};
+use crate::index::{Index, IndexError, RunStatus};
+use crate::model::RunId;
+use crate::source::{
+    AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
+};
+use crate::store::{open_store, BlobStore, StoreError};
+
+/// What stops a backup before any vault is touched.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The index cannot be opened.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The recipients or zstd level are unusable.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// The shared parts of a backup: built once per invocation, used for every vault.
+pub struct Runner {
+    config: Config,
+    store: Option<Arc<dyn BlobStore>>,
+    index: Arc<Index>,
+    sealer: Arc<Sealer>,
+    limiter: Arc<RateLimiter>,
+    clock: Clock,
+}
+
+impl Runner {
+    /// Opens the index, the store and the sealer of `config`. With `dry_run` nothing is
+    /// created: the store is not opened and a missing index is replaced by an empty one in
+    /// memory (every object is then planned as new).
+    pub async fn open(config: &Config, dry_run: bool, clock: Clock) -> Result<Self, SetupError> {
+        let sealer = Arc::new(Sealer::from_config(&config.encryption)?);
+        let index = if dry_run && !Path::new(&config.index_path).exists() {
+            Index::open_in_memory()?
+        } else {
+            Index::open(&config.index_path)?
+        };
+        let store = if dry_run {
+            None
+        } else {
+            Some(open_store(&config.store, &config.azure).await?)
+        };
+        Ok(Runner {
+            config: config.clone(),
+            store,
+            index: Arc::new(index),
+            sealer,
+            limiter: RateLimiter::new(RateLimitOptions::from_limits(&config.limits)),
+            clock,
+        })
+    }
+
+    /// The index in use.
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    fn source(&self, vault: &VaultConfig) -> Result<Arc<dyn VaultSource>, String> {
+        let source =
+            AzureVaultSource::from_config(vault, &self.config.azure, AzureSourceOptions::default())
+                .map_err(|e| format!("cannot reach vault {}: {e}", vault.name))?;
+        Ok(Arc::new(
+            self.limiter.wrap(source, vault.subscription.as_deref()),
+        ))
+    }
+
+    fn vault_backup(
+        &self,
+        vault: &VaultConfig,
+        store: Arc<dyn BlobStore>,
+        cancel: CancellationToken,
+        progress: Arc<dyn Progress>,
+    ) -> Result<VaultBackup, String> {
+        Ok(VaultBackup {
+            vault: vault.clone(),
+            source: self.source(vault)?,
+            store,
+            index: self.index.clone(),
+            sealer: self.sealer.clone(),
+            concurrency: self.config.limits.concurrency,
+            clock: self.clock.clone(),
+            cancel,
+            progress,
+        })
+    }
+
+    /// Backs up `vaults` concurrently (each at its own bounded concurrency and under its own
+    /// rate limit) and returns one report per vault, in the order given.
+    pub async fn backup(
+        &self,
+        vaults: &[VaultConfig],
+        cancel: CancellationToken,
+        progress: Arc<dyn Progress>,
+    ) -> Vec<BackupReport> {
+        let runs = vaults.iter().map(|vault| {
+            let cancel = cancel.clone();
+            let progress = progress.clone();
+            async move {
+                let Some(store) = self.store.clone() else {
+                    return self.failed_report(vault, "the store is not open (dry run)".into());
+                };
+                match self.vault_backup(vault, store, cancel, progress) {
+                    Ok(backup) => backup.run().await,
+                    Err(e) => self.failed_report(vault, e),
+                }
+            }
+        });
+        futures::future::join_all(runs).await
+    }
+
+    /// Plans `vaults` without writing anything (`--dry-run`): one plan or error per vault.
+    pub async fn plan(&self, vaults: &[VaultConfig]) -> Vec<Result<BackupPlan, String>> {
+        let plans = vaults.iter().map(|vault| async move {
+            // The survey never touches the store; an in-memory one stands in for it.
+            let store: Arc<dyn BlobStore> = Arc::new(crate::store::InMemoryStore::new());
+            let backup = self.vault_backup(
+                vault,
+                store,
+                CancellationToken::new(),
+                Arc::new(super::NoProgress),
+            )?;
+            backup.survey().await
+        });
+        futures::future::join_all(plans).await
+    }
+
+    /// The report of a vault that could not be started (its source could not be built).
+    fn failed_report(&self, vault: &VaultConfig, error: String) -> BackupReport {
+        let now = (self.clock)();
+        tracing::error!(vault = %vault.name, error = %error, "backup did not start");
+        BackupReport {
+            vault: vault.name.clone(),
+            run: RunId::random(),
+            status: RunStatus::Failed,
+            started_at: now,
+            finished_at: now,
+            manifest: None,
+            stats: Default::default(),
+            failures: Vec::new(),
+            error: Some(error),
+        }
+    }
+}

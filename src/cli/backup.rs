@@ -1,0 +1,317 @@
+//! `kvkeep backup`: runs (or with `--dry-run` plans) a backup of the selected vaults and prints
+//! one report per vault. Exit codes: 0 every vault completed, 3 some objects failed, 1 a vault
+//! failed (or was interrupted), 2 usage or configuration error.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::render::{bytes, Output, Table};
+use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+use crate::backup::{system_clock, BackupPlan, BackupReport, NoProgress, Progress, Runner};
+use crate::config::{Config, VaultConfig};
+use crate::index::RunStatus;
+use crate::model::{ObjectKind, ObjectName, VaultName};
+
+/// Arguments of `kvkeep backup`.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Back up this vault (repeatable); without --vault or --all, every configured vault.
+    #[arg(long = "vault", value_name = "NAME", conflicts_with = "all")]
+    pub vaults: Vec<String>,
+    /// Back up every configured vault.
+    #[arg(long)]
+    pub all: bool,
+    /// Print what would be captured, skipped and recorded as deleted; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// The configured vaults named on the command line (all when none is named), or the message
+/// for an unknown name, listing the configured ones.
+pub fn select_vaults(config: &Config, names: &[String]) -> Result<Vec<VaultConfig>, String> {
+    if names.is_empty() {
+        return Ok(config.vaults.clone());
+    }
+    let configured = || {
+        config
+            .vaults
+            .iter()
+            .map(|v| v.name.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: Vec<VaultConfig> = Vec::new();
+    for name in names {
+        let wanted: Option<VaultName> = name.parse().ok();
+        let found = config
+            .vaults
+            .iter()
+            .find(|v| Some(&v.name) == wanted.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "vault {name:?} is not in the configuration; configured vaults: {}",
+                    configured()
+                )
+            })?;
+        if !out.iter().any(|v| v.name == found.name) {
+            out.push(found.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `kvkeep backup` and returns the exit code.
+pub fn run(args: BackupArgs) -> u8 {
+    let config = match Config::load(&args.config.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return EXIT_USAGE;
+        }
+    };
+    let vaults = match select_vaults(&config, &args.vaults) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    runtime.block_on(async {
+        if args.dry_run {
+            dry_run(&config, &vaults, args.output).await
+        } else {
+            backup(&config, &vaults, args.output).await
+        }
+    })
+}
+
+async fn dry_run(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
+    let runner = match Runner::open(config, true, system_clock()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let plans = runner.plan(vaults).await;
+    let failed = plans.iter().any(|p| p.is_err());
+    match output {
+        Output::Json => {
+            let items: Vec<serde_json::Value> = vaults
+                .iter()
+                .zip(&plans)
+                .map(|(v, p)| match p {
+                    Ok(plan) => json!(plan),
+                    Err(e) => json!({"vault": v.name, "error": e}),
+                })
+                .collect();
+            println!("{}", json!({ "dry_run": true, "plans": items }));
+        }
+        Output::Table => {
+            for (vault, plan) in vaults.iter().zip(&plans) {
+                match plan {
+                    Ok(plan) => print!("{}", plan_table(plan)),
+                    Err(e) => println!("vault {}: cannot plan: {e}", vault.name),
+                }
+            }
+            println!("dry run: nothing was written");
+        }
+    }
+    if failed {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// A plan as text: a summary line, then every object to capture, record as gone or skip.
+pub fn plan_table(plan: &BackupPlan) -> String {
+    let mut out = format!(
+        "vault {}: {} to capture, {} unchanged, {} gone, {} skipped\n",
+        plan.vault,
+        plan.changed.len(),
+        plan.unchanged.len(),
+        plan.gone.len(),
+        plan.skipped.len()
+    );
+    let mut table = Table::new(["ACTION", "KIND", "NAME", "WHY"]);
+    for c in &plan.changed {
+        table.row(vec![
+            "capture".into(),
+            c.object.kind.to_string(),
+            c.object.name.to_string(),
+            c.why.to_string(),
+        ]);
+    }
+    for g in &plan.gone {
+        table.row(vec![
+            "deleted".into(),
+            g.kind.to_string(),
+            g.name.to_string(),
+            "no longer listed".into(),
+        ]);
+    }
+    for s in &plan.skipped {
+        table.row(vec![
+            "skip".into(),
+            s.kind.to_string(),
+            s.name.to_string(),
+            s.why.to_string(),
+        ]);
+    }
+    if !(plan.changed.is_empty() && plan.gone.is_empty() && plan.skipped.is_empty()) {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
+    let runner = match Runner::open(config, false, system_clock()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let cancel = CancellationToken::new();
+    {
+        // Ctrl-C: finish the objects in flight, start no more, commit what is done.
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupted: finishing the objects in flight, then stopping");
+                cancel.cancel();
+            }
+        });
+    }
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+        Arc::new(BarProgress::new())
+    } else {
+        // Not a terminal: the executor's log lines say what happens.
+        Arc::new(NoProgress)
+    };
+    let reports = runner.backup(vaults, cancel, progress.clone()).await;
+    drop(progress);
+    print_reports(&reports, output);
+    exit_code(&reports)
+}
+
+/// The exit code for a set of reports: the worst outcome wins.
+pub fn exit_code(reports: &[BackupReport]) -> u8 {
+    let worst = |s: RunStatus| reports.iter().any(|r| r.status == s);
+    if worst(RunStatus::Failed) || worst(RunStatus::Interrupted) || worst(RunStatus::Running) {
+        EXIT_FAILED
+    } else if worst(RunStatus::PartiallyFailed) {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Prints reports as a table (with every failed object and its reason) or as JSON.
+pub fn print_reports(reports: &[BackupReport], output: Output) {
+    match output {
+        Output::Json => println!("{}", json!({ "vaults": reports })),
+        Output::Table => print!("{}", reports_table(reports)),
+    }
+}
+
+/// Reports as text.
+pub fn reports_table(reports: &[BackupReport]) -> String {
+    let mut table = Table::new([
+        "VAULT",
+        "RUN",
+        "STATUS",
+        "CAPTURED",
+        "UNCHANGED",
+        "DELETED",
+        "SKIPPED",
+        "FAILED",
+        "UPLOADED",
+        "BACKUP CALLS",
+    ]);
+    for r in reports {
+        table.row(vec![
+            r.vault.to_string(),
+            r.run.to_string(),
+            r.status.to_string(),
+            r.stats.captured_objects.to_string(),
+            r.stats.unchanged_objects.to_string(),
+            r.stats.deleted_objects.to_string(),
+            r.stats.skipped_objects.to_string(),
+            r.stats.failed_objects.to_string(),
+            bytes(r.stats.uploaded_bytes),
+            r.stats.backup_calls.to_string(),
+        ]);
+    }
+    let mut out = table.render();
+    for r in reports {
+        if let Some(e) = &r.error {
+            out.push_str(&format!("vault {}: {e}\n", r.vault));
+        }
+        for f in &r.failures {
+            out.push_str(&format!(
+                "vault {}: {} {} failed ({}): {}\n",
+                r.vault, f.kind, f.name, f.error_kind, f.message
+            ));
+        }
+    }
+    out
+}
+
+/// A progress bar on stderr: one tick per object captured or failed, across all vaults.
+struct BarProgress {
+    bar: ProgressBar,
+}
+
+impl BarProgress {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+        {
+            bar.set_style(style);
+        }
+        BarProgress { bar }
+    }
+}
+
+impl Progress for BarProgress {
+    fn planned(&self, plan: &BackupPlan) {
+        self.bar.inc_length(plan.changed.len() as u64);
+    }
+    fn object_done(&self, vault: &VaultName, kind: ObjectKind, name: &ObjectName, _ok: bool) {
+        self.bar.set_message(format!("{vault} {kind} {name}"));
+        self.bar.inc(1);
+    }
+    fn finished(&self, report: &BackupReport) {
+        self.bar
+            .println(format!("vault {}: {}", report.vault, report.status));
+    }
+}
+
+impl Drop for BarProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
