@@ -1,0 +1,632 @@
+//! `kvkeep backup` end to end: the real binary, configured by a file, backing up the Key Vault
+//! emulator over HTTPS (through the official SDK crates) into Azurite (through the official
+//! blob crate), with faults injected by the emulator. Counters come from the emulator's control
+//! plane, so "no backup calls" is what the service saw, not what kvkeep believes it did.
+//!
+//! One scenario per test, each with its own emulator and Azurite, so they run in parallel
+//! without sharing state.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use azure_core::time::{Duration as AzDuration, OffsetDateTime};
+use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::server::{Emulator, EmulatorConfig, FaultKind, FaultSpec};
+use kvkeep_emulator::vault::VaultSettings;
+use serde_json::{json, Value};
+use support::azurite::{account_sas, Azurite};
+use tempfile::TempDir;
+
+const VAULT: &str = "kv-e2e";
+const CONTAINER: &str = "backups";
+const API_VERSION: &str = "7.5";
+const TOKEN: &str = "e2e-test-token";
+
+/// More than three pages of 25 of each kind.
+const SECRETS: usize = 80;
+const KEYS: usize = 78;
+const CERTIFICATES: usize = 77;
+
+/// Everything one scenario runs against.
+struct Bed {
+    azurite: Azurite,
+    emulator: Emulator,
+    dir: TempDir,
+    config: PathBuf,
+    vault_url: String,
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let azurite = Azurite::start().await.expect("start azurite");
+        azurite
+            .service_client_with_sas()
+            .expect("harness client")
+            .blob_container_client(CONTAINER)
+            .create(None)
+            .await
+            .expect("create the container");
+        // One test CA for both emulators, so one `ca_file` serves kvkeep.
+        let cert_dir = azurite
+            .ca_cert_path()
+            .parent()
+            .expect("the ca file is in a directory")
+            .to_path_buf();
+        let emulator = Emulator::start(EmulatorConfig {
+            vaults: vec![VaultSettings::named(VAULT)],
+            cert_dir: Some(cert_dir),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("start the key vault emulator");
+        let vault_url = emulator.vault_url(VAULT).expect("vault url").to_string();
+        let dir = TempDir::new().expect("tempdir");
+        let config = write_config(dir.path(), &azurite, &vault_url);
+        Bed {
+            azurite,
+            emulator,
+            dir,
+            config,
+            vault_url,
+        }
+    }
+
+    async fn seed(&self, kind: Collection, prefix: &str, count: usize, versions: usize) {
+        self.seed_tagged(kind, prefix, count, versions, BTreeMap::new())
+            .await;
+    }
+
+    async fn seed_tagged(
+        &self,
+        kind: Collection,
+        prefix: &str,
+        count: usize,
+        versions: usize,
+        tags: BTreeMap<String, String>,
+    ) {
+        self.emulator
+            .control()
+            .seed(
+                VAULT,
+                &SeedSpec {
+                    kind,
+                    prefix: prefix.into(),
+                    count,
+                    versions,
+                    tags,
+                    value_bytes: 32,
+                },
+            )
+            .await
+            .expect("seed");
+    }
+
+    /// The standard vault: every kind over several pages, several versions, certificate-managed
+    /// keys and secrets, one skip-tagged secret.
+    async fn seed_standard(&self) {
+        self.seed(Collection::Secrets, "secret-", SECRETS, 2).await;
+        self.seed(Collection::Keys, "key-", KEYS, 2).await;
+        self.seed(Collection::Certificates, "cert-", CERTIFICATES, 1)
+            .await;
+        self.seed_tagged(
+            Collection::Secrets,
+            "ignored-",
+            1,
+            1,
+            BTreeMap::from([("kvkeep".to_string(), "skip".to_string())]),
+        )
+        .await;
+    }
+
+    /// A data-plane call, as an application would make it.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
+        let mut request = self
+            .emulator
+            .http_client()
+            .request(
+                method.clone(),
+                format!("{}/{path}?api-version={API_VERSION}", self.vault_url),
+            )
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("data-plane call");
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
+    }
+
+    /// Moves the emulator's clock on: Key Vault timestamps have one-second resolution, and a
+    /// change in the same second as the last capture is (correctly) only found by a deep scan.
+    async fn later(&self) {
+        self.emulator
+            .control()
+            .advance_time(60)
+            .await
+            .expect("advance time");
+    }
+
+    async fn fault(&self, op: &str, kind: FaultKind, count: u64, retry_after: Option<u64>) {
+        self.emulator
+            .control()
+            .add_fault(&FaultSpec {
+                vault: Some(VAULT.into()),
+                op: Some(op.into()),
+                kind,
+                count: Some(count),
+                rate: None,
+                retry_after_seconds: retry_after,
+                retry_after_ms: None,
+                latency_ms: None,
+                page_size: None,
+            })
+            .await
+            .expect("add fault");
+    }
+
+    /// Requests per operation the emulator saw for the vault since the last clear.
+    async fn counters(&self) -> BTreeMap<String, u64> {
+        let counters = self.emulator.control().counters().await.expect("counters");
+        counters.vaults.get(VAULT).cloned().unwrap_or_default()
+    }
+
+    async fn clear_counters(&self) {
+        self.emulator
+            .control()
+            .clear_counters()
+            .await
+            .expect("clear counters");
+    }
+
+    /// `kvkeep <args> --config <file>`, with extra environment.
+    async fn kvkeep(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove("KVKEEP_CONFIG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().await.expect("run kvkeep")
+    }
+
+    /// `kvkeep backup --output json`: the exit code and the vault's report.
+    async fn backup(&self) -> (i32, Value, Output) {
+        let out = self.kvkeep(&["backup", "--output", "json"], &[]).await;
+        let report = report_of(&out);
+        (out.status.code().unwrap_or(-1), report, out)
+    }
+}
+
+fn report_of(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    doc["vaults"][0].clone()
+}
+
+fn stat(report: &Value, field: &str) -> u64 {
+    report["stats"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no stats.{field} in {report}"))
+}
+
+fn calls(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
+    counters
+        .iter()
+        .filter(|(op, _)| op.ends_with(suffix))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+/// The configuration an operator would write for this test bed.
+fn write_config(dir: &Path, azurite: &Azurite, vault_url: &str) -> PathBuf {
+    let identity = kvkeep::crypto::Identity::generate();
+    let recipient = kvkeep::crypto::write_identity_file(
+        &dir.join("identity.txt"),
+        &identity,
+        "2026-01-01T00:00:00Z",
+        false,
+    )
+    .expect("identity");
+    std::fs::write(dir.join("token.txt"), format!("{TOKEN}\n")).expect("token file");
+    let container_url = format!("{}/{CONTAINER}", azurite.service_url());
+    let sas = account_sas("rwdlacup", OffsetDateTime::now_utc() + AzDuration::hours(2))
+        .expect("sign a sas");
+    std::fs::write(dir.join("sas.txt"), format!("{container_url}?{sas}\n")).expect("sas file");
+    let host = url::Url::parse(vault_url)
+        .expect("vault url")
+        .host_str()
+        .expect("host")
+        .to_string();
+    let config = format!(
+        r#"[store]
+type = "azure"
+container_url = "{container_url}"
+auth = "sas"
+sas_url_file = "sas.txt"
+prefix = "e2e/"
+
+[encryption]
+recipients = ["{recipient}"]
+
+[index]
+path = "index.sqlite"
+
+[azure]
+credential = "token-file"
+token_file = "token.txt"
+ca_file = "{ca}"
+resolve = {{ "{host}" = "127.0.0.1" }}
+
+[limits]
+vault_share = 1.0
+subscription_share = 1.0
+concurrency = 8
+
+[defaults]
+skip_tags = {{ kvkeep = "skip" }}
+
+[[vault]]
+name = "{VAULT}"
+url = "{vault_url}"
+"#,
+        ca = azurite.ca_cert_path().display(),
+    );
+    let path = dir.join("kvkeep.toml");
+    std::fs::write(&path, config).expect("config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backs_up_every_page_of_every_kind_then_only_what_changed() {
+    let bed = Bed::start().await;
+    bed.seed_standard().await;
+    let total = (SECRETS + KEYS + CERTIFICATES) as u64;
+
+    // Faults on the way: throttling with and without Retry-After, 503s and connection resets.
+    bed.fault("secrets.backup", FaultKind::Throttle, 2, None)
+        .await;
+    bed.fault("keys.backup", FaultKind::Throttle, 2, Some(1))
+        .await;
+    bed.fault("certificates.backup", FaultKind::Error503, 3, None)
+        .await;
+    bed.fault("secrets.list_versions", FaultKind::Reset, 3, None)
+        .await;
+    bed.fault("keys.list", FaultKind::Reset, 1, None).await;
+
+    let (code, report, out) = bed.backup().await;
+    assert_eq!(
+        code,
+        0,
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["status"], "completed");
+    assert_eq!(stat(&report, "captured_objects"), total);
+    assert_eq!(stat(&report, "backup_calls"), total);
+    // Two managed objects per certificate, and the skip-tagged secret.
+    assert_eq!(
+        stat(&report, "skipped_objects"),
+        2 * CERTIFICATES as u64 + 1
+    );
+    let counters = bed.counters().await;
+    assert!(
+        counters.get("secrets.list").copied().unwrap_or(0) >= 4,
+        "every page of secrets is read: {counters:?}"
+    );
+    assert!(counters.get("certificates.list").copied().unwrap_or(0) >= 4);
+    // Managed keys and secrets are never backed up directly (the service would refuse).
+    assert_eq!(
+        counters.get("keys.backup").copied().unwrap_or(0),
+        KEYS as u64 + 2,
+        "each key once, plus the two throttled attempts: {counters:?}"
+    );
+    let faulted = bed.emulator.control().counters().await.expect("counters");
+    assert!(
+        faulted.faulted.get(VAULT).copied().unwrap_or(0) >= 11,
+        "every injected fault fired: {faulted:?}"
+    );
+
+    // Blobs and manifest are in Azurite, under the prefix.
+    let listed = bed.kvkeep(&["list", "runs", "--output", "json"], &[]).await;
+    let runs: Value = serde_json::from_slice(&listed.stdout).expect("runs json");
+    assert_eq!(runs[0]["committed"], true, "{runs}");
+    let manifest = runs[0]["manifest"].as_str().expect("manifest key");
+    assert!(manifest.starts_with(&format!("manifests/{VAULT}/")));
+
+    // A repeat run with nothing changed makes no backup calls at all.
+    bed.clear_counters().await;
+    let (code, report, _) = bed.backup().await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(stat(&report, "captured_objects"), 0);
+    assert_eq!(stat(&report, "unchanged_objects"), total);
+    let counters = bed.counters().await;
+    assert_eq!(calls(&counters, ".backup"), 0, "{counters:?}");
+
+    // One new secret version and one deletion: exactly that secret is captured.
+    bed.later().await;
+    bed.call(
+        reqwest::Method::PUT,
+        "secrets/secret-00007",
+        Some(json!({"value": "rotated"})),
+    )
+    .await;
+    bed.call(reqwest::Method::DELETE, "secrets/secret-00008", None)
+        .await;
+
+    // A dry run shows it and writes nothing.
+    let dry = bed
+        .kvkeep(&["backup", "--dry-run", "--output", "json"], &[])
+        .await;
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&dry.stdout).expect("plan json");
+    assert_eq!(
+        plan["plans"][0]["changed"][0]["name"], "secret-00007",
+        "{plan}"
+    );
+    assert_eq!(
+        plan["plans"][0]["gone"][0]["name"], "secret-00008",
+        "{plan}"
+    );
+    let runs_after_dry = bed.kvkeep(&["list", "runs", "--output", "json"], &[]).await;
+    let runs_after_dry: Value = serde_json::from_slice(&runs_after_dry.stdout).expect("json");
+    assert_eq!(
+        runs_after_dry.as_array().map(Vec::len),
+        Some(2),
+        "the dry run recorded no run"
+    );
+
+    bed.clear_counters().await;
+    let (code, report, _) = bed.backup().await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(stat(&report, "captured_objects"), 1);
+    assert_eq!(stat(&report, "deleted_objects"), 1);
+    let counters = bed.counters().await;
+    assert_eq!(calls(&counters, ".backup"), 1, "{counters:?}");
+    assert_eq!(counters.get("secrets.backup").copied(), Some(1));
+
+    let versions = bed
+        .kvkeep(
+            &[
+                "list",
+                "versions",
+                "--vault",
+                VAULT,
+                "--kind",
+                "secrets",
+                "--name",
+                "secret-00007",
+                "--output",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let versions: Value = serde_json::from_slice(&versions.stdout).expect("versions json");
+    assert_eq!(versions.as_array().map(Vec::len), Some(3), "{versions}");
+    let objects = bed
+        .kvkeep(&["list", "objects", "--output", "json"], &[])
+        .await;
+    let objects: Value = serde_json::from_slice(&objects.stdout).expect("objects json");
+    let deleted: Vec<&Value> = objects
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|o| !o["deleted_at"].is_null())
+        .collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["name"], "secret-00008");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_failing_object_ends_partially_failed_with_exit_3() {
+    let bed = Bed::start().await;
+    bed.seed(Collection::Secrets, "secret-", 30, 1).await;
+    bed.seed(Collection::Keys, "key-", 5, 1).await;
+    // Key Vault refuses to back up an object of more than 500 versions: it fails every run
+    // until versions are removed.
+    bed.seed(Collection::Secrets, "huge-", 1, 501).await;
+
+    let (code, report, out) = bed.backup().await;
+    assert_eq!(
+        code,
+        3,
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["status"], "partially_failed");
+    assert_eq!(stat(&report, "captured_objects"), 35);
+    assert_eq!(stat(&report, "failed_objects"), 1);
+    assert_eq!(report["failures"][0]["name"], "huge-00000");
+    assert_eq!(report["failures"][0]["error_kind"], "too_many_versions");
+    let counters = bed.counters().await;
+    assert_eq!(
+        counters.get("secrets.backup").copied(),
+        Some(30),
+        "{counters:?}"
+    );
+
+    // The table says which object failed and why.
+    let table = bed.kvkeep(&["backup"], &[]).await;
+    assert_eq!(table.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("huge-00000") && text.contains("500"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_secret_never_appears_in_logs_index_store_or_arguments() {
+    let bed = Bed::start().await;
+    let canary = format!("kvkeep-canary-{}", std::process::id());
+    bed.seed(Collection::Secrets, "secret-", 5, 1).await;
+    bed.seed(Collection::Certificates, "cert-", 2, 1).await;
+    bed.call(
+        reqwest::Method::PUT,
+        "secrets/canary",
+        Some(json!({"value": canary})),
+    )
+    .await;
+
+    let out = bed
+        .kvkeep(
+            &["-vv", "backup", "--output", "json"],
+            &[("RUST_LOG", "trace")],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("trace"),
+        "trace logging was on"
+    );
+    let contains = |haystack: &[u8]| {
+        haystack
+            .windows(canary.len())
+            .any(|w| w == canary.as_bytes())
+    };
+    assert!(!contains(&out.stderr), "the canary is in the logs");
+    assert!(!contains(&out.stdout), "the canary is in the output");
+
+    // The index (and its write-ahead log) and every other file kvkeep wrote.
+    for entry in std::fs::read_dir(bed.dir.path()).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(!contains(&bytes), "the canary is in {}", path.display());
+        }
+    }
+    // Every blob in the store, as stored.
+    let config = kvkeep::config::Config::load(&bed.config).expect("config");
+    let store = kvkeep::store::open_store(&config.store, &config.azure)
+        .await
+        .expect("open the store");
+    let blobs = store.list("").await.expect("list");
+    assert!(blobs.len() >= 9, "objects and manifest: {blobs:?}");
+    for blob in blobs {
+        let bytes = store.get(&blob.key).await.expect("get");
+        assert!(!contains(&bytes), "the canary is in blob {}", blob.key);
+    }
+    // Nothing kvkeep is given on its command line holds secrets: only the config path.
+    let args = format!("-vv backup --output json --config {}", bed.config.display());
+    assert!(!args.contains(&canary));
+    // The secret really was backed up (so the checks above looked at its blob).
+    let report = report_of(&out);
+    assert_eq!(stat(&report, "captured_objects"), 8);
+    drop(bed.azurite);
+}
+
+#[test]
+fn unknown_vault_names_are_usage_errors_listing_the_configured_vaults() {
+    let dir = TempDir::new().expect("tempdir");
+    let identity = kvkeep::crypto::Identity::generate();
+    let config = dir.path().join("kvkeep.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ntype = \"local\"\npath = \"store\"\n[encryption]\nrecipients = [\"{}\"]\n[index]\npath = \"index.sqlite\"\n[[vault]]\nname = \"kv-one\"\n[[vault]]\nname = \"kv-two\"\n",
+            identity.recipient()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["backup", "--vault", "kv-three", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kv-three") && stderr.contains("kv-one, kv-two"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("store").exists(), "nothing written");
+    assert!(!dir.path().join("index.sqlite").exists(), "nothing written");
+    // list on a fresh configuration: nothing yet, not an error, and no index created.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["list", "runs", "--output", "json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert!(!dir.path().join("index.sqlite").exists());
+}
+
+#[test]
+fn demo_runs_without_azure_and_leaves_a_usable_index() {
+    let dir = TempDir::new().expect("tempdir");
+    let demo_dir = dir.path().join("demo");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["demo", "--dir"])
+        .arg(&demo_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("kvkeep list runs --config"), "{stdout}");
+    for file in ["kvkeep.toml", "identity.txt", "index.sqlite"] {
+        assert!(demo_dir.join(file).is_file(), "{file} is kept");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(demo_dir.join("identity.txt"))
+            .expect("identity")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let runs = std::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["list", "runs", "--output", "json", "--config"])
+        .arg(demo_dir.join("kvkeep.toml"))
+        .output()
+        .expect("list runs");
+    let runs: Value = serde_json::from_slice(&runs.stdout).expect("json");
+    let runs = runs.as_array().expect("array");
+    assert_eq!(runs.len(), 2);
+    // Newest first: the second run captured the two changed objects and saw one deletion.
+    assert_eq!(runs[0]["captured_objects"], 2);
+    assert_eq!(runs[0]["deleted_objects"], 1);
+    assert!(runs
+        .iter()
+        .all(|r| r["status"] == "completed" && r["committed"] == true));
+    // A second demo into the same directory is refused: it must be fresh.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["demo", "--dir"])
+        .arg(&demo_dir)
+        .output()
+        .expect("run the demo again");
+    assert_eq!(again.status.code(), Some(2));
+}
