@@ -232,7 +232,7 @@ impl VaultBackup {
                             "not started: the run was stopped",
                         ));
                     }
-                    let outcome = self.capture(run, planned, backup_calls).await;
+                    let outcome = self.capture(run, started_at, planned, backup_calls).await;
                     self.progress.object_done(
                         &self.vault.name,
                         planned.object.kind,
@@ -369,6 +369,7 @@ impl VaultBackup {
     async fn capture(
         &self,
         run: &RunId,
+        run_started_at: i64,
         planned: &PlannedCapture,
         backup_calls: &AtomicU64,
     ) -> Result<Captured, ObjectFailure> {
@@ -454,7 +455,8 @@ impl VaultBackup {
                 ))
             }
         };
-        let key = object_blob_key(vault, kind, name, captured_at, run)
+        // Named by the run's start, like the manifest: a run's blobs share `{timestamp}-{run}`.
+        let key = object_blob_key(vault, kind, name, run_started_at, run)
             .map_err(|e| failure(planned, "permanent", e.to_string()))?;
         let stored_bytes = ciphertext.len() as u64;
         self.store

@@ -6,10 +6,12 @@
 //! Relative to the store prefix, with the vault name and object names in lower case and
 //! `{timestamp}` the UTC time as `YYYYMMDDTHHMMSSZ`:
 //!
-//! - `objects/{vault}/{kind}/{name}/{timestamp}-{run}.age`: one object capture (the capture
-//!   time); `{run}` makes the name unique even when two runs capture within one second;
-//! - `manifests/{vault}/{timestamp}-{run}.age`: a run's manifest (the run's start time), so the
-//!   manifests of a vault list in run order.
+//! - `objects/{vault}/{kind}/{name}/{timestamp}-{run}.age`: one object capture;
+//! - `manifests/{vault}/{timestamp}-{run}.age`: a run's manifest.
+//!
+//! `{timestamp}` is the run's start for both, so every blob of a run shares `{timestamp}-{run}`
+//! and a vault's manifests list in run order; `{run}` keeps names unique when two runs start
+//! within one second. The exact capture time of an object is in its envelope and the manifest.
 //!
 //! # Manifest (format 1)
 //!
@@ -46,12 +48,12 @@ pub fn timestamp(at: i64) -> String {
         .to_string()
 }
 
-/// Where a capture of `kind`/`name` taken at `captured_at` by `run` is stored.
+/// Where a capture of `kind`/`name` by `run`, started at `started_at`, is stored.
 pub fn object_blob_key(
     vault: &VaultName,
     kind: ObjectKind,
     name: &ObjectName,
-    captured_at: i64,
+    started_at: i64,
     run: &RunId,
 ) -> Result<BlobKey, IdError> {
     BlobKey::from_segments([
@@ -59,7 +61,7 @@ pub fn object_blob_key(
         vault.as_str(),
         kind.as_str(),
         &name.canonical(),
-        &format!("{}-{run}.age", timestamp(captured_at)),
+        &format!("{}-{run}.age", timestamp(started_at)),
     ])
 }
 

@@ -188,6 +188,17 @@ async fn first_run_captures_every_object_and_a_repeat_run_makes_no_backup_calls(
         )
         .expect("object blob opens");
         assert_eq!(opened.header.versions.len(), o.versions.len());
+        // Every blob of a run shares the manifest's `{timestamp}-{run}.age`.
+        let manifest_file = first
+            .manifest
+            .as_ref()
+            .and_then(|m| m.as_str().rsplit('/').next().map(str::to_string))
+            .unwrap_or_default();
+        assert!(
+            o.blob.as_str().ends_with(&format!("/{manifest_file}")),
+            "{}",
+            o.blob
+        );
         assert!(o.blob.as_str().starts_with(&format!(
             "objects/kv1/{}/{}/",
             o.kind,
