@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::{bytes, Output, Table};
 use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
-use crate::backup::{system_clock, BackupPlan, BackupReport, NoProgress, Progress, Runner};
+use crate::backup::{system_clock, BackupPlan, BackupReport, Progress, Runner};
 use crate::config::{Config, VaultConfig};
 use crate::index::RunStatus;
 use crate::model::{ObjectKind, ObjectName, VaultName};
@@ -207,8 +207,8 @@ async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         Arc::new(BarProgress::new())
     } else {
-        // Not a terminal: the executor's log lines say what happens.
-        Arc::new(NoProgress)
+        // Not a terminal (a service, a pipe, CI): log lines instead of a bar.
+        Arc::new(LogProgress::default())
     };
     let reports = runner.backup(vaults, cancel, progress.clone()).await;
     drop(progress);
@@ -277,6 +277,35 @@ pub fn reports_table(reports: &[BackupReport]) -> String {
         }
     }
     out
+}
+
+/// Progress as log lines: one every [`LOG_EVERY`] objects per vault, besides the executor's own
+/// start and end lines.
+#[derive(Default)]
+struct LogProgress {
+    counts: std::sync::Mutex<std::collections::HashMap<VaultName, (u64, u64, u64)>>,
+}
+
+/// Objects between two progress log lines.
+const LOG_EVERY: u64 = 100;
+
+impl Progress for LogProgress {
+    fn planned(&self, plan: &BackupPlan) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.insert(plan.vault.clone(), (plan.changed.len() as u64, 0, 0));
+    }
+    fn object_done(&self, vault: &VaultName, _: ObjectKind, _: &ObjectName, ok: bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, done, failed) = counts.entry(vault.clone()).or_default();
+        *done += 1;
+        if !ok {
+            *failed += 1;
+        }
+        if *done % LOG_EVERY == 0 || *done == *total {
+            tracing::info!(vault = %vault, done = *done, total = *total, failed = *failed,
+                "backup progress");
+        }
+    }
 }
 
 /// A progress bar on stderr: one tick per object captured or failed, across all vaults.
