@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod index;
 pub mod model;
+pub mod restore;
 pub mod scheduler;
 pub mod source;
 pub mod store;

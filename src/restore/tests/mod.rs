@@ -1,0 +1,1 @@
+//! Restore tests: plan tables and executor scenarios on the fakes.
