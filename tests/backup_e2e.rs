@@ -630,3 +630,101 @@ fn demo_runs_without_azure_and_leaves_a_usable_index() {
         .expect("run the demo again");
     assert_eq!(again.status.code(), Some(2));
 }
+
+/// A change to an *older* version (disabling it) moves nothing in the listing; only a deep scan
+/// finds it. Driven through the library (the production wiring, [`kvkeep::backup::Runner`]) so
+/// the test can move kvkeep's clock past `deep_scan_every`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_scan_catches_a_change_to_an_older_version() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    let bed = Bed::start().await;
+    bed.seed(Collection::Secrets, "secret-", 3, 3).await;
+    let config = kvkeep::config::Config::load(&bed.config).expect("config");
+    let now = Arc::new(AtomicI64::new(kvkeep::clock::now_unix()));
+    let clock: kvkeep::backup::Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let runner = kvkeep::backup::Runner::open(&config, false, clock)
+        .await
+        .expect("open");
+    let run = || async {
+        runner
+            .backup(
+                &config.vaults,
+                tokio_util::sync::CancellationToken::new(),
+                Arc::new(kvkeep::backup::NoProgress),
+            )
+            .await
+            .remove(0)
+    };
+    let first = run().await;
+    assert_eq!(first.stats.captured_objects, 3, "{first:?}");
+
+    // Disable the oldest version of secret-00001; its current version is untouched.
+    bed.later().await;
+    let versions: Value = bed
+        .emulator
+        .http_client()
+        .get(format!(
+            "{}/secrets/secret-00001/versions?api-version={API_VERSION}",
+            bed.vault_url
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("list versions")
+        .json()
+        .await
+        .expect("json");
+    let mut ids: Vec<(i64, String)> = versions["value"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["attributes"]["created"].as_i64().unwrap_or_default(),
+                v["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    ids.sort();
+    let oldest = ids[0].1.rsplit('/').next().expect("version").to_string();
+    bed.call(
+        reqwest::Method::PATCH,
+        &format!("secrets/secret-00001/{oldest}"),
+        Some(json!({"attributes": {"enabled": false}})),
+    )
+    .await;
+
+    // Within the deep-scan period the change is invisible: nothing listed moved.
+    bed.clear_counters().await;
+    let quiet = run().await;
+    assert_eq!(quiet.stats.captured_objects, 0, "{quiet:?}");
+    assert_eq!(calls(&bed.counters().await, ".list_versions"), 0);
+
+    // Past `deep_scan_every` (7 days by default), every version list is compared.
+    now.fetch_add(8 * 86_400, Ordering::SeqCst);
+    bed.clear_counters().await;
+    let scanned = run().await;
+    let counters = bed.counters().await;
+    assert_eq!(scanned.stats.captured_objects, 1, "{scanned:?}");
+    // Three scans, plus the capture's own listing of the changed secret.
+    assert_eq!(calls(&counters, ".list_versions"), 4, "{counters:?}");
+    assert_eq!(
+        counters.get("secrets.backup").copied(),
+        Some(1),
+        "{counters:?}"
+    );
+    let captured = runner
+        .index()
+        .list_captures(
+            &config.vaults[0].name,
+            kvkeep::model::ObjectKind::Secrets,
+            &"secret-00001".parse().expect("name"),
+        )
+        .expect("captures");
+    assert_eq!(captured[0].run, scanned.run);
+}

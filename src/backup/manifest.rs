@@ -23,7 +23,7 @@
 //! | `vault`, `run` | the vault (lower case) and the run id |
 //! | `started_at`, `finished_at` | Unix seconds (UTC) |
 //! | `status` | `completed`, `partially_failed` or `interrupted` as of writing the manifest |
-//! | `objects` | every object the vault held at the run and a capture holds: `state` `captured` (by this run) or `unchanged` (a reference to an earlier capture), with `kind`, `name`, `blob`, `run` (the run that wrote the blob), `captured_at`, `current_version`, `updated`, `versions` (`version`, `created`, `updated`, `enabled`), `plain_bytes`, `stored_bytes`, `sha256` (of the blob as stored) and `payload` |
+//! | `objects` | every object captured by this run (`state` `captured`) or unchanged since an earlier capture (`unchanged`, a reference to that blob); an object that failed is only in `failed`, its earlier captures are in earlier manifests; with `kind`, `name`, `blob`, `run` (the run that wrote the blob), `captured_at`, `current_version`, `updated`, `versions` (`version`, `created`, `updated`, `enabled`), `plain_bytes`, `stored_bytes`, `sha256` (of the blob as stored) and `payload` |
 //! | `deleted` | objects seen gone in this run: `kind`, `name`, `seen_at` |
 //! | `failed` | objects that could not be captured: `kind`, `name`, `error_kind`, `message` |
 //!

@@ -195,13 +195,12 @@ async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
     };
     let cancel = CancellationToken::new();
     {
-        // Ctrl-C: finish the objects in flight, start no more, commit what is done.
+        // Ctrl-C or SIGTERM: finish the objects in flight, start no more, commit what is done.
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted: finishing the objects in flight, then stopping");
-                cancel.cancel();
-            }
+            stop_signal().await;
+            tracing::warn!("interrupted: finishing the objects in flight, then stopping");
+            cancel.cancel();
         });
     }
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
@@ -214,6 +213,22 @@ async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
     drop(progress);
     print_reports(&reports, output);
     exit_code(&reports)
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (a service manager stopping the command).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The exit code for a set of reports: the worst outcome wins.
