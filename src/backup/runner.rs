@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use tokio_util::sync::CancellationToken;
 
 use super::{BackupPlan, BackupReport, Clock, Progress, VaultBackup};
@@ -16,6 +18,11 @@ use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
 };
 use crate::store::{open_store, BlobStore, StoreError};
+
+/// Vaults backed up at once. Each vault already runs `limits.concurrency` objects in parallel
+/// and every request of a subscription shares its budget; a few vaults side by side keep a slow
+/// or throttled vault from holding up the rest without opening hundreds of connections.
+pub const PARALLEL_VAULTS: usize = 4;
 
 /// What stops a backup before any vault is touched.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +108,9 @@ impl Runner {
         })
     }
 
-    /// Backs up `vaults` concurrently (each at its own bounded concurrency and under its own
-    /// rate limit) and returns one report per vault, in the order given.
+    /// Backs up `vaults`, up to [`PARALLEL_VAULTS`] at a time (each at its own bounded
+    /// concurrency and under its own rate limit), and returns one report per vault, in the order
+    /// given.
     pub async fn backup(
         &self,
         vaults: &[VaultConfig],
@@ -122,7 +130,10 @@ impl Runner {
                 }
             }
         });
-        futures::future::join_all(runs).await
+        futures::stream::iter(runs)
+            .buffered(PARALLEL_VAULTS)
+            .collect()
+            .await
     }
 
     /// Plans `vaults` without writing anything (`--dry-run`): one plan or error per vault.
@@ -138,7 +149,10 @@ impl Runner {
             )?;
             backup.survey().await
         });
-        futures::future::join_all(plans).await
+        futures::stream::iter(plans)
+            .buffered(PARALLEL_VAULTS)
+            .collect()
+            .await
     }
 
     /// The report of a vault that could not be started (its source could not be built).
