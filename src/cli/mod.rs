@@ -9,6 +9,8 @@ pub mod demo;
 pub mod keys;
 pub mod list;
 pub mod render;
+pub mod restore;
+pub mod verify;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -54,6 +56,17 @@ pub enum Command {
     /// two backups with changes in between. No Azure, no set-up.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+    /// Restore a vault (or selected objects) as it was at a point in time.
+    Restore(restore::RestoreArgs),
+    /// Check that backups are restorable: quick (blobs present and intact), --deep (they open),
+    /// --drill (a restore into a scratch vault matches the index).
+    Verify(verify::VerifyArgs),
+    /// Maintain the index.
+    Index {
+        /// What to do.
+        #[command(subcommand)]
+        action: verify::IndexAction,
+    },
     /// Manage age encryption keys.
     Keys {
         /// What to do.
@@ -110,6 +123,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::Keys { action } => keys::run(action),
         Command::Backup(args) => backup::run(args),
         Command::List { what } => list::run(what),
+        Command::Restore(args) => restore::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Index { action } => verify::run_index(action),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }

@@ -1,0 +1,383 @@
+//! `kvkeep restore`: point-in-time restore of a vault (or selected objects) into the same or
+//! another vault. Plan first (printed by `--dry-run`), then execute. Exit codes: 0 every object
+//! restored or skipped, 3 some failed, 1 all failed or the restore was refused, 2 usage or
+//! configuration error. Also the setup shared by `kvkeep verify` and `kvkeep index rebuild`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::render::{bytes, time, Output, Table};
+use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+use crate::config::{Config, VaultConfig};
+use crate::crypto::Identities;
+use crate::index::Index;
+use crate::restore::{
+    location_of, plan_restore, resolve_target, when, ConflictPolicy, NoRestoreProgress,
+    ObjectOutcome, ObjectRef, Outcome, Overall, PlanError, RestoreError, RestoreOptions,
+    RestorePlan, RestoreProgress, RestoreReport, RestoreRequest, Restorer, VaultLocation,
+};
+use crate::source::{
+    AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
+};
+use crate::store::{open_store, BlobStore};
+
+/// Arguments of `kvkeep restore`.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The vault whose backups to restore.
+    #[arg(long, value_name = "NAME")]
+    pub vault: String,
+    /// The point in time: RFC 3339 (2026-11-28T19:05:00Z), relative ("2h ago", "3d ago") or "now".
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    pub at: String,
+    /// Restore into this vault instead: a configured vault name or a vault URL.
+    #[arg(long, value_name = "NAME|URL")]
+    pub to_vault: Option<String>,
+    /// Restore only this object (repeatable), as KIND/NAME (secrets/db-password).
+    #[arg(long, value_name = "KIND/NAME")]
+    pub only: Vec<ObjectRef>,
+    /// What to do when the target already holds a name.
+    #[arg(long, value_name = "POLICY", default_value = "skip",
+          value_parser = ["skip", "fail", "recover-then-skip", "purge-then-restore"])]
+    pub on_conflict: String,
+    /// The age identity file that opens the backups (never logged).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After a purge, how long to retry a restore the service refuses because the name is still
+    /// blocked (e.g. "60s", "2m").
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub purge_wait: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// A command-level failure with its exit code.
+pub(crate) struct Fail(pub u8, pub String);
+
+impl From<RestoreError> for Fail {
+    fn from(e: RestoreError) -> Self {
+        let code = match &e {
+            RestoreError::Plan(PlanError::UnknownObjects { .. }) => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        };
+        Fail(code, e.to_string())
+    }
+}
+
+/// Loads the configuration (exit 2 when invalid).
+pub(crate) fn load_config(path: &Path) -> Result<Config, Fail> {
+    Config::load(path).map_err(|errors| Fail(EXIT_USAGE, errors.to_string()))
+}
+
+/// Loads identities (exit 2 when the file is missing or invalid). The message names the file,
+/// never its content.
+pub(crate) fn load_identities(path: Option<&Path>, why: &str) -> Result<Arc<Identities>, Fail> {
+    let path = path.ok_or_else(|| {
+        Fail(
+            EXIT_USAGE,
+            format!(
+                "{why} needs --identity FILE: the age identity matching the configured recipients"
+            ),
+        )
+    })?;
+    Identities::from_file(path)
+        .map(Arc::new)
+        .map_err(|e| Fail(EXIT_USAGE, e.to_string()))
+}
+
+/// Opens an existing index; a missing file is not created (restore would find nothing) but
+/// reported with the remedy.
+pub(crate) fn open_index(config: &Config) -> Result<Arc<Index>, Fail> {
+    if !config.index_path.exists() {
+        return Err(Fail(
+            EXIT_FAILED,
+            format!(
+                "no index at {}: on a fresh host recreate it from the store with `kvkeep index rebuild --identity FILE`",
+                config.index_path.display()
+            ),
+        ));
+    }
+    Index::open(&config.index_path)
+        .map(Arc::new)
+        .map_err(|e| Fail(EXIT_FAILED, RestoreError::from(e).to_string()))
+}
+
+/// Opens the configured store.
+pub(crate) async fn store(config: &Config) -> Result<Arc<dyn BlobStore>, Fail> {
+    open_store(&config.store, &config.azure)
+        .await
+        .map_err(|e| Fail(EXIT_FAILED, format!("cannot open the store: {e}")))
+}
+
+/// The Azure source of a vault behind the configured rate limits.
+pub(crate) fn source(config: &Config, vault: &VaultConfig) -> Result<Arc<dyn VaultSource>, Fail> {
+    let azure = AzureVaultSource::from_config(vault, &config.azure, AzureSourceOptions::default())
+        .map_err(|e| {
+            Fail(
+                EXIT_USAGE,
+                format!("cannot reach vault {}: {e}", vault.name),
+            )
+        })?;
+    let limiter = RateLimiter::new(RateLimitOptions::from_limits(&config.limits));
+    Ok(Arc::new(limiter.wrap(azure, vault.subscription.as_deref())))
+}
+
+/// Resolves a `--to-vault` / `--scratch-vault` value (exit 2 when unusable).
+pub(crate) fn resolve_or_fail(config: &Config, spec: &str) -> Result<VaultConfig, Fail> {
+    resolve_target(config, spec).map_err(|e| Fail(EXIT_USAGE, e))
+}
+
+/// A multi-threaded runtime, or exit 1.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
+}
+
+/// The source vault's location: its configuration, or (unconfigured, e.g. a decommissioned
+/// vault on a fresh host) just its name.
+pub(crate) fn source_location(
+    config: &Config,
+    name: &str,
+) -> Result<(VaultLocation, Option<VaultConfig>), Fail> {
+    let vault: crate::model::VaultName = name
+        .parse()
+        .map_err(|e| Fail(EXIT_USAGE, format!("--vault {name:?}: {e}")))?;
+    match config.vaults.iter().find(|v| v.name == vault) {
+        Some(v) => Ok((location_of(v), Some(v.clone()))),
+        None => Ok((
+            VaultLocation {
+                name: vault,
+                url: String::new(),
+                subscription: None,
+                geography: None,
+            },
+            None,
+        )),
+    }
+}
+
+/// Runs `kvkeep restore` and returns the exit code.
+pub fn run(args: RestoreArgs) -> u8 {
+    match restore(args) {
+        Ok(code) => code,
+        Err(Fail(code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+fn restore(args: RestoreArgs) -> Result<u8, Fail> {
+    let config = load_config(&args.config.config)?;
+    let now = crate::clock::now_unix();
+    let at = when::parse_at(&args.at, now).map_err(|e| Fail(EXIT_USAGE, format!("--at: {e}")))?;
+    let policy: ConflictPolicy = args.on_conflict.parse().map_err(|e| Fail(EXIT_USAGE, e))?;
+    let (source_loc, source_cfg) = source_location(&config, &args.vault)?;
+    let target_cfg = match (&args.to_vault, source_cfg) {
+        (Some(spec), _) => resolve_or_fail(&config, spec)?,
+        (None, Some(cfg)) => cfg,
+        (None, None) => {
+            return Err(Fail(
+                EXIT_USAGE,
+                format!(
+                    "vault {} is not configured, so restoring into it needs --to-vault NAME|URL",
+                    args.vault
+                ),
+            ))
+        }
+    };
+    let identities = if args.dry_run {
+        None
+    } else {
+        Some(load_identities(args.identity.as_deref(), "restore")?)
+    };
+    let index = open_index(&config)?;
+    let target = source(&config, &target_cfg)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let request = RestoreRequest {
+            source: source_loc,
+            target: location_of(&target_cfg),
+            at,
+            only: args.only.clone(),
+            policy,
+        };
+        let plan = plan_restore(index, target.as_ref(), request).await?;
+        for w in &plan.warnings {
+            tracing::warn!(warning = %w, "restore plan");
+        }
+        if args.dry_run {
+            print_plan(&plan, args.output);
+            return Ok(EXIT_OK);
+        }
+        let Some(identities) = identities else {
+            return Err(Fail(EXIT_FAILED, "no identity".into()));
+        };
+        let restorer = Restorer {
+            store: store(&config).await?,
+            target,
+            identities,
+            options: RestoreOptions {
+                concurrency: config.limits.concurrency,
+                purge_wait: args.purge_wait,
+                ..RestoreOptions::default()
+            },
+            progress: progress(),
+        };
+        let report = restorer.execute(&plan).await;
+        print_report(&report, args.output);
+        Ok(exit_code(report.overall()))
+    })
+}
+
+/// 0 / 3 / 1.
+pub(crate) fn exit_code(overall: Overall) -> u8 {
+    match overall {
+        Overall::Ok => EXIT_OK,
+        Overall::Partial => EXIT_PARTIAL,
+        Overall::Failed => EXIT_FAILED,
+    }
+}
+
+/// A bar on a terminal, log lines otherwise.
+pub(crate) fn progress() -> Arc<dyn RestoreProgress> {
+    if std::io::stderr().is_terminal() {
+        Arc::new(Bar::new())
+    } else {
+        Arc::new(NoRestoreProgress)
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+        {
+            bar.set_style(style);
+        }
+        Bar(bar)
+    }
+}
+
+impl RestoreProgress for Bar {
+    fn start(&self, total: usize) {
+        self.0.set_length(total as u64);
+    }
+    fn done(&self, outcome: &ObjectOutcome) {
+        self.0
+            .set_message(format!("{}/{}", outcome.kind, outcome.name));
+        self.0.inc(1);
+        if self.0.position() >= self.0.length().unwrap_or(0) {
+            self.0.finish_and_clear();
+        }
+    }
+}
+
+/// Prints a plan (`--dry-run`).
+pub fn print_plan(plan: &RestorePlan, output: Output) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({ "dry_run": true, "plan": plan, "stats": plan.stats() })
+        ),
+        Output::Table => print!("{}", plan_table(plan)),
+    }
+}
+
+/// A plan as text.
+pub fn plan_table(plan: &RestorePlan) -> String {
+    let s = plan.stats();
+    let mut out = format!(
+        "restore vault {} as of {} into {} (on conflict: {}): {} to restore, {} to recover, {} to skip, {} to fail\n",
+        plan.source.name,
+        time(Some(plan.at)),
+        plan.target.name,
+        plan.policy,
+        s.restore_objects,
+        s.recover_objects,
+        s.skip_objects,
+        s.fail_objects
+    );
+    let mut table = Table::new([
+        "ACTION", "KIND", "NAME", "VERSION", "CAPTURED", "SIZE", "TARGET", "WHY",
+    ]);
+    for o in &plan.objects {
+        let why = match &o.action {
+            crate::restore::Action::Skip { reason } | crate::restore::Action::Fail { reason } => {
+                reason.clone()
+            }
+            _ => String::new(),
+        };
+        table.row(vec![
+            o.action.word().into(),
+            o.kind.to_string(),
+            o.name.to_string(),
+            o.current_version.to_string(),
+            time(Some(o.captured_at)),
+            bytes(o.stored_bytes),
+            o.target_state.to_string(),
+            why,
+        ]);
+    }
+    out.push_str(&table.render());
+    for w in &plan.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out.push_str("dry run: nothing was written\n");
+    out
+}
+
+/// Prints a report.
+pub fn print_report(report: &RestoreReport, output: Output) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({ "restore": report, "overall": report.overall() })
+        ),
+        Output::Table => {
+            let s = &report.stats;
+            println!(
+                "restore of vault {} as of {} into {}: {} restored, {} recovered, {} skipped, {} failed",
+                report.vault,
+                report.at,
+                report.target,
+                s.restored_objects,
+                s.recovered_objects,
+                s.skipped_objects,
+                s.failed_objects
+            );
+            let mut table = Table::new(["OUTCOME", "KIND", "NAME", "DETAIL"]);
+            for o in &report.objects {
+                let detail = match &o.outcome {
+                    Outcome::Restored { version } => format!("version {version}"),
+                    Outcome::Recovered => "recovered from soft-delete".into(),
+                    Outcome::Skipped { reason } | Outcome::Failed { reason } => reason.clone(),
+                };
+                table.row(vec![
+                    o.outcome.word().into(),
+                    o.kind.to_string(),
+                    o.name.to_string(),
+                    detail,
+                ]);
+            }
+            print!("{}", table.render());
+        }
+    }
+}
