@@ -15,9 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use super::plan::{
-    rfc3339, singular, Action, ConflictPolicy, PlannedObject, RestorePlan, TargetState,
-};
+use super::plan::{rfc3339, singular, Action, PlannedObject, RestorePlan, TargetState};
 use crate::crypto::{open_expecting, CryptoError, Expected, Identities, PayloadMode};
 use crate::index::CaptureRecord;
 use crate::model::{ObjectKind, ObjectName, VaultName};
@@ -372,6 +370,10 @@ impl Restorer {
         let what = format!("{} {}", singular(object.kind), object.name);
         let target = &plan.target.name;
         let deadline = tokio::time::Instant::now() + self.options.purge_wait;
+        // The plan found the name free (or purged it): a 409 now is almost always a name the
+        // service still blocks after a recent purge (DESIGN §2), so it is retried for a bounded
+        // window rather than reported at once.
+        let blocked_is_transient = after_purge || object.target_state == TargetState::Absent;
         loop {
             match self.target.restore(object.kind, payload).await {
                 Ok(restored) => {
@@ -388,15 +390,14 @@ impl Restorer {
                     };
                 }
                 Err(e)
-                    if after_purge
+                    if blocked_is_transient
                         && matches!(
                             e.kind(),
                             SourceErrorKind::Conflict | SourceErrorKind::AlreadyExists
                         )
                         && tokio::time::Instant::now() < deadline =>
                 {
-                    // The service keeps a purged name blocked for a while (DESIGN §2).
-                    debug!(kind = %object.kind, name = %object.name, "name still blocked after purge; retrying");
+                    debug!(kind = %object.kind, name = %object.name, "name blocked; retrying");
                     tokio::time::sleep(self.options.purge_retry_interval).await;
                 }
                 Err(e)
@@ -414,14 +415,11 @@ impl Restorer {
                         )
                     } else {
                         format!(
-                            "{what} appeared in {target} after the plan was made (the name is taken): left as it is; rerun to re-plan"
+                            "the name of {what} is taken in {target} although it was free when planned (created meanwhile, or purged moments ago and still blocked after {}s); rerun the restore to re-plan",
+                            self.options.purge_wait.as_secs()
                         )
                     };
-                    return if !after_purge && plan.policy != ConflictPolicy::Fail {
-                        Outcome::Skipped { reason }
-                    } else {
-                        Outcome::Failed { reason }
-                    };
+                    return Outcome::Failed { reason };
                 }
                 Err(e) => {
                     return Outcome::Failed {
