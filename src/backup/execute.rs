@@ -82,10 +82,13 @@ impl VaultBackup {
     async fn survey_inner(&self) -> Result<BackupPlan, SurveyError> {
         let now = (self.clock)();
         let options = PlanOptions::from_vault(&self.vault, now)?;
-        let mut listing: Vec<ObjectSummary> = Vec::new();
-        for kind in &self.vault.kinds {
-            listing.extend(self.source.list(*kind).await?);
-        }
+        // The kinds side by side: pages of one kind follow each other (each page names the
+        // next), so listing them one kind after another would add up three chains of latency.
+        let listings = futures::future::try_join_all(
+            self.vault.kinds.iter().map(|kind| self.source.list(*kind)),
+        )
+        .await?;
+        let listing: Vec<ObjectSummary> = listings.into_iter().flatten().collect();
         let known = self.known_objects(&listing)?;
         let due = plan::deep_scans_due(&options, &listing, &known);
         let scans = self.deep_scans(&due, &known).await;
