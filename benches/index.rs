@@ -8,22 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use kvkeep::config::PayloadMode;
-use kvkeep::index::{CapturedVersion, Index, NewCapture, ObjectState, RunStats, RunStatus};
-use kvkeep::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId, VaultName};
+use kvkeep::index::Index;
+use kvkeep::model::VaultName;
 
-const HOUR: i64 = 3600;
-const START: i64 = 1_700_000_000;
+#[path = "support/index_builder.rs"]
+mod index_builder;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not a number; using {default}");
-            default
-        }),
-        Err(_) => default,
-    }
-}
+use index_builder::{env_usize, record_run, HOUR, START};
 
 fn main() {
     let objects = env_usize("KVKEEP_BENCH_OBJECTS", 10_000);
@@ -77,78 +68,4 @@ fn main() {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// One hourly run capturing every object, in one batched transaction. Every tenth run dies
-/// before its manifest, and every hundredth object is deleted halfway, so the query has to skip
-/// uncommitted captures and check deletions like in production.
-fn record_run(index: &Index, vault: &VaultName, r: usize, objects: usize) {
-    let run: RunId = format!("{:016x}", r + 1).parse().expect("run id");
-    let at = START + r as i64 * HOUR;
-    let committed = r % 10 != 9;
-    let deleting = r > 0 && r == 50;
-    index
-        .write(|w| {
-            w.begin_run(&run, vault, at)?;
-            for o in 0..objects {
-                let gone = o % 100 == 0 && r >= 50;
-                if gone {
-                    if deleting {
-                        w.record_deleted(&run, ObjectKind::Secrets, &object_name(o), at)?;
-                    }
-                    continue;
-                }
-                w.record_capture(&run, &new_capture(vault, o, r, at))?;
-            }
-            let manifest: Option<BlobKey> = committed.then(|| {
-                format!("manifests/{vault}/{at}-{run}.age")
-                    .parse()
-                    .expect("manifest key")
-            });
-            let status = if committed {
-                RunStatus::Completed
-            } else {
-                RunStatus::Interrupted
-            };
-            w.finish_run(
-                &run,
-                status,
-                &RunStats::default(),
-                at + 60,
-                manifest.as_ref(),
-            )
-        })
-        .expect("record run");
-}
-
-fn object_name(o: usize) -> ObjectName {
-    format!("secret-{o:06}").parse().expect("object name")
-}
-
-fn new_capture(vault: &VaultName, o: usize, r: usize, at: i64) -> NewCapture {
-    let version: ObjectVersion = format!("{:032x}", (o as u128) << 32 | r as u128)
-        .parse()
-        .expect("version");
-    NewCapture {
-        object: ObjectState {
-            kind: ObjectKind::Secrets,
-            name: object_name(o),
-            current_version: version.clone(),
-            updated: at - 10,
-        },
-        blob: format!("objects/{vault}/secrets/secret-{o:06}/{at}-{r:016x}.age")
-            .parse()
-            .expect("blob key"),
-        captured_at: at,
-        plain_bytes: 4096,
-        stored_bytes: 2100,
-        sha256: format!("{:064x}", o * 1_000 + r),
-        payload: PayloadMode::Native,
-        versions: vec![CapturedVersion {
-            version,
-            created: Some(at - 10),
-            updated: Some(at - 10),
-            enabled: true,
-        }],
-    }
 }

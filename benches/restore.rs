@@ -1,0 +1,211 @@
+//! Restore-side figures: point-in-time *planning* over a large index (the index query, the pure
+//! plan and a survey of an empty in-memory target), and `index rebuild` from 1,000 manifests in
+//! a local store.
+//!
+//! Run with `cargo bench --bench restore`. Shapes: `KVKEEP_BENCH_OBJECTS` × `KVKEEP_BENCH_RUNS`
+//! captures (default 10,000 × 100 = 1,000,000, built by the index bench's builder), and
+//! `KVKEEP_BENCH_MANIFESTS` manifests of `KVKEEP_BENCH_MANIFEST_OBJECTS` objects each (default
+//! 1,000 × 100). It prints figures and asserts nothing about time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kvkeep::backup::manifest::{
+    manifest_blob_key, object_blob_key, EntryState, Manifest, ManifestObject, ManifestVersion,
+    MANIFEST_FORMAT,
+};
+use kvkeep::crypto::{Identity, Label, Sealer};
+use kvkeep::index::Index;
+use kvkeep::model::{ObjectKind, ObjectVersion, RunId, VaultName};
+use kvkeep::restore::{plan_restore, ConflictPolicy, RestoreRequest, VaultLocation};
+use kvkeep::source::InMemoryVaultSource;
+use kvkeep::store::{BlobStore, LocalStore};
+
+#[path = "support/index_builder.rs"]
+mod index_builder;
+
+use index_builder::{env_usize, object_name, record_run, HOUR, START};
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    planning(&rt);
+    rebuild(&rt);
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn location(name: &str) -> VaultLocation {
+    VaultLocation {
+        name: name.parse().expect("vault"),
+        url: format!("https://{name}.vault.azure.net"),
+        subscription: Some("sub".into()),
+        geography: Some("europe".into()),
+    }
+}
+
+fn planning(rt: &tokio::runtime::Runtime) {
+    let objects = env_usize("KVKEEP_BENCH_OBJECTS", 10_000);
+    let runs = env_usize("KVKEEP_BENCH_RUNS", 100);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("index.sqlite");
+    let vault: VaultName = "kv-bench".parse().expect("vault");
+    let built = Instant::now();
+    {
+        let index = Index::open(&path).expect("index");
+        for r in 0..runs {
+            record_run(&index, &vault, r, objects);
+        }
+    }
+    println!(
+        "index: {} captures ({objects} objects x {runs} runs) built in {:.1} s",
+        objects * runs,
+        built.elapsed().as_secs_f64()
+    );
+    let index = Arc::new(Index::open(&path).expect("reopen"));
+    let target = InMemoryVaultSource::new("kv-dr".parse().expect("vault"), START);
+    let at = START + (runs as i64 / 2) * HOUR + 60;
+    let mut query = Vec::new();
+    let mut whole = Vec::new();
+    let mut planned = 0;
+    for _ in 0..11 {
+        let t = Instant::now();
+        let set = index.captures_as_of(&vault, at).expect("query");
+        query.push(t.elapsed());
+        let t = Instant::now();
+        let plan = rt
+            .block_on(plan_restore(
+                index.clone(),
+                &target,
+                RestoreRequest {
+                    source: location("kv-bench"),
+                    target: location("kv-dr"),
+                    at,
+                    only: Vec::new(),
+                    policy: ConflictPolicy::Skip,
+                },
+            ))
+            .expect("plan");
+        whole.push(t.elapsed());
+        planned = plan.objects.len();
+        assert_eq!(planned, set.len());
+    }
+    query.sort();
+    whole.sort();
+    println!(
+        "point-in-time query over {} captures: median {} (min {}, max {})",
+        objects * runs,
+        ms(query[query.len() / 2]),
+        ms(query[0]),
+        ms(query[query.len() - 1])
+    );
+    println!(
+        "restore plan ({planned} objects: query + select + compatibility + target survey + decide): median {} (min {}, max {})",
+        ms(whole[whole.len() / 2]),
+        ms(whole[0]),
+        ms(whole[whole.len() - 1])
+    );
+}
+
+fn rebuild(rt: &tokio::runtime::Runtime) {
+    let manifests = env_usize("KVKEEP_BENCH_MANIFESTS", 1_000);
+    let per = env_usize("KVKEEP_BENCH_MANIFEST_OBJECTS", 100);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn BlobStore> =
+        Arc::new(LocalStore::open(&dir.path().join("store"), "").expect("store"));
+    let identity = Identity::generate();
+    let sealer = Sealer::new(&[identity.recipient()], 3).expect("sealer");
+    let vault: VaultName = "kv-bench".parse().expect("vault");
+    let written = Instant::now();
+    // Each run captures a tenth of the objects afresh and refers to the others' last captures.
+    let mut last: Vec<Option<ManifestObject>> = vec![None; per];
+    for r in 0..manifests {
+        let run: RunId = format!("{:016x}", r + 1).parse().expect("run");
+        let at = START + r as i64 * HOUR;
+        let mut objects = Vec::with_capacity(per);
+        for (o, slot) in last.iter_mut().enumerate() {
+            let fresh = slot.is_none() || o % 10 == r % 10;
+            if fresh {
+                let name = object_name(o);
+                let version: ObjectVersion = format!("{:032x}", (o as u128) << 32 | r as u128)
+                    .parse()
+                    .expect("version");
+                *slot = Some(ManifestObject {
+                    state: EntryState::Captured,
+                    kind: ObjectKind::Secrets,
+                    blob: object_blob_key(&vault, ObjectKind::Secrets, &name, at, &run)
+                        .expect("key"),
+                    name,
+                    run: run.clone(),
+                    captured_at: at,
+                    current_version: version.clone(),
+                    updated: at - 10,
+                    versions: vec![ManifestVersion {
+                        version,
+                        created: Some(at - 10),
+                        updated: Some(at - 10),
+                        enabled: true,
+                    }],
+                    plain_bytes: 4096,
+                    stored_bytes: 2100,
+                    sha256: format!("{:064x}", o * 1_000 + r),
+                    payload: "native".into(),
+                });
+                objects.push(slot.clone().expect("set"));
+            } else if let Some(prev) = slot {
+                objects.push(ManifestObject {
+                    state: EntryState::Unchanged,
+                    ..prev.clone()
+                });
+            }
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            vault: vault.clone(),
+            run: run.clone(),
+            started_at: at,
+            finished_at: at + 60,
+            status: "completed".into(),
+            objects,
+            deleted: Vec::new(),
+            failed: Vec::new(),
+        };
+        let sealed = sealer
+            .seal(
+                &Label::manifest(vault.clone(), at + 60).with_run(run.clone()),
+                &manifest.to_json().expect("json"),
+            )
+            .expect("seal");
+        let key = manifest_blob_key(&vault, at, &run).expect("key");
+        rt.block_on(store.put_new(&key, Bytes::from(sealed)))
+            .expect("put");
+    }
+    println!(
+        "store: {manifests} manifests of {per} objects written in {:.1} s",
+        written.elapsed().as_secs_f64()
+    );
+    let index_path = dir.path().join("index.sqlite");
+    let identities = Arc::new(identity.into());
+    let t = Instant::now();
+    let report = rt
+        .block_on(kvkeep::restore::rebuild::rebuild(
+            store.clone(),
+            identities,
+            &index_path,
+            8,
+        ))
+        .expect("rebuild");
+    println!(
+        "index rebuild from {} manifests ({} runs, {} captures): {}",
+        report.manifests,
+        report.runs,
+        report.captures,
+        ms(t.elapsed())
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
