@@ -834,4 +834,129 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
         .await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(plans().await, before);
+
+    damage(bed, &before[1], times[1], identity).await;
+}
+
+/// A missing and a truncated blob in the store, then a wrong identity: the damaged objects fail
+/// with their reason, the others restore, verify lists the damage; nothing panics.
+async fn damage(bed: &Bed, plan_at_t2: &Value, t2: i64, identity: &str) {
+    let config = Config::load(&bed.config).expect("config");
+    let store = kvkeep::store::open_store(&config.store, &config.azure)
+        .await
+        .expect("store");
+    let blob_of = |name: &str| -> kvkeep::model::BlobKey {
+        plan_at_t2["plan"]["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .find(|o| o["name"] == name)
+            .and_then(|o| o["blob"].as_str())
+            .expect("planned blob")
+            .parse()
+            .expect("key")
+    };
+    let missing = blob_of("s-delta");
+    store.delete(&missing).await.expect("delete blob");
+    let truncated = blob_of("k-new");
+    let bytes = store.get(&truncated).await.expect("get");
+    store.delete(&truncated).await.expect("delete");
+    store
+        .put_new(&truncated, bytes.slice(..bytes.len() / 2))
+        .await
+        .expect("put truncated");
+
+    bed.wipe("kv2").await;
+    let at = rfc3339(t2);
+    let out = bed
+        .kvkeep(&[
+            "restore",
+            "--vault",
+            "kv1",
+            "--at",
+            &at,
+            "--to-vault",
+            "kv2",
+            "--identity",
+            identity,
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let doc = json_out(&out);
+    assert_eq!(doc["overall"], "partial");
+    assert_eq!(doc["restore"]["stats"]["restored_objects"], 4, "{doc}");
+    let reason = |name: &str| {
+        doc["restore"]["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .find(|o| o["name"] == name)
+            .map(|o| {
+                (
+                    o["outcome"].clone(),
+                    o["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .expect("object")
+    };
+    let (outcome, why) = reason("s-delta");
+    assert_eq!(outcome, "failed");
+    assert!(
+        why.contains("missing from the store") && why.contains("--at"),
+        "{why}"
+    );
+    let (outcome, why) = reason("k-new");
+    assert_eq!(outcome, "failed");
+    assert!(why.contains("damaged"), "{why}");
+
+    let out = bed.kvkeep(&["verify", "--vault", "kv1"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(missing.as_str()) && stdout.contains(truncated.as_str()),
+        "{stdout}"
+    );
+
+    // A wrong identity: every object fails with the reason, nothing is written, exit 1.
+    let wrong = bed.dir.path().join("wrong-identity.txt");
+    kvkeep::crypto::write_identity_file(
+        &wrong,
+        &kvkeep::crypto::Identity::generate(),
+        "2026-01-01T00:00:00Z",
+        false,
+    )
+    .expect("wrong identity");
+    bed.wipe("kv2").await;
+    bed.emulator
+        .control()
+        .clear_counters()
+        .await
+        .expect("clear");
+    let wrong = wrong.display().to_string();
+    let out = bed
+        .kvkeep(&[
+            "restore",
+            "--vault",
+            "kv1",
+            "--at",
+            &at,
+            "--to-vault",
+            "kv2",
+            "--identity",
+            &wrong,
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("cannot be opened with the given identity"),
+        "{stdout}"
+    );
+    let kv2 = bed.requests_to("kv2").await;
+    assert!(
+        kv2.keys().all(|op| !op.ends_with(".restore")),
+        "nothing restored into kv2: {kv2:?}"
+    );
 }
