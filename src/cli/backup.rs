@@ -359,3 +359,69 @@ impl Drop for BarProgress {
         self.bar.finish_and_clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::BackupStats;
+    use crate::model::RunId;
+
+    fn report(status: RunStatus) -> BackupReport {
+        BackupReport {
+            vault: "kv1".parse().expect("vault"),
+            run: RunId::random(),
+            status,
+            started_at: 0,
+            finished_at: 0,
+            manifest: None,
+            stats: BackupStats::default(),
+            failures: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_worst_vault_decides_the_exit_code() {
+        use RunStatus::*;
+        let cases: [(&[RunStatus], u8); 6] = [
+            (&[], EXIT_OK),
+            (&[Completed, Completed], EXIT_OK),
+            (&[Completed, PartiallyFailed], EXIT_PARTIAL),
+            (&[PartiallyFailed, Failed], EXIT_FAILED),
+            (&[Completed, Interrupted], EXIT_FAILED),
+            (&[Failed], EXIT_FAILED),
+        ];
+        for (statuses, code) in cases {
+            let reports: Vec<BackupReport> = statuses.iter().map(|s| report(*s)).collect();
+            assert_eq!(exit_code(&reports), code, "{statuses:?}");
+        }
+    }
+
+    #[test]
+    fn vaults_are_selected_by_name_case_insensitively_without_duplicates() {
+        let identity = crate::crypto::Identity::generate();
+        let text = format!(
+            "[store]\ntype = \"local\"\npath = \"s\"\n[encryption]\nrecipients = [\"{}\"]\n[[vault]]\nname = \"kv-one\"\n[[vault]]\nname = \"kv-two\"\n",
+            identity.recipient()
+        );
+        let config = Config::parse(&text, "t.toml", std::path::Path::new("/tmp"), &|p| {
+            std::fs::read_to_string(p)
+        })
+        .expect("config");
+        let names = |v: Vec<VaultConfig>| {
+            v.into_iter()
+                .map(|v| v.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(select_vaults(&config, &[]).expect("all")),
+            ["kv-one", "kv-two"]
+        );
+        assert_eq!(
+            names(select_vaults(&config, &["KV-Two".into(), "kv-two".into()]).expect("one")),
+            ["kv-two"]
+        );
+        let err = select_vaults(&config, &["kv-3".into()]).expect_err("unknown");
+        assert!(err.contains("kv-one, kv-two"), "{err}");
+    }
+}
