@@ -24,9 +24,9 @@ use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
 use crate::config::VaultConfig;
 use crate::crypto::{Label, Sealer};
 use crate::index::{CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus};
-use crate::model::{ObjectKind, ObjectName, RunId};
+use crate::model::{ObjectKind, ObjectName, ObjectVersion, RunId};
 use crate::source::{
-    ObjectSummary, SourceError, SourceErrorKind, VaultSource, MAX_BACKUP_VERSIONS,
+    ObjectSummary, SourceError, SourceErrorKind, VaultSource, VersionInfo, MAX_BACKUP_VERSIONS,
 };
 use crate::store::BlobStore;
 
@@ -383,22 +383,33 @@ impl VaultBackup {
         let source_failure =
             |e: SourceError| failure(planned, source_kind(e.kind()), e.to_string());
 
-        let (current_version, updated_now) = match &planned.object.version {
-            Some(v) => (v.clone(), None),
-            None => {
-                let props = self
-                    .source
-                    .get_properties(kind, name)
-                    .await
-                    .map_err(source_failure)?;
-                (props.version, props.updated)
-            }
+        let current = match &planned.object.version {
+            Some(v) => Some((v.clone(), None)),
+            None => match self.source.get_properties(kind, name).await {
+                Ok(props) => Some((props.version, props.updated)),
+                // A disabled current secret cannot be read, but it can (and must) be backed
+                // up: its version then comes from the version list below.
+                Err(e) if is_disabled_secret(&e) => None,
+                Err(e) => return Err(source_failure(e)),
+            },
         };
         let versions = self
             .source
             .list_versions(kind, name)
             .await
             .map_err(source_failure)?;
+        let (current_version, updated_now) = match current {
+            Some(current) => current,
+            None => newest_version(&versions).ok_or_else(|| {
+                failure(
+                    planned,
+                    "permanent",
+                    format!(
+                        "{kind} {name} in vault {vault} has no versions; the next run tries again"
+                    ),
+                )
+            })?,
+        };
         if versions.len() > MAX_BACKUP_VERSIONS {
             return Err(failure(
                 planned,
@@ -642,4 +653,18 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The service's answer to reading a disabled secret version.
+fn is_disabled_secret(e: &SourceError) -> bool {
+    e.kind() == SourceErrorKind::Forbidden && e.inner_code() == Some("SecretDisabled")
+}
+
+/// The current version according to a version list: the newest by creation time (versions are
+/// only ever added, so the last created is the current one), ties broken by `updated` and id.
+fn newest_version(versions: &[VersionInfo]) -> Option<(ObjectVersion, Option<i64>)> {
+    versions
+        .iter()
+        .max_by(|a, b| (a.created, a.updated, &a.version).cmp(&(b.created, b.updated, &b.version)))
+        .map(|v| (v.version.clone(), v.updated))
 }

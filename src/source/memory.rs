@@ -641,6 +641,19 @@ impl VaultSource for InMemoryVaultSource {
         let current = object
             .current()
             .ok_or_else(|| self.not_found(op, kind, name))?;
+        // As the service: reading a disabled secret version is refused (the GET returns the
+        // value), while keys and certificates answer with their attributes.
+        if kind == ObjectKind::Secrets && !current.enabled {
+            return Err(self
+                .error(
+                    SourceErrorKind::Forbidden,
+                    op,
+                    kind,
+                    Some(name.as_str()),
+                    "Operation get is not allowed on a disabled secret.",
+                )
+                .with_codes(Some("Forbidden".into()), Some("SecretDisabled".into())));
+        }
         Ok(ObjectProperties {
             name: object.name.clone(),
             kind,

@@ -519,3 +519,39 @@ async fn the_canary_value_is_never_stored_in_clear() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_secret_whose_current_version_is_disabled_is_still_captured() {
+    let bed = Bed::new();
+    let mut disabled = SeedObject::value(CANARY);
+    disabled.enabled = false;
+    bed.source
+        .put(ObjectKind::Secrets, &n("retired"), SeedObject::value("v1"));
+    bed.source.put(ObjectKind::Secrets, &n("retired"), disabled);
+    // The fake answers like the service: the disabled current version cannot be read.
+    let refused = bed
+        .source
+        .get_properties(ObjectKind::Secrets, &n("retired"))
+        .await
+        .expect_err("reading a disabled secret is refused");
+    assert_eq!(refused.inner_code(), Some("SecretDisabled"));
+
+    let report = bed.run().await;
+    assert_eq!(report.status, RunStatus::Completed, "{report:?}");
+    let manifest = bed.manifest(&report).await;
+    let retired = manifest
+        .objects
+        .iter()
+        .find(|o| o.name.as_str() == "retired")
+        .expect("the disabled secret is captured");
+    assert_eq!(retired.versions.len(), 2);
+    let newest = bed
+        .source
+        .list_versions(ObjectKind::Secrets, &n("retired"))
+        .await
+        .expect("versions")
+        .into_iter()
+        .max_by_key(|v| v.created)
+        .expect("a version");
+    assert_eq!(retired.current_version, newest.version);
+}
