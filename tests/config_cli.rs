@@ -29,8 +29,10 @@ url = "https://kv-prod.vault.localhost:8443"
     )
 }
 
-/// (what is wrong, edit of the good file, text the error must contain)
-fn cases() -> Vec<(&'static str, Box<dyn Fn(String) -> String>, &'static str)> {
+/// What is wrong, how to break the good file, and text the error must contain.
+type Case = (&'static str, Box<dyn Fn(String) -> String>, &'static str);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "unknown key",
