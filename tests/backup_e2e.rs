@@ -244,8 +244,12 @@ fn write_config(dir: &Path, azurite: &Azurite, vault_url: &str) -> PathBuf {
     .expect("identity");
     std::fs::write(dir.join("token.txt"), format!("{TOKEN}\n")).expect("token file");
     let container_url = format!("{}/{CONTAINER}", azurite.service_url());
-    let sas = account_sas("rwdlacup", OffsetDateTime::now_utc() + AzDuration::hours(2))
-        .expect("sign a sas");
+    let sas = account_sas(
+        "rwdlacup",
+        OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time")
+            + AzDuration::hours(2),
+    )
+    .expect("sign a sas");
     std::fs::write(dir.join("sas.txt"), format!("{container_url}?{sas}\n")).expect("sas file");
     let host = url::Url::parse(vault_url)
         .expect("vault url")

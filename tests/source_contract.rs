@@ -577,7 +577,10 @@ impl azure_core::credentials::TokenCredential for StaticToken {
     ) -> azure_core::Result<azure_core::credentials::AccessToken> {
         Ok(azure_core::credentials::AccessToken {
             token: azure_core::credentials::Secret::new("fake-token".to_string()),
-            expires_on: azure_core::time::OffsetDateTime::now_utc()
+            expires_on: azure_core::time::OffsetDateTime::from_unix_timestamp(
+                kvkeep::clock::now_unix(),
+            )
+            .expect("valid time")
                 + azure_core::time::Duration::hours(1),
         })
     }

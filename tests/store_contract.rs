@@ -221,7 +221,8 @@ impl AzureFixture {
 
     /// `[azure]` as an operator would write it for the emulator: a token file and its CA.
     fn azure_config(&self, token_audience: &str) -> AzureConfig {
-        let now = OffsetDateTime::now_utc();
+        let now =
+            OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time");
         let token =
             FakeJwtCredential::default().token(token_audience, now, now + AzDuration::hours(1));
         let path = self
@@ -241,7 +242,8 @@ impl AzureFixture {
     fn sas_file(&self, permissions: &str) -> PathBuf {
         let sas = account_sas(
             permissions,
-            OffsetDateTime::now_utc() + AzDuration::hours(1),
+            OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time")
+                + AzDuration::hours(1),
         )
         .expect("sign a sas");
         let path = self.files.path().join(format!("sas-{permissions}"));

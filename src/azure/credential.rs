@@ -219,7 +219,8 @@ impl TokenCredential for TokenFileCredential {
                 format!("the token file {} is empty", self.path.display()),
             ));
         }
-        let now = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::from_unix_timestamp(crate::clock::now_unix())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let expires_on = jwt_expiry(token).unwrap_or_else(|| {
             now + Duration::seconds(i64::try_from(TOKEN_FILE_LIFETIME.as_secs()).unwrap_or(3600))
         });
@@ -249,6 +250,11 @@ fn jwt_expiry(token: &str) -> Option<OffsetDateTime> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The wall clock, through the one sanctioned reader.
+    fn test_now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(crate::clock::now_unix()).expect("a valid time")
+    }
     use super::*;
 
     fn jwt(exp: i64) -> String {
@@ -276,7 +282,7 @@ mod tests {
             "{err}"
         );
 
-        let exp = OffsetDateTime::now_utc().unix_timestamp() + 600;
+        let exp = crate::clock::now_unix() + 600;
         std::fs::write(&path, format!("{}\n", jwt(exp))).expect("write");
         let token = cred.get_token(&scopes, None).await.expect("token");
         assert_eq!(token.token.secret(), jwt(exp));
@@ -284,9 +290,9 @@ mod tests {
 
         // Rotation: the next fetch sees the new content.
         std::fs::write(&path, "opaque-token").expect("write");
-        let before = OffsetDateTime::now_utc();
+        let before = test_now();
         let token = cred.get_token(&scopes, None).await.expect("token");
-        let after = OffsetDateTime::now_utc();
+        let after = test_now();
         assert_eq!(token.token.secret(), "opaque-token");
         // Not a JWT: valid for TOKEN_FILE_LIFETIME from the moment it was read.
         let lifetime = Duration::hours(1);
@@ -317,10 +323,7 @@ mod tests {
                 _: Option<TokenRequestOptions<'_>>,
             ) -> azure_core::Result<AccessToken> {
                 match self.0 {
-                    Some(t) => Ok(AccessToken::new(
-                        t,
-                        OffsetDateTime::now_utc() + Duration::hours(1),
-                    )),
+                    Some(t) => Ok(AccessToken::new(t, test_now() + Duration::hours(1))),
                     None => Err(azure_core::Error::with_message(
                         ErrorKind::Credential,
                         "unavailable",

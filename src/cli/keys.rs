@@ -35,7 +35,7 @@ pub fn run(action: KeysAction) -> u8 {
 
 fn generate(args: &GenerateArgs) -> u8 {
     // The creation time is a comment for the operator only, so reading the clock here is fine.
-    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let created = crate::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let identity = Identity::generate();
     match write_identity_file(&args.out, &identity, &created, args.force) {
         Ok(recipient) => {

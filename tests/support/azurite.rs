@@ -12,6 +12,10 @@
 //! never share state; the process is killed (and reaped) when the value is dropped, including
 //! when the test panics.
 
+// The harness stands in for Entra ID and Azure Storage, which run on real time: tokens and SAS
+// validity windows must come from the wall clock, not from kvkeep's (pinnable) clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt;
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
