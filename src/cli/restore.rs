@@ -206,42 +206,91 @@ fn restore(args: RestoreArgs) -> Result<u8, Fail> {
         Some(load_identities(args.identity.as_deref(), "restore")?)
     };
     let index = open_index(&config)?;
-    let target = source(&config, &target_cfg)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let request = RestoreRequest {
+        let job = RestoreJob {
             source: source_loc,
-            target: location_of(&target_cfg),
+            target: target_cfg,
             at,
             only: args.only.clone(),
             policy,
+            purge_wait: args.purge_wait,
+        };
+        let Some(identities) = identities else {
+            let plan = job.plan(&config, index).await?.0;
+            print_plan(&plan, args.output);
+            return Ok(EXIT_OK);
+        };
+        let (_, report) = job.run(&config, index, identities, progress()).await?;
+        print_report(&report, args.output);
+        Ok(exit_code(report.overall()))
+    })
+}
+
+/// One restore as `kvkeep restore` carries it out once its arguments are parsed: the target
+/// behind the configured rate limits, the plan, then the executor with `limits.concurrency`
+/// objects in flight. `kvkeep demo` runs its restore through this too.
+pub(crate) struct RestoreJob {
+    /// Whose backups.
+    pub source: VaultLocation,
+    /// Into which vault.
+    pub target: VaultConfig,
+    /// The point in time, Unix seconds.
+    pub at: i64,
+    /// `--only` filters.
+    pub only: Vec<ObjectRef>,
+    /// `--on-conflict`.
+    pub policy: ConflictPolicy,
+    /// `--purge-wait`.
+    pub purge_wait: Duration,
+}
+
+impl RestoreJob {
+    /// The plan (what `--dry-run` prints) and the rate-limited target it was surveyed through.
+    pub async fn plan(
+        &self,
+        config: &Config,
+        index: Arc<Index>,
+    ) -> Result<(RestorePlan, Arc<dyn VaultSource>), Fail> {
+        let target = source(config, &self.target)?;
+        let request = RestoreRequest {
+            source: self.source.clone(),
+            target: location_of(&self.target),
+            at: self.at,
+            only: self.only.clone(),
+            policy: self.policy,
+            concurrency: config.limits.concurrency,
         };
         let plan = plan_restore(index, target.as_ref(), request).await?;
         for w in &plan.warnings {
             tracing::warn!(warning = %w, "restore plan");
         }
-        if args.dry_run {
-            print_plan(&plan, args.output);
-            return Ok(EXIT_OK);
-        }
-        let Some(identities) = identities else {
-            return Err(Fail(EXIT_FAILED, "no identity".into()));
-        };
+        Ok((plan, target))
+    }
+
+    /// Plans, then restores.
+    pub async fn run(
+        &self,
+        config: &Config,
+        index: Arc<Index>,
+        identities: Arc<Identities>,
+        progress: Arc<dyn RestoreProgress>,
+    ) -> Result<(RestorePlan, RestoreReport), Fail> {
+        let (plan, target) = self.plan(config, index).await?;
         let restorer = Restorer {
-            store: store(&config).await?,
+            store: store(config).await?,
             target,
             identities,
             options: RestoreOptions {
                 concurrency: config.limits.concurrency,
-                purge_wait: args.purge_wait,
+                purge_wait: self.purge_wait,
                 ..RestoreOptions::default()
             },
-            progress: progress(),
+            progress,
         };
         let report = restorer.execute(&plan).await;
-        print_report(&report, args.output);
-        Ok(exit_code(report.overall()))
-    })
+        Ok((plan, report))
+    }
 }
 
 /// 0 / 3 / 1.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
@@ -162,10 +162,14 @@ impl RestoreProgress for NoRestoreProgress {
 }
 
 /// The target's state for every selected name: one list per kind for the active names (three
-/// calls whatever the vault's size), then `get_deleted` only for names not active.
+/// calls whatever the vault's size), then `get_deleted` only for names not active, at most
+/// `concurrency` at a time. Into an empty vault that is one lookup per object, as many calls as
+/// the restore itself: one after the other they would cost a round trip each, so they overlap
+/// like the restores do, and the rate-limited `target` keeps them within the vault's budget.
 pub async fn survey_target(
     target: &dyn VaultSource,
     selected: &[CaptureRecord],
+    concurrency: usize,
 ) -> Result<BTreeMap<(ObjectKind, String), TargetState>, SourceError> {
     let mut states = BTreeMap::new();
     let mut kinds: Vec<ObjectKind> = selected.iter().map(|c| c.kind).collect();
@@ -178,19 +182,30 @@ pub async fn survey_target(
             .into_iter()
             .map(|o| o.name.canonical())
             .collect();
+        let mut lookups = Vec::new();
         for c in selected.iter().filter(|c| c.kind == kind) {
-            let key = (kind, c.name.canonical());
-            let state = if active.contains(&key.1) {
-                TargetState::Active
+            let key = c.name.canonical();
+            if active.contains(&key) {
+                states.insert((kind, key), TargetState::Active);
             } else {
-                match target.get_deleted(kind, &c.name).await? {
+                lookups.push((key, &c.name));
+            }
+        }
+        let deleted: Vec<(String, TargetState)> = futures::stream::iter(lookups)
+            .map(|(key, name)| async move {
+                let state = match target.get_deleted(kind, name).await? {
                     Some(d) => TargetState::SoftDeleted {
                         scheduled_purge: d.scheduled_purge,
                     },
                     None => TargetState::Absent,
-                }
-            };
-            states.insert(key, state);
+                };
+                Ok::<_, SourceError>((key, state))
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        for (key, state) in deleted {
+            states.insert((kind, key), state);
         }
     }
     Ok(states)

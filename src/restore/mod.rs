@@ -74,6 +74,9 @@ pub struct RestoreRequest {
     pub only: Vec<ObjectRef>,
     /// The conflict policy.
     pub policy: ConflictPolicy,
+    /// Requests in flight at once while surveying the target (`limits.concurrency`, like the
+    /// restores that follow).
+    pub concurrency: usize,
 }
 
 /// Builds the plan: the point-in-time set from the index, filtered; the compatibility check
@@ -90,7 +93,7 @@ pub async fn plan_restore(
         .map_err(|e| RestoreError::Task(e.to_string()))??;
     let selected = plan::select(&request.source.name, at, captures, &request.only)?;
     let warnings = plan::check_compatibility(&request.source, &request.target, &selected)?;
-    let states = survey_target(target, &selected)
+    let states = survey_target(target, &selected, request.concurrency)
         .await
         .map_err(RestoreError::Survey)?;
     Ok(plan::decide(

@@ -273,6 +273,7 @@ pub async fn drill(
         at: now,
         only: Vec::new(),
         policy: ConflictPolicy::Fail,
+        concurrency: restorer.options.concurrency,
     };
     let plan = plan_restore(index.clone(), restorer.target.as_ref(), request).await?;
     let restored = restorer.execute(&plan).await;

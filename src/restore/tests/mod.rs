@@ -156,6 +156,7 @@ impl Bed {
                 at,
                 only,
                 policy,
+                concurrency: 4,
             },
         )
         .await
