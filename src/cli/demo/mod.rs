@@ -1,11 +1,16 @@
 //! `kvkeep demo`: one command, no Azure, no set-up. Starts the Key Vault emulator in-process,
 //! seeds a vault, writes a configuration that points kvkeep at it, and runs two backups with a
-//! few changes in between, showing that only the changes are captured.
+//! few changes in between, showing that only the changes are captured. It ends with a
+//! point-in-time restore of the vault as the first backup saw it into a fresh vault, read back
+//! through the data plane and compared with what the source held then.
 //!
 //! The demo goes through exactly the production path: it writes a real configuration file
 //! (token-file credential, the emulator's CA as `ca_file`, a `resolve` override for the vault's
-//! host name), loads it with [`Config::load`] and runs [`Runner`] on it. Only the emulator and
-//! the changes made to it between the runs are demo-specific.
+//! host name), loads it with [`Config::load`], runs [`Runner`] on it and restores through
+//! [`RestoreJob`], which is what `kvkeep restore` runs. Only the emulator, the changes made to
+//! it between the runs and the read-back comparison are demo-specific.
+
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,17 +22,24 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::backup::reports_table;
+use super::render::Output;
+use super::restore::{load_identities, open_index, print_report, Fail, RestoreJob};
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::backup::{system_clock, BackupReport, NoProgress, Runner};
 use crate::config::Config;
 use crate::crypto::{write_identity_file, Identity};
 use crate::index::RunStatus;
 use crate::model::RunId;
+use crate::restore::{location_of, ConflictPolicy, NoRestoreProgress, Overall, RestoreReport};
 
 /// The demo vault's name.
 const VAULT: &str = "demo-vault";
+/// The fresh vault the demo restores into.
+const RESTORE_VAULT: &str = "kv-demo-restore";
 /// The api-version the demo's own changes use.
 const API_VERSION: &str = "7.5";
+/// The bearer token the demo's clients send (the emulator accepts any).
+const TOKEN: &str = "kvkeep-demo-token";
 
 /// Arguments of `kvkeep demo`.
 #[derive(Debug, clap::Args)]
@@ -130,7 +142,8 @@ async fn demo(dir: &Path) -> Result<u8, String> {
          (2 versions, each with its certificate-managed key and secret)"
     );
 
-    let paths = write_setup(dir, &vault_url, &emulator.info().ca_cert)?;
+    let source_vault = DemoVault::of(VaultSettings::named(VAULT), vault_url.clone());
+    let paths = write_setup(dir, &emulator.info().ca_cert, &[&source_vault])?;
     println!(
         "2. generated an age identity ({}, mode 0600) and a configuration ({})",
         paths.identity.display(),
@@ -146,6 +159,15 @@ async fn demo(dir: &Path) -> Result<u8, String> {
     println!("\n3. first backup: every object is new");
     let first = backup(&runner, &config).await;
     print!("{}", reports_table(std::slice::from_ref(&first)));
+    // What the vault held at the first backup: what the restore at the end must reproduce.
+    let http = emulator.http_client();
+    let at_first = snapshot::take(&http, &vault_url, TOKEN).await?;
+    // The restore point is the first run's end; the second run must start after it (the index
+    // has one-second resolution), which costs at most a second here.
+    let at = first.finished_at;
+    while crate::clock::now_unix() <= at {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // Key Vault's timestamps have one-second resolution; the demo runs in well under a second,
     // so the emulator's clock is moved on a minute, as if the changes came later.
@@ -178,7 +200,17 @@ async fn demo(dir: &Path) -> Result<u8, String> {
         .map(|o| format!("{} {}", o.kind, o.name))
         .collect();
     println!("   captured in the second run: {}", captured.join(", "));
+    drop(runner);
+
+    let restored = restore_first_point(&emulator, dir, &paths, &source_vault, at, &at_first).await;
     emulator.shutdown().await;
+    let restored_ok = match restored {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!("error: the restore step failed: {e}");
+            false
+        }
+    };
 
     let config_arg = paths.config.display();
     println!(
@@ -203,12 +235,125 @@ async fn demo(dir: &Path) -> Result<u8, String> {
         && second.status == RunStatus::Completed
         && second.stats.captured_objects == 2
         && second.stats.deleted_objects == 1;
-    if expected {
-        Ok(EXIT_OK)
-    } else {
+    if !expected {
         eprintln!("error: the demo's runs did not end as expected (see the reports above)");
-        Ok(EXIT_FAILED)
+        return Ok(EXIT_FAILED);
     }
+    if !restored_ok {
+        eprintln!(
+            "error: the restored vault does not match the first backup's point in time (see above)"
+        );
+        return Ok(EXIT_FAILED);
+    }
+    Ok(EXIT_OK)
+}
+
+/// Step 6: creates a fresh vault, adds it to the configuration, restores the point `at` (the
+/// first backup) into it as `kvkeep restore --at AT --to-vault kv-demo-restore` does, reads the
+/// vault back and compares it with `expected`. Ok(true) when every object was restored and
+/// everything matches; the mismatches are printed otherwise.
+async fn restore_first_point(
+    emulator: &Emulator,
+    dir: &Path,
+    paths: &DemoPaths,
+    source_vault: &DemoVault,
+    at: i64,
+    expected: &snapshot::Snapshot,
+) -> Result<bool, String> {
+    let created = emulator
+        .control()
+        .create_vault(&VaultSettings::named(RESTORE_VAULT))
+        .await
+        .map_err(|e| format!("creating vault {RESTORE_VAULT} in the emulator: {e}"))?;
+    let target_vault = DemoVault::of(created.settings, created.url);
+    // The restore needs the target configured: its host resolved to the emulator, and its
+    // subscription and geography known so compatibility is checked before any write.
+    write_config(
+        dir,
+        &paths.recipient,
+        &emulator.info().ca_cert,
+        &[source_vault, &target_vault],
+    )?;
+    let config = Config::load(&paths.config).map_err(|e| e.to_string())?;
+    let target = config
+        .vaults
+        .iter()
+        .find(|v| v.name.as_str() == RESTORE_VAULT)
+        .cloned()
+        .ok_or("the regenerated configuration lacks the restore vault")?;
+    let source = config
+        .vaults
+        .iter()
+        .find(|v| v.name.as_str() == VAULT)
+        .map(location_of)
+        .ok_or("the regenerated configuration lacks the demo vault")?;
+    println!(
+        "\n6. point-in-time restore: created an empty vault {RESTORE_VAULT} ({}), added it to the \
+         configuration, and restored {VAULT} as the first backup saw it (--at {}), before the changes of step 4:",
+        target_vault.url,
+        crate::restore::plan::rfc3339(at),
+    );
+    let job = RestoreJob {
+        source,
+        target,
+        at,
+        only: Vec::new(),
+        policy: ConflictPolicy::Skip,
+        purge_wait: std::time::Duration::from_secs(60),
+    };
+    println!(
+        "   (what `kvkeep restore --config {} --vault {VAULT} --at {} --to-vault {RESTORE_VAULT} --identity {}` does)",
+        paths.config.display(),
+        crate::restore::plan::rfc3339(at),
+        paths.identity.display(),
+    );
+    let fail = |Fail(_, message): Fail| message;
+    let index = open_index(&config).map_err(fail)?;
+    let identities = load_identities(Some(&paths.identity), "restore").map_err(fail)?;
+    let (_, report) = job
+        .run(&config, index, identities, Arc::new(NoRestoreProgress))
+        .await
+        .map_err(fail)?;
+    print_report(&report, Output::Table);
+
+    let actual = snapshot::take(&emulator.http_client(), &target_vault.url, TOKEN).await?;
+    let differences = expected.differences(&actual);
+    Ok(summarise(&report, expected, &differences))
+}
+
+/// Prints the comparison; true when everything was restored and matches.
+fn summarise(
+    report: &RestoreReport,
+    expected: &snapshot::Snapshot,
+    differences: &[String],
+) -> bool {
+    let restored = report.stats.restored_objects;
+    let all_restored = report.overall() == Overall::Ok && report.stats.skipped_objects == 0;
+    println!(
+        "   read {RESTORE_VAULT} back and compared every version ({} versions of {} objects, the \
+         certificate-managed keys and secrets included) with {VAULT} at the first backup: names, \
+         version ids, attributes, tags, key material and secret values",
+        expected.versions(),
+        expected.objects(),
+    );
+    if all_restored && differences.is_empty() {
+        println!("   restored {restored} objects into {RESTORE_VAULT}: all match");
+        if expected.has_object("secrets", "app-secret-00001") {
+            println!(
+                "   (so secret app-secret-00001, deleted since, is back; app-secret-00000 has its \
+                 pre-rotation current version; key app-key-00000 has no owner tag)"
+            );
+        }
+        return true;
+    }
+    println!(
+        "   restored {restored} objects into {RESTORE_VAULT}: {} difference(s)",
+        differences.len()
+    );
+    for d in differences {
+        println!("   - {d}");
+    }
+    false
 }
 
 async fn backup(runner: &Runner, config: &Config) -> BackupReport {
@@ -228,11 +373,32 @@ async fn backup(runner: &Runner, config: &Config) -> BackupReport {
 struct DemoPaths {
     config: PathBuf,
     identity: PathBuf,
+    /// The identity's public key, for rewriting the configuration.
+    recipient: String,
+}
+
+/// A vault of the emulator as the configuration names it.
+struct DemoVault {
+    name: String,
+    url: String,
+    subscription: String,
+    geography: String,
+}
+
+impl DemoVault {
+    fn of(settings: VaultSettings, url: String) -> DemoVault {
+        DemoVault {
+            name: settings.name,
+            url,
+            subscription: settings.subscription,
+            geography: settings.geo,
+        }
+    }
 }
 
 /// Writes the identity (0600), a bearer-token file for the emulator (which accepts any token)
 /// and the configuration.
-fn write_setup(dir: &Path, vault_url: &str, ca: &Path) -> Result<DemoPaths, String> {
+fn write_setup(dir: &Path, ca: &Path, vaults: &[&DemoVault]) -> Result<DemoPaths, String> {
     let identity_path = dir.join("identity.txt");
     // A comment in the identity file; reading the clock for it is harmless.
     let created = chrono::DateTime::from_timestamp(crate::clock::now_unix(), 0)
@@ -241,11 +407,35 @@ fn write_setup(dir: &Path, vault_url: &str, ca: &Path) -> Result<DemoPaths, Stri
     let recipient = write_identity_file(&identity_path, &Identity::generate(), &created, false)
         .map_err(|e| e.to_string())?;
     let token_path = dir.join("token.txt");
-    write_private(&token_path, "kvkeep-demo-token\n")?;
-    let host = url::Url::parse(vault_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .ok_or_else(|| format!("the emulator's vault url {vault_url} has no host"))?;
+    write_private(&token_path, &format!("{TOKEN}\n"))?;
+    let config_path = write_config(dir, &recipient, ca, vaults)?;
+    Ok(DemoPaths {
+        config: config_path,
+        identity: identity_path,
+        recipient,
+    })
+}
+
+/// Writes (or rewrites) `kvkeep.toml` naming `vaults`, each host resolved to the emulator.
+fn write_config(
+    dir: &Path,
+    recipient: &str,
+    ca: &Path,
+    vaults: &[&DemoVault],
+) -> Result<PathBuf, String> {
+    let mut resolve = Vec::new();
+    let mut sections = String::new();
+    for v in vaults {
+        let host = url::Url::parse(&v.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .ok_or_else(|| format!("the emulator's vault url {} has no host", v.url))?;
+        resolve.push(format!("\"{host}\" = \"127.0.0.1\""));
+        sections.push_str(&format!(
+            "[[vault]]\nname = \"{}\"\nurl = \"{}\"\nsubscription = \"{}\"\ngeography = \"{}\"\n\n",
+            v.name, v.url, v.subscription, v.geography
+        ));
+    }
     let config = format!(
         r#"# Generated by `kvkeep demo`: kvkeep pointed at an in-process Key Vault emulator.
 # Relative paths are relative to this file.
@@ -264,26 +454,21 @@ path = "index.sqlite"
 credential = "token-file"      # the emulator accepts any bearer token
 token_file = "token.txt"
 ca_file = "{ca}"               # the emulator's test CA
-resolve = {{ "{host}" = "127.0.0.1" }}
+resolve = {{ {resolve} }}
 
 [limits]
 vault_share = 1.0
 subscription_share = 1.0
 concurrency = 4
 
-[[vault]]
-name = "{VAULT}"
-url = "{vault_url}"
-"#,
+{sections}"#,
         ca = ca.display(),
+        resolve = resolve.join(", "),
     );
     let config_path = dir.join("kvkeep.toml");
     std::fs::write(&config_path, config)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
-    Ok(DemoPaths {
-        config: config_path,
-        identity: identity_path,
-    })
+    Ok(config_path)
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), String> {
@@ -311,7 +496,7 @@ async fn change_vault(emulator: &Emulator, vault_url: &str) -> Result<Vec<String
                 method,
                 format!("{vault_url}/{path}?api-version={API_VERSION}"),
             )
-            .bearer_auth("kvkeep-demo-token");
+            .bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
