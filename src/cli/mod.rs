@@ -99,9 +99,10 @@ pub struct ConfigArgs {
 
 /// Sets up `tracing` to stderr; `RUST_LOG` overrides the verbosity flags.
 pub fn init_logging(verbose: u8) {
+    // kvkeep's own events at info; the SDK's per-request chatter only when asked for (-v).
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "warn,kvkeep=info",
+        1 => "info,kvkeep=debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
