@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use azure_core::http::{ClientOptions, Transport};
 
+use super::response::error_chain;
 use super::AzureSetupError;
 use crate::config::AzureConfig;
 
@@ -74,17 +75,6 @@ pub fn client_options(azure: &AzureConfig) -> Result<ClientOptions, AzureSetupEr
         transport: Some(Transport::new(Arc::new(http))),
         ..Default::default()
     })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    super::scrub_secrets(&text)
 }
 
 #[cfg(test)]

@@ -2,12 +2,10 @@
 //! errors at the adapter"): HTTP status → [`SourceErrorKind`], the service's `error.code`,
 //! `innererror.code` and message kept, `Retry-After` read for 429/503.
 
-use std::time::Duration;
-
 use azure_core::error::ErrorKind;
-use azure_core::http::headers::Headers;
 
 use super::error::{SourceError, SourceErrorKind, SourceOp};
+use crate::azure::{error_chain, retry_after};
 use crate::model::{ObjectKind, VaultName};
 
 /// Translates an SDK error into the source vocabulary (STYLE.md "translate vendor errors at the
@@ -96,41 +94,11 @@ pub(super) fn translate(
     }
 }
 
-/// `x-ms-retry-after-ms` / `retry-after-ms` (milliseconds) or `Retry-After` (delta seconds; an
-/// HTTP date is ignored and left to the backoff, Key Vault has not been seen sending one).
-fn retry_after(headers: &Headers) -> Option<Duration> {
-    use azure_core::http::headers::{RETRY_AFTER, RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS};
-    for ms_header in [X_MS_RETRY_AFTER_MS, RETRY_AFTER_MS] {
-        if let Some(ms) = headers
-            .get_optional_str(&ms_header)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            return Some(Duration::from_millis(ms));
-        }
-    }
-    headers
-        .get_optional_str(&RETRY_AFTER)
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use azure_core::http::headers::Headers;
+    use std::time::Duration;
 
     fn http_error(
         status: u16,

@@ -17,12 +17,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::headers::HeaderName;
 use azure_core::http::{ClientOptions, StatusCode, Url};
 use azure_storage_blob::models::{
     AccessTier as SdkTier, BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
@@ -33,7 +31,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 
 use super::{normalise_prefix, BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
-use crate::azure::{read_secret_file, scrub_secrets, Redacted};
+use crate::azure::{error_chain, read_secret_file, retry_after, scrub_secrets, Redacted};
 use crate::config::AccessTier;
 use crate::model::BlobKey;
 
@@ -378,46 +376,13 @@ fn looks_like_tls_trust(text: &str) -> bool {
     lower.contains("certificate") || lower.contains("unknownissuer")
 }
 
-/// The delay a throttled response asks for: `x-ms-retry-after-ms`, `retry-after-ms`, or
-/// `Retry-After` in seconds (the HTTP-date form is ignored; backoff covers it).
-fn retry_after(headers: &azure_core::http::headers::Headers) -> Option<Duration> {
-    const MS: [HeaderName; 2] = [
-        HeaderName::from_static("x-ms-retry-after-ms"),
-        HeaderName::from_static("retry-after-ms"),
-    ];
-    for name in &MS {
-        if let Some(ms) = headers
-            .get_optional_str(name)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            return Some(Duration::from_millis(ms));
-        }
-    }
-    headers
-        .get_optional_str(&HeaderName::from_static("retry-after"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use azure_core::http::headers::HeaderName;
     use azure_core::http::headers::Headers;
     use azure_core::http::RawResponse;
+    use std::time::Duration;
 
     fn http_error(status: StatusCode, code: &str, headers: Headers) -> azure_core::Error {
         ErrorKind::HttpResponse {
