@@ -106,3 +106,31 @@ fn config_show_prints_the_effective_config_as_json() {
         Some(dir.path().join("store"))
     );
 }
+
+#[test]
+fn listing_a_vault_the_config_does_not_name_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{GOOD}\n[index]\npath = \"{}\"\n",
+        dir.path().join("index.sqlite").display()
+    );
+    let path = write_config(dir.path(), &text);
+    let out = kvkeep(&[
+        "list",
+        "runs",
+        "--vault",
+        "kv-prdo",
+        "--config",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("vault kv-prdo is not in the configuration (configured: kv-prod)"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("index.sqlite").exists(),
+        "list never creates an index"
+    );
+}

@@ -72,6 +72,25 @@ pub fn run(action: ListAction) -> u8 {
     let parse_vault = |name: &str| -> Result<VaultName, String> {
         name.parse::<VaultName>().map_err(|e| e.to_string())
     };
+    // A vault the configuration does not name may still be in the index (a decommissioned one),
+    // so this is a note, not an error; it catches typos that would otherwise print nothing.
+    let named = match &action {
+        ListAction::Runs(a) | ListAction::Objects(a) => a.vault.as_deref(),
+        ListAction::Versions(a) => Some(a.vault.as_str()),
+    };
+    if let Some(name) = named {
+        if !config
+            .vaults
+            .iter()
+            .any(|v| v.name.as_str().eq_ignore_ascii_case(name))
+        {
+            let configured: Vec<&str> = config.vaults.iter().map(|v| v.name.as_str()).collect();
+            eprintln!(
+                "note: vault {name} is not in the configuration (configured: {}); showing what the index holds for it",
+                configured.join(", ")
+            );
+        }
+    }
     let result = match &action {
         ListAction::Runs(a) | ListAction::Objects(a) => {
             let vault = match a.vault.as_deref().map(parse_vault).transpose() {
