@@ -156,6 +156,7 @@ fn rebuild(rt: &tokio::runtime::Runtime) {
                     stored_bytes: 2100,
                     sha256: format!("{:064x}", o * 1_000 + r),
                     payload: "native".into(),
+                    tags: Some(Default::default()),
                 });
                 objects.push(slot.clone().expect("set"));
             } else if let Some(prev) = slot {

@@ -96,5 +96,6 @@ pub fn new_capture(vault: &VaultName, o: usize, r: usize, at: i64) -> NewCapture
             updated: Some(at - 10),
             enabled: true,
         }],
+        tags: Some(Default::default()),
     }
 }

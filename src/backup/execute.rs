@@ -499,6 +499,9 @@ impl VaultBackup {
                     enabled: v.enabled,
                 })
                 .collect(),
+            // From the listing the plan was made from: the same snapshot of the object that
+            // change detection compared (`updated` moves when tags change).
+            tags: Some(planned.object.tags.clone()),
         };
         self.index
             .record_capture(run, &capture)
@@ -537,6 +540,7 @@ impl VaultBackup {
                 stored_bytes: c.stored_bytes,
                 sha256: c.sha256.clone(),
                 payload: payload_word(c.payload).to_string(),
+                tags: c.tags.clone(),
             })
             .collect();
         for u in &plan.unchanged {
@@ -556,6 +560,11 @@ impl VaultBackup {
                 .index
                 .capture_versions(&record.blob)
                 .map_err(|e| e.to_string())?;
+            // The tags recorded with that capture (unknown for one made before tags were).
+            let tags = self
+                .index
+                .capture_tags(&record.blob)
+                .map_err(|e| e.to_string())?;
             objects.push(ManifestObject {
                 state: EntryState::Unchanged,
                 kind: record.kind,
@@ -570,6 +579,7 @@ impl VaultBackup {
                 stored_bytes: record.stored_bytes,
                 sha256: record.sha256,
                 payload: payload_word(record.payload).to_string(),
+                tags,
             });
         }
         objects.sort_by_key(|o| (o.kind, o.name.canonical()));

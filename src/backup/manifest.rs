@@ -23,12 +23,18 @@
 //! | `vault`, `run` | the vault (lower case) and the run id |
 //! | `started_at`, `finished_at` | Unix seconds (UTC) |
 //! | `status` | `completed`, `partially_failed` or `interrupted` as of writing the manifest |
-//! | `objects` | every object captured by this run (`state` `captured`) or unchanged since an earlier capture (`unchanged`, a reference to that blob); an object that failed is only in `failed`, its earlier captures are in earlier manifests; with `kind`, `name`, `blob`, `run` (the run that wrote the blob), `captured_at`, `current_version`, `updated`, `versions` (`version`, `created`, `updated`, `enabled`), `plain_bytes`, `stored_bytes`, `sha256` (of the blob as stored) and `payload` |
+//! | `objects` | every object captured by this run (`state` `captured`) or unchanged since an earlier capture (`unchanged`, a reference to that blob); an object that failed is only in `failed`, its earlier captures are in earlier manifests; with `kind`, `name`, `blob`, `run` (the run that wrote the blob), `captured_at`, `current_version`, `updated`, `versions` (`version`, `created`, `updated`, `enabled`), `plain_bytes`, `stored_bytes`, `sha256` (of the blob as stored), `payload` and `tags` (the current version's tags as listed at capture, an object of strings; absent in manifests written before kvkeep recorded tags, which means unknown, not none) |
 //! | `deleted` | objects seen gone in this run: `kind`, `name`, `seen_at` |
 //! | `failed` | objects that could not be captured: `kind`, `name`, `error_kind`, `message` |
 //!
 //! The manifest is written last, after every object blob of the run: a run without one is
 //! incomplete and its blobs count for nothing. Readers ignore unknown keys.
+//!
+//! Fields added later are optional, so every manifest ever written still parses, and the format
+//! number changes only when an older reader would misread a newer file (`tags` was added
+//! within format 1: a reader that ignores it loses nothing it relied on).
+
+use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
@@ -152,6 +158,10 @@ pub struct ManifestObject {
     pub sha256: String,
     /// `native` or `portable`.
     pub payload: String,
+    /// The current version's tags at capture; `None` in manifests written before tags were
+    /// recorded (unknown, not empty), so those still parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// An object seen gone.
@@ -270,5 +280,38 @@ mod tests {
         assert!(Manifest::from_json(future)
             .expect_err("format 2")
             .contains("upgrade"));
+    }
+
+    /// A format 1 manifest as written before kvkeep recorded tags (kept verbatim: such files
+    /// are in stores and must keep parsing).
+    const BEFORE_TAGS: &[u8] = br#"{"format":1,"vault":"kv1","run":"0123456789abcdef","started_at":1795892700,"finished_at":1795892760,"status":"completed","objects":[{"state":"captured","kind":"secrets","name":"db-password","blob":"objects/kv1/secrets/db-password/20261128T190500Z-0123456789abcdef.age","run":"0123456789abcdef","captured_at":1795892701,"current_version":"0123456789abcdef0123456789abcdef","updated":1795890000,"versions":[{"version":"0123456789abcdef0123456789abcdef","created":1795890000,"updated":1795890000,"enabled":true}],"plain_bytes":1000,"stored_bytes":600,"sha256":"abababababababababababababababababababababababababababababababab","payload":"native"}],"deleted":[],"failed":[]}"#;
+
+    #[test]
+    fn a_manifest_written_before_tags_were_recorded_parses_with_tags_unknown() {
+        let m = Manifest::from_json(BEFORE_TAGS).expect("old manifest");
+        assert_eq!(m.objects.len(), 1);
+        assert_eq!(m.objects[0].name.as_str(), "db-password");
+        assert_eq!(m.objects[0].tags, None);
+    }
+
+    #[test]
+    fn tags_round_trip_and_no_tags_stays_distinct_from_unknown() {
+        let mut m = Manifest::from_json(BEFORE_TAGS).expect("old manifest");
+        for (tags, key_written) in [
+            (
+                Some(BTreeMap::from([("env".to_string(), "prod".to_string())])),
+                true,
+            ),
+            (Some(BTreeMap::new()), true),
+            (None, false),
+        ] {
+            m.objects[0].tags = tags;
+            let json = m.to_json().expect("json");
+            assert_eq!(
+                String::from_utf8_lossy(&json).contains(r#""tags""#),
+                key_written
+            );
+            assert_eq!(Manifest::from_json(&json).expect("parse"), m);
+        }
     }
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::config::VaultConfig;
 use crate::index::LastCapture;
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
-use crate::source::ObjectSummary;
+use crate::source::{ObjectSummary, Tags};
 
 /// An object's identity within a vault: kind and canonical (lower-case) name, as Key Vault
 /// compares names.
@@ -265,6 +265,10 @@ pub struct ListedObject {
     pub updated: Option<i64>,
     /// Whether the current version is enabled.
     pub enabled: bool,
+    /// Current version's tags, recorded with a capture for the restore drill to compare with.
+    /// Not printed: plans show what changed, and a tag change already shows as `updated`.
+    #[serde(skip)]
+    pub tags: Tags,
 }
 
 impl From<&ObjectSummary> for ListedObject {
@@ -275,6 +279,7 @@ impl From<&ObjectSummary> for ListedObject {
             version: o.version.clone(),
             updated: o.updated,
             enabled: o.enabled,
+            tags: o.tags.clone(),
         }
     }
 }

@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0002_verifications.sql",
         sql: include_str!("../../migrations/0002_verifications.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_capture_tags.sql",
+        sql: include_str!("../../migrations/0003_capture_tags.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

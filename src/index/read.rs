@@ -14,8 +14,8 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use super::error::IndexError;
 use super::types::{
-    parse_payload, CaptureRecord, CapturedVersion, LastCapture, ObjectErrorRecord, ObjectRecord,
-    RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
+    parse_payload, CaptureRecord, CaptureTags, CapturedVersion, LastCapture, ObjectErrorRecord,
+    ObjectRecord, RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
 };
 use super::Index;
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
@@ -154,6 +154,22 @@ impl Index {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    /// The tags recorded with the capture in blob `blob`: `None` when the capture predates
+    /// recorded tags (or no capture has that blob), so callers can tell "unknown" from "none".
+    pub fn capture_tags(&self, blob: &BlobKey) -> Result<Option<CaptureTags>, IndexError> {
+        self.read("reading the tags of a capture", |conn| {
+            let text: Option<String> = conn
+                .prepare_cached("SELECT tags FROM captures WHERE blob_key = ?1")?
+                .query_row([blob.as_str()], |r| r.get(0))
+                .optional()?
+                .flatten();
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| conversion(0, format!("tags {t:?}: {e}")))
+            })
+            .transpose()
         })
     }
 

@@ -2,6 +2,7 @@
 //! recorded, and the records the queries return. Times are Unix seconds (UTC) throughout, as
 //! Key Vault reports them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -144,7 +145,14 @@ pub struct NewCapture {
     pub payload: PayloadMode,
     /// The versions inside the blob.
     pub versions: Vec<CapturedVersion>,
+    /// The current version's tags as the listing reported them, for the restore drill to
+    /// compare with; `None` when unknown (rebuilt from a manifest written before tags were
+    /// recorded), which is not the same as no tags.
+    pub tags: Option<CaptureTags>,
 }
+
+/// The tags of a capture's current version (Key Vault allows at most 15).
+pub type CaptureTags = BTreeMap<String, String>;
 
 /// A recorded capture: one restorable blob.
 #[derive(Debug, Clone, PartialEq, Eq)]

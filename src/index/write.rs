@@ -69,6 +69,18 @@ impl<'a> Writer<'a> {
                 capture.object.kind, capture.object.name, capture.sha256
             )));
         }
+        // A map of strings always serialises; the error arm only keeps `?` honest.
+        let tags = capture
+            .tags
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| {
+                IndexError::InvalidInput(format!(
+                    "capture of {}/{} in run {run}: tags cannot be recorded: {e}",
+                    capture.object.kind, capture.object.name
+                ))
+            })?;
         let (run_row, vault) = self.running(run)?;
         let object = self.upsert_object(&vault, &capture.object, capture.captured_at, true)?;
         let context = "recording a capture";
@@ -76,8 +88,9 @@ impl<'a> Writer<'a> {
             .tx
             .prepare_cached(
                 "INSERT INTO captures (run, object, blob_key, display_name, captured_at,
-                     current_version, updated, plain_bytes, stored_bytes, sha256, payload_mode)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     current_version, updated, plain_bytes, stored_bytes, sha256, payload_mode,
+                     tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  RETURNING id",
             )
             .and_then(|mut s| {
@@ -94,6 +107,7 @@ impl<'a> Writer<'a> {
                         capture.stored_bytes,
                         capture.sha256,
                         payload_str(capture.payload),
+                        tags,
                     ],
                     |r| r.get(0),
                 )

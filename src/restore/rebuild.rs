@@ -171,6 +171,7 @@ pub fn replay(
                             sha256: o.sha256.clone(),
                             payload,
                             versions: o.versions.iter().map(CapturedVersion::from).collect(),
+                            tags: o.tags.clone(),
                         },
                     )?;
                     recorded.insert(o.blob.clone());

@@ -5,12 +5,15 @@
 //!   ciphertext SHA-256, and every committed run's manifest exists;
 //! - **deep**: also opens every blob with the identities and checks its envelope against the
 //!   index (vault, kind, name, run, current version, capture time) — what restore will do;
-//! - **drill**: restores the latest point into a scratch vault, compares names, versions and
-//!   attributes with the index, then deletes and purges what it restored.
+//! - **drill**: restores the latest point into a scratch vault, compares names, versions,
+//!   attributes and the current version's tags with the index, then deletes and purges what it
+//!   restored. Captures recorded before kvkeep recorded tags have no tags to compare with: the
+//!   drill counts them (`tags_unchecked_objects`) and says so in the recorded detail instead of
+//!   failing, since their tags are unknown rather than wrong.
 //!
 //! Blobs are read one object at a time with bounded concurrency; nothing is written to the store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +25,9 @@ use super::execute::hex;
 use super::plan::{singular, ConflictPolicy, VaultLocation};
 use super::{plan_restore, RestoreError, RestoreOptions, RestoreRequest, Restorer};
 use crate::crypto::{open_expecting, Expected, Identities};
-use crate::index::{CaptureRecord, Index, VerificationDepth, VerificationRecord};
+use crate::index::{
+    CaptureRecord, CaptureTags, CapturedVersion, Index, VerificationDepth, VerificationRecord,
+};
 use crate::model::{BlobKey, VaultName};
 use crate::source::{SourceErrorKind, VaultSource};
 use crate::store::{BlobStore, StoreErrorKind};
@@ -53,6 +58,9 @@ pub struct VerifyReport {
     pub read_bytes: u64,
     /// Objects the drill restored and compared.
     pub drilled_objects: usize,
+    /// Drilled objects whose tags were not compared: their capture was recorded before kvkeep
+    /// recorded tags, so there is nothing to compare with.
+    pub tags_unchecked_objects: usize,
     /// What is wrong (empty = all good).
     pub problems: Vec<VerifyProblem>,
 }
@@ -120,6 +128,7 @@ pub async fn verify_blobs(
         checked_manifests: manifests.len(),
         read_bytes: results.iter().map(|(b, _)| b).sum(),
         drilled_objects: 0,
+        tags_unchecked_objects: 0,
         problems: results.into_iter().filter_map(|(_, p)| p).collect(),
     };
     for (run, key) in &manifests {
@@ -231,7 +240,7 @@ async fn record(
     depth: VerificationDepth,
     now: i64,
 ) -> Result<(), RestoreError> {
-    let detail = if report.ok() {
+    let mut detail = if report.ok() {
         format!(
             "{} blobs, {} manifests, {} objects drilled",
             report.checked_blobs, report.checked_manifests, report.drilled_objects
@@ -244,6 +253,12 @@ async fn record(
             report.problems[0].reason
         )
     };
+    if report.tags_unchecked_objects > 0 {
+        detail.push_str(&format!(
+            "; tags not compared for {} object(s) captured before kvkeep recorded tags",
+            report.tags_unchecked_objects
+        ));
+    }
     let record = VerificationRecord {
         vault: report.vault.clone(),
         at: now,
@@ -284,6 +299,7 @@ pub async fn drill(
         checked_manifests: 0,
         read_bytes: plan.objects.iter().map(|o| o.stored_bytes).sum(),
         drilled_objects: 0,
+        tags_unchecked_objects: 0,
         problems: Vec::new(),
     };
     let target = restorer.target.as_ref();
@@ -303,14 +319,22 @@ pub async fn drill(
             super::Outcome::Recovered => continue,
         }
         report.drilled_objects += 1;
-        let versions = {
+        let (versions, tags) = {
             let index = index.clone();
             let blob = planned.blob.clone();
-            tokio::task::spawn_blocking(move || index.capture_versions(&blob))
-                .await
-                .map_err(|e| RestoreError::Task(e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, crate::index::IndexError>((
+                    index.capture_versions(&blob)?,
+                    index.capture_tags(&blob)?,
+                ))
+            })
+            .await
+            .map_err(|e| RestoreError::Task(e.to_string()))??
         };
-        match compare(target, planned, &versions).await {
+        if tags.is_none() {
+            report.tags_unchecked_objects += 1;
+        }
+        match compare(target, planned, &versions, tags.as_ref()).await {
             Ok(()) => {}
             Err(reason) => report.problems.push(problem(reason)),
         }
@@ -322,11 +346,13 @@ pub async fn drill(
     Ok(report)
 }
 
-/// What the scratch vault reports against the index's record of the capture.
+/// What the scratch vault reports against the index's record of the capture. `tags` = `None`:
+/// not recorded (an older capture), so not compared.
 async fn compare(
     target: &dyn VaultSource,
     planned: &super::PlannedObject,
-    versions: &[crate::index::CapturedVersion],
+    versions: &[CapturedVersion],
+    tags: Option<&CaptureTags>,
 ) -> Result<(), String> {
     let props = target
         .get_properties(planned.kind, &planned.name)
@@ -338,6 +364,9 @@ async fn compare(
             "current version is {}, the backup recorded {}",
             props.version, planned.current_version
         ));
+    }
+    if let Some(want) = tags {
+        diffs.extend(tag_diffs(&props.tags, want));
     }
     let listed = target
         .list_versions(planned.kind, &planned.name)
@@ -374,6 +403,27 @@ async fn compare(
             diffs.join("; ")
         ))
     }
+}
+
+/// One line per tag that differs between the restored current version (`got`) and the backup's
+/// record (`want`). Tag values are printed: they are labels, not secrets.
+fn tag_diffs(got: &BTreeMap<String, String>, want: &CaptureTags) -> Vec<String> {
+    let names: BTreeSet<&String> = got.keys().chain(want.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| match (got.get(name), want.get(name)) {
+            (Some(g), Some(w)) if g != w => {
+                Some(format!("tag {name:?} is {g:?}, the backup recorded {w:?}"))
+            }
+            (None, Some(w)) => Some(format!(
+                "tag {name:?} is missing, the backup recorded {w:?}"
+            )),
+            (Some(g), None) => Some(format!(
+                "tag {name:?} is {g:?}, the backup recorded no such tag"
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Deletes and purges a drilled object, waiting out the service's delete lag.

@@ -1,11 +1,14 @@
 //! Migrations apply in order from every earlier version, and the connection is set up as the
 //! module promises (WAL, foreign keys); newer or foreign files are refused.
 
+use std::collections::BTreeMap;
+
 use rusqlite::Connection;
 
 use super::super::migrate::{supported_version, APPLICATION_ID, MIGRATIONS};
-use super::super::{Index, IndexError};
-use super::{run, vault};
+use super::super::{Index, IndexError, NewCapture};
+use super::{blob, capture, run, vault};
+use crate::model::ObjectKind;
 
 /// The schema as SQLite stores it, comparable between two files.
 fn schema_of(conn: &Connection) -> Vec<(String, String, Option<String>)> {
@@ -80,6 +83,55 @@ fn a_database_at_every_earlier_version_upgrades_to_the_current_schema_keeping_it
             "upgrading from version {from} gives a different schema"
         );
     }
+}
+
+#[test]
+fn captures_recorded_before_version_3_upgrade_with_tags_unknown_and_new_ones_keep_theirs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("index.sqlite");
+    let old = Index::open_at_version(&path, 2).expect("version 2");
+    old.begin_run(&run(1), &vault("kv1"), 100).expect("run");
+    // What kvkeep at schema version 2 wrote for a capture: no tags column yet.
+    old.lock()
+        .execute_batch(&format!(
+            "INSERT INTO objects (vault, kind, name, display_name, first_seen, last_seen,
+                 current_version, updated)
+             VALUES ('kv1', 'secrets', 'old', 'old', 100, 100, 'v1', 99);
+             INSERT INTO captures (run, object, blob_key, display_name, captured_at,
+                 current_version, updated, plain_bytes, stored_bytes, sha256, payload_mode)
+             VALUES (1, 1, 'objects/kv1/secrets/old/100.age', 'old', 100, 'v1', 99, 1, 1,
+                 '{}', 'native');",
+            "ab".repeat(32)
+        ))
+        .expect("old capture");
+    drop(old);
+
+    let index = Index::open(&path).expect("upgrade");
+    assert_eq!(
+        index
+            .capture_tags(&blob("objects/kv1/secrets/old/100.age"))
+            .expect("tags"),
+        None,
+        "a capture from before version 3 has unknown tags"
+    );
+    let tagged = NewCapture {
+        tags: Some(BTreeMap::from([("env".to_string(), "prod".to_string())])),
+        ..capture("kv1", ObjectKind::Secrets, "tagged", &["v1"], 101)
+    };
+    let untagged = NewCapture {
+        tags: Some(BTreeMap::new()),
+        ..capture("kv1", ObjectKind::Secrets, "untagged", &["v1"], 102)
+    };
+    for c in [&tagged, &untagged] {
+        index.record_capture(&run(1), c).expect("capture");
+        assert_eq!(index.capture_tags(&c.blob).expect("tags"), c.tags);
+    }
+    // The column only ever holds JSON: anything else is refused by the schema.
+    let err = index
+        .lock()
+        .execute("UPDATE captures SET tags = 'env=prod'", [])
+        .expect_err("not JSON");
+    assert!(err.to_string().contains("CHECK"), "{err}");
 }
 
 #[test]

@@ -70,6 +70,7 @@ pub(super) fn capture(
                 enabled: true,
             })
             .collect(),
+        tags: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! Restore tests on the fakes: the plan's decisions as tables with pinned times, and the
 //! executor end to end (backup with the real pipeline → restore into fake vaults) under each
 //! conflict policy and with damaged blobs, a wrong identity and a blob swapped under another
-//! name. Also rebuild: the point-in-time sets of a rebuilt index equal the original's.
+//! name. Also rebuild: the point-in-time sets of a rebuilt index equal the original's; and the
+//! restore drill's tag check.
 
 mod damage;
+mod drill;
 mod plan;
 
 use std::collections::BTreeMap;
