@@ -10,7 +10,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::render::{bytes, Output, Table};
-use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+use super::{
+    exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
+    EXIT_USAGE,
+};
 use crate::backup::{system_clock, BackupPlan, BackupReport, Progress, Runner};
 use crate::config::{Config, VaultConfig};
 use crate::index::RunStatus;
@@ -72,37 +75,20 @@ pub fn select_vaults(config: &Config, names: &[String]) -> Result<Vec<VaultConfi
 
 /// Runs `kvkeep backup` and returns the exit code.
 pub fn run(args: BackupArgs) -> u8 {
-    let config = match Config::load(&args.config.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            return EXIT_USAGE;
-        }
-    };
-    let vaults = match select_vaults(&config, &args.vaults) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    runtime.block_on(async {
+    exit_code_of(backup_command(args))
+}
+
+fn backup_command(args: BackupArgs) -> Result<u8, Fail> {
+    let config = load_config(&args.config.config)?;
+    let vaults = select_vaults(&config, &args.vaults).map_err(|e| Fail(EXIT_USAGE, e))?;
+    let runtime = runtime()?;
+    Ok(runtime.block_on(async {
         if args.dry_run {
             dry_run(&config, &vaults, args.output).await
         } else {
             backup(&config, &vaults, args.output).await
         }
-    })
+    }))
 }
 
 async fn dry_run(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {

@@ -6,8 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::render::{bytes, time, Output, Table};
-use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::config::Config;
+use super::{exit_code_of, load_config, ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::index::Index;
 use crate::model::{ObjectKind, ObjectName, VaultName};
 
@@ -62,12 +61,9 @@ pub fn run(action: ListAction) -> u8 {
         ListAction::Runs(a) | ListAction::Objects(a) => &a.config.config,
         ListAction::Versions(a) => &a.config.config,
     };
-    let config = match Config::load(config_path) {
+    let config = match load_config(config_path) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            return EXIT_USAGE;
-        }
+        Err(fail) => return exit_code_of(Err(fail)),
     };
     let parse_vault = |name: &str| -> Result<VaultName, String> {
         name.parse::<VaultName>().map_err(|e| e.to_string())

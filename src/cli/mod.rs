@@ -21,6 +21,33 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code when some objects failed and the rest succeeded.
 pub const EXIT_PARTIAL: u8 = 3;
 
+/// A command-level failure with its exit code.
+pub(crate) struct Fail(pub u8, pub String);
+
+/// A command's exit code; a failure's message goes to stderr first.
+pub(crate) fn exit_code_of(result: Result<u8, Fail>) -> u8 {
+    match result {
+        Ok(code) => code,
+        Err(Fail(code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+/// Loads the configuration (exit 2 when invalid).
+pub(crate) fn load_config(path: &std::path::Path) -> Result<crate::config::Config, Fail> {
+    crate::config::Config::load(path).map_err(|errors| Fail(EXIT_USAGE, errors.to_string()))
+}
+
+/// A multi-threaded runtime, or exit 1.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
+}
+
 /// kvkeep: backup and restore for Azure Key Vault keys, secrets and certificates.
 #[derive(Debug, Parser)]
 #[command(name = "kvkeep", version, about, long_about = None)]
@@ -135,14 +162,12 @@ pub fn run(cli: Cli) -> u8 {
 }
 
 fn config_command(action: ConfigAction) -> u8 {
+    exit_code_of(config(action))
+}
+
+fn config(action: ConfigAction) -> Result<u8, Fail> {
     let (ConfigAction::Check(args) | ConfigAction::Show(args)) = &action;
-    let config = match crate::config::Config::load(&args.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            return EXIT_USAGE;
-        }
-    };
+    let config = load_config(&args.config)?;
     match action {
         ConfigAction::Check(_) => {
             println!(
@@ -151,17 +176,12 @@ fn config_command(action: ConfigAction) -> u8 {
                 config.vaults.len(),
                 if config.vaults.len() == 1 { "" } else { "s" }
             );
-            EXIT_OK
         }
-        ConfigAction::Show(_) => match serde_json::to_string_pretty(&config) {
-            Ok(json) => {
-                println!("{json}");
-                EXIT_OK
-            }
-            Err(e) => {
-                eprintln!("error: cannot render the configuration: {e}");
-                EXIT_FAILED
-            }
-        },
+        ConfigAction::Show(_) => {
+            let json = serde_json::to_string_pretty(&config)
+                .map_err(|e| Fail(EXIT_FAILED, format!("cannot render the configuration: {e}")))?;
+            println!("{json}");
+        }
     }
+    Ok(EXIT_OK)
 }

@@ -12,7 +12,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::render::{bytes, time, Output, Table};
-use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+use super::{
+    exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
+    EXIT_USAGE,
+};
 use crate::config::{Config, VaultConfig};
 use crate::crypto::Identities;
 use crate::index::Index;
@@ -63,9 +66,6 @@ pub struct RestoreArgs {
     pub output: Output,
 }
 
-/// A command-level failure with its exit code.
-pub(crate) struct Fail(pub u8, pub String);
-
 impl From<RestoreError> for Fail {
     fn from(e: RestoreError) -> Self {
         let code = match &e {
@@ -74,11 +74,6 @@ impl From<RestoreError> for Fail {
         };
         Fail(code, e.to_string())
     }
-}
-
-/// Loads the configuration (exit 2 when invalid).
-pub(crate) fn load_config(path: &Path) -> Result<Config, Fail> {
-    Config::load(path).map_err(|errors| Fail(EXIT_USAGE, errors.to_string()))
 }
 
 /// Loads identities (exit 2 when the file is missing or invalid). The message names the file,
@@ -139,14 +134,6 @@ pub(crate) fn resolve_or_fail(config: &Config, spec: &str) -> Result<VaultConfig
     resolve_target(config, spec).map_err(|e| Fail(EXIT_USAGE, e))
 }
 
-/// A multi-threaded runtime, or exit 1.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
-}
-
 /// The source vault's location: its configuration, or (unconfigured, e.g. a decommissioned
 /// vault on a fresh host) just its name.
 pub(crate) fn source_location(
@@ -172,13 +159,7 @@ pub(crate) fn source_location(
 
 /// Runs `kvkeep restore` and returns the exit code.
 pub fn run(args: RestoreArgs) -> u8 {
-    match restore(args) {
-        Ok(code) => code,
-        Err(Fail(code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    }
+    exit_code_of(restore(args))
 }
 
 fn restore(args: RestoreArgs) -> Result<u8, Fail> {

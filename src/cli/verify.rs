@@ -8,10 +8,12 @@ use serde_json::json;
 
 use super::render::{bytes, Output, Table};
 use super::restore::{
-    load_config, load_identities, open_index, progress, resolve_or_fail, runtime, source,
-    source_location, store, Fail,
+    load_identities, open_index, progress, resolve_or_fail, source, source_location, store,
 };
-use super::{ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+use super::{
+    exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
+    EXIT_USAGE,
+};
 use crate::restore::rebuild::{rebuild, RebuildReport};
 use crate::restore::verify::{drill, verify_blobs, VerifyReport};
 use crate::restore::{location_of, RestoreOptions, Restorer};
@@ -66,13 +68,7 @@ pub struct RebuildArgs {
 
 /// Runs `kvkeep verify`.
 pub fn run(args: VerifyArgs) -> u8 {
-    match verify(args) {
-        Ok(code) => code,
-        Err(Fail(code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    }
+    exit_code_of(verify(args))
 }
 
 fn verify(args: VerifyArgs) -> Result<u8, Fail> {
@@ -195,13 +191,7 @@ fn print_verify(reports: &[VerifyReport], output: Output) {
 /// Runs `kvkeep index ...`.
 pub fn run_index(action: IndexAction) -> u8 {
     let IndexAction::Rebuild(args) = action;
-    match index_rebuild(args) {
-        Ok(code) => code,
-        Err(Fail(code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    }
+    exit_code_of(index_rebuild(args))
 }
 
 fn index_rebuild(args: RebuildArgs) -> Result<u8, Fail> {

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::backup::reports_table;
 use super::render::Output;
-use super::restore::{load_identities, open_index, print_report, Fail, RestoreJob};
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::restore::{load_identities, open_index, print_report, RestoreJob};
+use super::{exit_code_of, runtime, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::backup::{system_clock, BackupReport, NoProgress, Runner};
 use crate::config::Config;
 use crate::crypto::{write_identity_file, Identity};
@@ -59,15 +59,9 @@ pub fn run(args: DemoArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
+        Err(fail) => return exit_code_of(Err(fail)),
     };
     match runtime.block_on(demo(&dir)) {
         Ok(code) => code,
