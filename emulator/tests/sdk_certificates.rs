@@ -20,12 +20,12 @@ use azure_security_keyvault_certificates::models::{
     SecretProperties, UpdateCertificatePropertiesParameters, X509CertificateProperties,
 };
 use azure_security_keyvault_certificates::{CertificateClient, ResourceExt};
-use azure_security_keyvault_keys::models::KeyClientGetKeyOptions;
+use azure_security_keyvault_keys::models::Key;
 use azure_security_keyvault_secrets::models::{
-    ContentType as SecretContentType, SecretClientGetSecretOptions,
+    ContentType as SecretContentType, Secret, SecretClientGetSecretOptions,
     SecretClientListSecretPropertiesOptions,
 };
-use common::{expect_http_error, self_signed_pem, tags, KV1};
+use common::{expect_http_error, self_signed_pem, tags, Env, KV1};
 use futures::TryStreamExt;
 use sha1::{Digest, Sha1};
 
@@ -75,6 +75,26 @@ async fn get(
 
 fn version_of(cert: &Certificate) -> String {
     cert.resource_id().unwrap().version.expect("versioned id")
+}
+
+/// The latest version of the secret that backs certificate `name` in kv1.
+async fn managed_secret(env: &Env, name: &str) -> Secret {
+    env.secrets(KV1)
+        .get_secret(name, None)
+        .await
+        .unwrap_or_else(|e| panic!("get the managed secret {name}: {e:?}"))
+        .into_model()
+        .unwrap()
+}
+
+/// The latest version of the key that backs certificate `name` in kv1.
+async fn managed_key(env: &Env, name: &str) -> Key {
+    env.keys(KV1)
+        .get_key(name, None)
+        .await
+        .unwrap_or_else(|e| panic!("get the managed key {name}: {e:?}"))
+        .into_model()
+        .unwrap()
 }
 
 /// A password-protected PKCS#12 file holding a fresh self-signed certificate and its key.
@@ -131,13 +151,7 @@ async fn pem_import_creates_managed_key_and_secret() {
     assert!(attrs.created.is_some() && attrs.not_before.is_some() && attrs.expires.is_some());
 
     // The managed secret holds the PEM bundle and points at the key.
-    let secrets = env.secrets(KV1);
-    let secret = secrets
-        .get_secret("web-tls", Some(SecretClientGetSecretOptions::default()))
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let secret = managed_secret(&env, "web-tls").await;
     assert_eq!(secret.managed, Some(true));
     assert_eq!(secret.id, cert.sid);
     assert_eq!(secret.kid, cert.kid);
@@ -147,17 +161,12 @@ async fn pem_import_creates_managed_key_and_secret() {
     assert!(value.contains("PRIVATE KEY-----"), "{value}");
 
     // The managed key is the certificate's key.
-    let keys = env.keys(KV1);
-    let key = keys
-        .get_key("web-tls", Some(KeyClientGetKeyOptions::default()))
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let key = managed_key(&env, "web-tls").await;
     assert_eq!(key.managed, Some(true));
     assert_eq!(key.key.as_ref().unwrap().kid, cert.kid);
 
     // Both are listed as managed.
+    let (secrets, keys) = (env.secrets(KV1), env.keys(KV1));
     let mut pager = secrets
         .list_secret_properties(Some(SecretClientListSecretPropertiesOptions::default()))
         .unwrap();
@@ -224,13 +233,7 @@ async fn pfx_import_with_password_creates_managed_pkcs12_secret() {
     assert_eq!(cert.cer.as_deref(), Some(der.as_slice()));
     assert_eq!(cert.tags, Some(tags(&[("source", "pfx")])));
 
-    let secret = env
-        .secrets(KV1)
-        .get_secret("pfx-cert", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let secret = managed_secret(&env, "pfx-cert").await;
     assert_eq!(secret.managed, Some(true));
     assert_eq!(secret.content_type.as_deref(), Some(PKCS12));
     // The secret is the PFX again (base64, no password), holding the same certificate.
@@ -239,13 +242,7 @@ async fn pfx_import_with_password_creates_managed_pkcs12_secret() {
     let (_, chain) = store.private_key_chain().expect("key and chain");
     assert_eq!(chain.chain()[0].as_der(), der.as_slice());
 
-    let key = env
-        .keys(KV1)
-        .get_key("pfx-cert", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let key = managed_key(&env, "pfx-cert").await;
     assert_eq!(key.managed, Some(true));
     assert_eq!(key.key.unwrap().kid, cert.kid);
 }
@@ -318,22 +315,10 @@ async fn self_signed_create_is_polled_to_the_certificate() {
     assert_eq!(ops.first().map(String::as_str), Some("certificates.create"));
     assert_eq!(ops.last().map(String::as_str), Some("certificates.get"));
 
-    let secret = env
-        .secrets(KV1)
-        .get_secret("created", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let secret = managed_secret(&env, "created").await;
     assert_eq!(secret.managed, Some(true));
     assert_eq!(secret.id, cert.sid);
-    let key = env
-        .keys(KV1)
-        .get_key("created", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let key = managed_key(&env, "created").await;
     assert_eq!(key.managed, Some(true));
     assert_eq!(key.key.unwrap().kid, cert.kid);
 }

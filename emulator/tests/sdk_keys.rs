@@ -15,7 +15,7 @@ use azure_security_keyvault_keys::models::{
     KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyType, UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_keys::{KeyClient, ResourceExt};
-use common::{expect_http_error, inner_code, tags, KV1};
+use common::{assert_each_once, expect_http_error, inner_code, tags, KV1};
 use futures::TryStreamExt;
 use serde_json::json;
 
@@ -84,17 +84,6 @@ async fn list_name_pages(client: &KeyClient, maxresults: Option<i32>) -> Vec<Vec
         );
     }
     out
-}
-
-fn assert_each_once(pages: &[Vec<String>], expected: &[String]) {
-    let all: Vec<&String> = pages.iter().flatten().collect();
-    let unique: HashSet<&String> = all.iter().copied().collect();
-    assert_eq!(
-        all.len(),
-        unique.len(),
-        "no name is listed twice: {pages:?}"
-    );
-    assert_eq!(unique, expected.iter().collect(), "every name is listed");
 }
 
 #[tokio::test]

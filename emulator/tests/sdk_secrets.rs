@@ -19,9 +19,9 @@ use azure_security_keyvault_secrets::models::{
     UpdateSecretPropertiesParameters,
 };
 use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
-use common::{expect_http_error, inner_code, tags, Env, KV1};
+use common::{assert_each_once, expect_http_error, inner_code, tags, Env, KV1};
 use futures::TryStreamExt;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Sets a secret through the SDK and returns the new version.
 async fn set(client: &SecretClient, name: &str, value: &str) -> Secret {
@@ -88,19 +88,6 @@ async fn list_name_pages(client: &SecretClient, maxresults: Option<i32>) -> Vec<
         );
     }
     out
-}
-
-/// Asserts that `pages` hold each of `expected` exactly once.
-fn assert_each_once(pages: &[Vec<String>], expected: &[String]) {
-    let all: Vec<&String> = pages.iter().flatten().collect();
-    let unique: HashSet<&String> = all.iter().copied().collect();
-    assert_eq!(
-        all.len(),
-        unique.len(),
-        "no name is listed twice: {pages:?}"
-    );
-    let expected: HashSet<&String> = expected.iter().collect();
-    assert_eq!(unique, expected, "every name is listed");
 }
 
 async fn seed_secrets(env: &Env, prefix: &str, count: usize) -> Vec<String> {
@@ -597,42 +584,39 @@ async fn missing_secrets_are_404_secret_not_found() {
     );
 }
 
-#[tokio::test]
-async fn throttling_without_retry_after_is_retried_to_success() {
+/// Sets the secret `name` to "v", injects `fault` (on `secrets.get` of kv1), and checks that
+/// the SDK's get is retried to success with the emulator answering `statuses` on the way.
+async fn get_is_retried_to_success(name: &str, fault: Value, statuses: Vec<u64>) {
     let env = common::start().await;
     let client = env.secrets(KV1);
-    set(&client, "busy", "v").await;
+    set(&client, name, "v").await;
 
-    env.add_fault(json!({"vault": KV1, "op": "secrets.get", "kind": "throttle", "count": 2}))
-        .await;
-    let secret = get(&client, "busy", None)
-        .await
-        .expect("retried to success");
+    env.add_fault(fault).await;
+    let secret = get(&client, name, None).await.expect("retried to success");
     assert_eq!(secret.value.as_deref(), Some("v"));
-    assert_eq!(
-        env.statuses_of(KV1, "secrets.get").await,
-        vec![429, 429, 200]
-    );
+    assert_eq!(env.statuses_of(KV1, "secrets.get").await, statuses);
+}
+
+#[tokio::test]
+async fn throttling_without_retry_after_is_retried_to_success() {
+    get_is_retried_to_success(
+        "busy",
+        json!({"vault": KV1, "op": "secrets.get", "kind": "throttle", "count": 2}),
+        vec![429, 429, 200],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn throttling_with_retry_after_is_retried_to_success() {
-    let env = common::start().await;
-    let client = env.secrets(KV1);
-    set(&client, "busy", "v").await;
-
-    env.add_fault(json!({
-        "vault": KV1, "op": "secrets.get", "kind": "throttle", "count": 2, "retryAfterSeconds": 1
-    }))
+    get_is_retried_to_success(
+        "busy",
+        json!({
+            "vault": KV1, "op": "secrets.get", "kind": "throttle", "count": 2, "retryAfterSeconds": 1
+        }),
+        vec![429, 429, 200],
+    )
     .await;
-    let secret = get(&client, "busy", None)
-        .await
-        .expect("retried to success");
-    assert_eq!(secret.value.as_deref(), Some("v"));
-    assert_eq!(
-        env.statuses_of(KV1, "secrets.get").await,
-        vec![429, 429, 200]
-    );
 }
 
 #[tokio::test]
@@ -650,20 +634,12 @@ async fn throttling_beyond_the_retry_budget_surfaces_429_throttled() {
 
 #[tokio::test]
 async fn service_unavailable_is_retried_to_success() {
-    let env = common::start().await;
-    let client = env.secrets(KV1);
-    set(&client, "flaky", "v").await;
-
-    env.add_fault(json!({"vault": KV1, "op": "secrets.get", "kind": "error503", "count": 2}))
-        .await;
-    let secret = get(&client, "flaky", None)
-        .await
-        .expect("retried to success");
-    assert_eq!(secret.value.as_deref(), Some("v"));
-    assert_eq!(
-        env.statuses_of(KV1, "secrets.get").await,
-        vec![503, 503, 200]
-    );
+    get_is_retried_to_success(
+        "flaky",
+        json!({"vault": KV1, "op": "secrets.get", "kind": "error503", "count": 2}),
+        vec![503, 503, 200],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -858,7 +834,7 @@ async fn service_limits_are_400_bad_parameter() {
     );
 }
 
-async fn set_auth(env: &Env, settings: serde_json::Value) {
+async fn set_auth(env: &Env, settings: Value) {
     let (status, body) = env.control("PUT", "auth", Some(settings)).await;
     assert_eq!(status, 200, "{body}");
 }

@@ -924,22 +924,7 @@ fn the_binary_prints_one_ready_line_and_exits_0_on_sigterm() {
     assert!(std::path::Path::new(ca).exists());
     assert!(ca.starts_with(ready["certDir"].as_str().unwrap()));
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = signal_and_wait(&mut child, "-TERM");
     assert_eq!(exit.code(), Some(0));
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -948,6 +933,27 @@ fn the_binary_prints_one_ready_line_and_exits_0_on_sigterm() {
         !std::path::Path::new(ca).exists(),
         "the temporary cert dir is removed"
     );
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to the emulator process with kill(1) and waits up to 30 s
+/// for it to exit.
+fn signal_and_wait(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A supervisor may signal the moment it has read the ready line: the handlers are installed
@@ -964,22 +970,7 @@ fn a_signal_sent_right_after_the_ready_line_still_exits_0() {
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let sent = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let exit = loop {
-            if let Some(exit) = child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit after {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let exit = signal_and_wait(&mut child, signal);
         assert_eq!(exit.code(), Some(0), "{signal}: {exit:?}");
         assert!(serde_json::from_str::<Value>(&line).is_ok(), "{line}");
     }

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
@@ -342,6 +342,19 @@ pub fn error_message(err: &azure_core::Error) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Asserts that `pages` (of a listing) hold each of `expected` exactly once.
+pub fn assert_each_once(pages: &[Vec<String>], expected: &[String]) {
+    let all: Vec<&String> = pages.iter().flatten().collect();
+    let unique: HashSet<&String> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "no name is listed twice: {pages:?}"
+    );
+    let expected: HashSet<&String> = expected.iter().collect();
+    assert_eq!(unique, expected, "every name is listed");
 }
 
 /// Tags from string pairs.
