@@ -279,6 +279,22 @@ macro_rules! collect_pager {
     }};
 }
 
+/// Calls the SDK method of `kind`'s client that takes just the object's name (the three
+/// clients name the same operation differently) and drops the answer.
+macro_rules! per_kind {
+    ($self:ident, $kind:expr, $name:expr, $secret:ident, $key:ident, $certificate:ident) => {
+        match $kind {
+            ObjectKind::Secrets => $self.secrets.$secret($name.as_str(), None).await.map(drop),
+            ObjectKind::Keys => $self.keys.$key($name.as_str(), None).await.map(drop),
+            ObjectKind::Certificates => $self
+                .certificates
+                .$certificate($name.as_str(), None)
+                .await
+                .map(drop),
+        }
+    };
+}
+
 #[async_trait]
 impl VaultSource for AzureVaultSource {
     fn vault(&self) -> &VaultName {
@@ -514,31 +530,24 @@ impl VaultSource for AzureVaultSource {
         let op = SourceOp::GetDeleted;
         let err = self.err(op, kind, Some(name.as_str()));
         let result = match kind {
-            ObjectKind::Secrets => match self.secrets.get_deleted_secret(name.as_str(), None).await
-            {
-                Ok(r) => r
-                    .into_model()
-                    .map(|d| (d.deleted_date, d.scheduled_purge_date, d.managed)),
-                Err(e) => Err(e),
-            },
-            ObjectKind::Keys => match self.keys.get_deleted_key(name.as_str(), None).await {
-                Ok(r) => r
-                    .into_model()
-                    .map(|d| (d.deleted_date, d.scheduled_purge_date, d.managed)),
-                Err(e) => Err(e),
-            },
-            ObjectKind::Certificates => {
-                match self
-                    .certificates
-                    .get_deleted_certificate(name.as_str(), None)
-                    .await
-                {
-                    Ok(r) => r
-                        .into_model()
-                        .map(|d| (d.deleted_date, d.scheduled_purge_date, None)),
-                    Err(e) => Err(e),
-                }
-            }
+            ObjectKind::Secrets => self
+                .secrets
+                .get_deleted_secret(name.as_str(), None)
+                .await
+                .and_then(|r| r.into_model())
+                .map(|d| (d.deleted_date, d.scheduled_purge_date, d.managed)),
+            ObjectKind::Keys => self
+                .keys
+                .get_deleted_key(name.as_str(), None)
+                .await
+                .and_then(|r| r.into_model())
+                .map(|d| (d.deleted_date, d.scheduled_purge_date, d.managed)),
+            ObjectKind::Certificates => self
+                .certificates
+                .get_deleted_certificate(name.as_str(), None)
+                .await
+                .and_then(|r| r.into_model())
+                .map(|d| (d.deleted_date, d.scheduled_purge_date, None)),
         };
         match result {
             Ok((deleted, purge, managed)) => Ok(Some(DeletedInfo {
@@ -559,65 +568,39 @@ impl VaultSource for AzureVaultSource {
     }
 
     async fn recover(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        let err = self.err(SourceOp::Recover, kind, Some(name.as_str()));
-        match kind {
-            ObjectKind::Secrets => self
-                .secrets
-                .recover_deleted_secret(name.as_str(), None)
-                .await
-                .map(drop),
-            ObjectKind::Keys => self
-                .keys
-                .recover_deleted_key(name.as_str(), None)
-                .await
-                .map(drop),
-            ObjectKind::Certificates => self
-                .certificates
-                .recover_deleted_certificate(name.as_str(), None)
-                .await
-                .map(drop),
-        }
-        .map_err(err)
+        per_kind!(
+            self,
+            kind,
+            name,
+            recover_deleted_secret,
+            recover_deleted_key,
+            recover_deleted_certificate
+        )
+        .map_err(self.err(SourceOp::Recover, kind, Some(name.as_str())))
     }
 
     async fn purge(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        let err = self.err(SourceOp::Purge, kind, Some(name.as_str()));
-        match kind {
-            ObjectKind::Secrets => self
-                .secrets
-                .purge_deleted_secret(name.as_str(), None)
-                .await
-                .map(drop),
-            ObjectKind::Keys => self
-                .keys
-                .purge_deleted_key(name.as_str(), None)
-                .await
-                .map(drop),
-            ObjectKind::Certificates => self
-                .certificates
-                .purge_deleted_certificate(name.as_str(), None)
-                .await
-                .map(drop),
-        }
-        .map_err(err)
+        per_kind!(
+            self,
+            kind,
+            name,
+            purge_deleted_secret,
+            purge_deleted_key,
+            purge_deleted_certificate
+        )
+        .map_err(self.err(SourceOp::Purge, kind, Some(name.as_str())))
     }
 
     async fn delete(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        let err = self.err(SourceOp::Delete, kind, Some(name.as_str()));
-        match kind {
-            ObjectKind::Secrets => self
-                .secrets
-                .delete_secret(name.as_str(), None)
-                .await
-                .map(drop),
-            ObjectKind::Keys => self.keys.delete_key(name.as_str(), None).await.map(drop),
-            ObjectKind::Certificates => self
-                .certificates
-                .delete_certificate(name.as_str(), None)
-                .await
-                .map(drop),
-        }
-        .map_err(err)
+        per_kind!(
+            self,
+            kind,
+            name,
+            delete_secret,
+            delete_key,
+            delete_certificate
+        )
+        .map_err(self.err(SourceOp::Delete, kind, Some(name.as_str())))
     }
 
     async fn get_properties(
