@@ -141,14 +141,9 @@ impl Bed {
         let mut out = BTreeMap::new();
         for kind in ["secrets", "keys", "certificates"] {
             for item in self.list(vault, kind).await {
-                let id = item["id"].as_str().or(item["kid"].as_str()).expect("id");
-                let name = id.rsplit('/').next().expect("name").to_string();
+                let name = last_segment(&item);
                 for version in self.list(vault, &format!("{kind}/{name}/versions")).await {
-                    let vid = version["id"]
-                        .as_str()
-                        .or(version["kid"].as_str())
-                        .expect("version id");
-                    let v = vid.rsplit('/').next().expect("version").to_string();
+                    let v = last_segment(&version);
                     // A disabled version cannot be read (403 SecretDisabled): its listing,
                     // with attributes and tags, stands for it.
                     let full = if version["attributes"]["enabled"] == json!(false) {
@@ -209,15 +204,13 @@ impl Bed {
                 if item["managed"].as_bool() == Some(true) {
                     continue; // goes with its certificate
                 }
-                let id = item["id"].as_str().or(item["kid"].as_str()).expect("id");
-                let name = id.rsplit('/').next().expect("name").to_string();
+                let name = last_segment(&item);
                 self.delete(vault, kind, &name).await;
             }
         }
         for kind in ["certificates", "keys", "secrets"] {
             for item in self.list(vault, &format!("deleted{kind}")).await {
-                let id = item["id"].as_str().or(item["kid"].as_str()).expect("id");
-                let name = id.rsplit('/').next().expect("name").to_string();
+                let name = last_segment(&item);
                 self.call(
                     vault,
                     Method::DELETE,
@@ -285,6 +278,21 @@ impl Bed {
             .expect("run kvkeep")
     }
 
+    /// `kvkeep restore --vault kv1 --at <at> <args>`.
+    async fn restore_kv1(&self, at: &str, args: &[&str]) -> Output {
+        let mut all = vec!["restore", "--vault", "kv1", "--at", at];
+        all.extend_from_slice(args);
+        self.kvkeep(&all).await
+    }
+
+    async fn clear_counters(&self) {
+        self.emulator
+            .control()
+            .clear_counters()
+            .await
+            .expect("clear");
+    }
+
     fn identity(&self) -> String {
         self.dir.path().join("identity.txt").display().to_string()
     }
@@ -303,6 +311,18 @@ fn json_out(out: &Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// The last segment of a listed item's `id` (or a key's `kid`): its name, or its version when
+/// the item is a version.
+fn last_segment(item: &Value) -> String {
+    let id = item["id"].as_str().or(item["kid"].as_str()).expect("id");
+    id.rsplit('/').next().expect("last segment").to_string()
+}
+
+/// Asserts kvkeep's exit code, showing its output when it differs.
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", show(out));
 }
 
 fn show(out: &Output) -> String {
@@ -468,19 +488,9 @@ async fn point_in_time_restore_after_losing_everything() {
     let at = rfc3339(t2);
     let identity = bed.identity();
     let out = bed
-        .kvkeep(&[
-            "restore",
-            "--vault",
-            "kv1",
-            "--at",
-            &at,
-            "--identity",
-            &identity,
-            "--output",
-            "json",
-        ])
+        .restore_kv1(&at, &["--identity", &identity, "--output", "json"])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     let report = json_out(&out);
     assert_eq!(report["overall"], "ok");
     assert_eq!(
@@ -491,19 +501,9 @@ async fn point_in_time_restore_after_losing_everything() {
 
     // Into a second vault of the same geography.
     let out = bed
-        .kvkeep(&[
-            "restore",
-            "--vault",
-            "kv1",
-            "--at",
-            &at,
-            "--to-vault",
-            "kv2",
-            "--identity",
-            &identity,
-        ])
+        .restore_kv1(&at, &["--to-vault", "kv2", "--identity", &identity])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("6 restored"),
         "{}",
@@ -516,25 +516,14 @@ async fn point_in_time_restore_after_losing_everything() {
     );
 
     // Into another geography: refused before any request reaches that vault.
-    bed.emulator
-        .control()
-        .clear_counters()
-        .await
-        .expect("clear");
+    bed.clear_counters().await;
     let out = bed
-        .kvkeep(&[
-            "restore",
-            "--vault",
-            "kv1",
-            "--at",
+        .restore_kv1(
             &at,
-            "--to-vault",
-            &bed.url("kv3"),
-            "--identity",
-            &identity,
-        ])
+            &["--to-vault", &bed.url("kv3"), "--identity", &identity],
+        )
         .await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_exit(&out, 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("refused before anything was written"),
@@ -556,21 +545,19 @@ async fn point_in_time_restore_after_losing_everything() {
 
     // --only with a name that did not exist at T2: usage error, nothing restored.
     let out = bed
-        .kvkeep(&[
-            "restore",
-            "--vault",
-            "kv1",
-            "--at",
+        .restore_kv1(
             &at,
-            "--to-vault",
-            "kv4",
-            "--only",
-            "secrets/s-beta",
-            "--identity",
-            &identity,
-        ])
+            &[
+                "--to-vault",
+                "kv4",
+                "--only",
+                "secrets/s-beta",
+                "--identity",
+                &identity,
+            ],
+        )
         .await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_exit(&out, 2);
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("nothing restored: secrets/s-beta did not exist"),
@@ -590,25 +577,23 @@ async fn conflicts(bed: &Bed, at: &str, identity: &str) {
         let identity = identity.to_string();
         async move {
             let out = bed
-                .kvkeep(&[
-                    "restore",
-                    "--vault",
-                    "kv1",
-                    "--at",
+                .restore_kv1(
                     &at,
-                    "--to-vault",
-                    target,
-                    "--only",
-                    "secrets/s-alpha",
-                    "--on-conflict",
-                    policy,
-                    "--identity",
-                    &identity,
-                    "--output",
-                    "json",
-                    "--purge-wait",
-                    "30s",
-                ])
+                    &[
+                        "--to-vault",
+                        target,
+                        "--only",
+                        "secrets/s-alpha",
+                        "--on-conflict",
+                        policy,
+                        "--identity",
+                        &identity,
+                        "--output",
+                        "json",
+                        "--purge-wait",
+                        "30s",
+                    ],
+                )
                 .await;
             let code = out.status.code();
             let doc = json_out(&out);
@@ -649,11 +634,7 @@ async fn conflicts(bed: &Bed, at: &str, identity: &str) {
         o["reason"].as_str().unwrap_or("").contains("soft-deleted"),
         "{o}"
     );
-    bed.emulator
-        .control()
-        .clear_counters()
-        .await
-        .expect("clear");
+    bed.clear_counters().await;
     let (code, o) = restore("kv2", "purge-then-restore").await;
     assert_eq!(
         (code, o["outcome"].as_str()),
@@ -696,7 +677,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
     let out = bed
         .kvkeep(&["verify", "--vault", "kv1", "--output", "json"])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     let out = bed
         .kvkeep(&[
             "verify",
@@ -709,7 +690,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
             "json",
         ])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     let doc = json_out(&out);
     assert!(
         doc["verify"][0]["checked_blobs"].as_u64().unwrap_or(0) >= 8,
@@ -732,7 +713,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
             "json",
         ])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     let doc = json_out(&out);
     assert_eq!(doc["verify"][0]["drilled_objects"], 6, "{doc}");
     for kind in ["secrets", "keys", "certificates"] {
@@ -765,18 +746,9 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
         let mut out = Vec::new();
         for when in [times[0], times[1], times[2] - 1, times[2]].map(rfc3339) {
             let o = bed
-                .kvkeep(&[
-                    "restore",
-                    "--vault",
-                    "kv1",
-                    "--at",
-                    &when,
-                    "--dry-run",
-                    "--output",
-                    "json",
-                ])
+                .restore_kv1(&when, &["--dry-run", "--output", "json"])
                 .await;
-            assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+            assert_exit(&o, 0);
             out.push(json_out(&o));
         }
         out
@@ -793,7 +765,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
     let out = bed
         .kvkeep(&["restore", "--vault", "kv1", "--dry-run"])
         .await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_exit(&out, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("kvkeep index rebuild"),
         "{}",
@@ -809,7 +781,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
             "json",
         ])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     let doc = json_out(&out);
     assert_eq!(doc["rebuild"]["runs"], 3, "{doc}");
     assert_eq!(
@@ -827,7 +799,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
     let out = bed
         .kvkeep(&["restore", "--vault", "kv1", "--dry-run"])
         .await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_exit(&out, 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("index rebuild") && !stderr.contains("panicked"),
@@ -836,7 +808,7 @@ async fn verify_and_rebuild(bed: &Bed, times: [i64; 3], identity: &str) {
     let out = bed
         .kvkeep(&["index", "rebuild", "--identity", identity])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_exit(&out, 0);
     assert_eq!(plans().await, before);
 
     damage(bed, &before[1], times[1], identity).await;
@@ -873,21 +845,19 @@ async fn damage(bed: &Bed, plan_at_t2: &Value, t2: i64, identity: &str) {
     bed.wipe("kv2").await;
     let at = rfc3339(t2);
     let out = bed
-        .kvkeep(&[
-            "restore",
-            "--vault",
-            "kv1",
-            "--at",
+        .restore_kv1(
             &at,
-            "--to-vault",
-            "kv2",
-            "--identity",
-            identity,
-            "--output",
-            "json",
-        ])
+            &[
+                "--to-vault",
+                "kv2",
+                "--identity",
+                identity,
+                "--output",
+                "json",
+            ],
+        )
         .await;
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_exit(&out, 3);
     let doc = json_out(&out);
     assert_eq!(doc["overall"], "partial");
     assert_eq!(doc["restore"]["stats"]["restored_objects"], 4, "{doc}");
@@ -916,7 +886,7 @@ async fn damage(bed: &Bed, plan_at_t2: &Value, t2: i64, identity: &str) {
     assert!(why.contains("damaged"), "{why}");
 
     let out = bed.kvkeep(&["verify", "--vault", "kv1"]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_exit(&out, 3);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(missing.as_str()) && stdout.contains(truncated.as_str()),
@@ -933,26 +903,12 @@ async fn damage(bed: &Bed, plan_at_t2: &Value, t2: i64, identity: &str) {
     )
     .expect("wrong identity");
     bed.wipe("kv2").await;
-    bed.emulator
-        .control()
-        .clear_counters()
-        .await
-        .expect("clear");
+    bed.clear_counters().await;
     let wrong = wrong.display().to_string();
     let out = bed
-        .kvkeep(&[
-            "restore",
-            "--vault",
-            "kv1",
-            "--at",
-            &at,
-            "--to-vault",
-            "kv2",
-            "--identity",
-            &wrong,
-        ])
+        .restore_kv1(&at, &["--to-vault", "kv2", "--identity", &wrong])
         .await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_exit(&out, 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("cannot be opened with the given identity"),
