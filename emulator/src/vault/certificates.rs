@@ -458,22 +458,19 @@ impl Vault {
         let tags = body::tags(&b)?;
         let policy = body::opt_obj(&b, "policy")?.cloned();
         let key = canonical(Collection::Certificates, name)?;
-        let obj = self.certs.live_version_mut(name, version)?;
-        let v = obj
-            .version_mut(version)
-            .ok_or_else(|| KvError::not_found(Collection::Certificates, name))?;
-        patch.apply(&mut v.attrs)?;
-        v.attrs.updated = ctx.now;
-        if tags.is_some() {
-            v.tags = tags;
-        }
-        if let Some(p) = policy {
-            let mut current = v.data.policy.as_object().cloned().unwrap_or_default();
-            overlay(&mut current, &p);
-            current.remove("id");
-            current.remove("attributes");
-            v.data.policy = Value::Object(current);
-        }
+        let cx = self.render_cx(ctx);
+        let (obj, v) = self
+            .certs
+            .update_version(name, version, &patch, tags, ctx.now, |v| {
+                if let Some(p) = policy {
+                    let mut current = v.data.policy.as_object().cloned().unwrap_or_default();
+                    overlay(&mut current, &p);
+                    current.remove("id");
+                    current.remove("attributes");
+                    v.data.policy = Value::Object(current);
+                }
+            })?;
+        let body = Value::Object(CertData::bundle(obj, v, &cx));
         let (id, enabled) = (v.id.clone(), v.attrs.enabled);
         if let Some(kv) = self
             .keys
@@ -493,7 +490,7 @@ impl Vault {
             sv.attrs.enabled = enabled;
             sv.attrs.updated = ctx.now;
         }
-        self.cert_bundle(name, Some(&id), ctx)
+        Ok(body)
     }
 }
 

@@ -278,18 +278,10 @@ pub fn update(
     let patch = AttrsPatch::read(&b)?;
     let tags = body::tags(&b)?;
     let ops = read_ops(&b)?;
-    let obj = store.live_version_mut(name, version)?;
-    let v = obj
-        .version_mut(version)
-        .ok_or_else(|| KvError::not_found(Collection::Keys, name))?;
-    patch.apply(&mut v.attrs)?;
-    if tags.is_some() {
-        v.tags = tags;
-    }
-    if let Some(ops) = ops {
-        v.data.key_ops = ops;
-    }
-    v.attrs.updated = now;
-    let (obj, v) = store.live_version(name, version)?;
+    let (obj, v) = store.update_version(name, version, &patch, tags, now, |v| {
+        if let Some(ops) = ops {
+            v.data.key_ops = ops;
+        }
+    })?;
     Ok(Value::Object(KeyData::bundle(obj, v, cx)))
 }

@@ -183,22 +183,11 @@ pub fn update(
     let patch = AttrsPatch::read(&b)?;
     let tags = body::tags(&b)?;
     let content_type = body::opt_str(&b, "contentType")?.map(str::to_string);
-    let obj = store.live_version_mut(name, version)?;
-    let v = obj
-        .version_mut(version)
-        .ok_or_else(|| KvError::not_found(Collection::Secrets, name))?;
-    patch.apply(&mut v.attrs)?;
-    if tags.is_some() {
-        v.tags = tags;
-    }
-    if content_type.is_some() {
-        v.data.content_type = content_type;
-    }
-    v.attrs.updated = now;
-    let obj = store.live(name)?;
-    let v = obj
-        .version(version)
-        .ok_or_else(|| KvError::not_found(Collection::Secrets, name))?;
+    let (obj, v) = store.update_version(name, version, &patch, tags, now, |v| {
+        if content_type.is_some() {
+            v.data.content_type = content_type;
+        }
+    })?;
     let mut m = SecretData::bundle(obj, v, cx);
     m.remove("value");
     Ok(Value::Object(m))

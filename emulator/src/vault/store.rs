@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use crate::api::{Collection, Reply};
 use crate::error::KvError;
 
-use super::model::{canonical, put_deletion, Deletion, Object, Recovery, Store, Version};
+use super::body::AttrsPatch;
+use super::model::{canonical, put_deletion, Deletion, Object, Recovery, Store, Tags, Version};
 
 /// What the renderers need besides the object: the authority for ids and the vault's recovery
 /// level for `attributes`.
@@ -81,21 +82,37 @@ impl<P: Payload> Store<P> {
         Ok((obj, v))
     }
 
-    /// Mutable access to a live object's version.
-    pub fn live_version_mut(
+    /// The part of `PATCH` every collection shares: finds the live version (the same 404s as a
+    /// read), applies the attribute patch and the tags, lets `edit` change the payload, stamps
+    /// `updated`, and hands back the object and version for rendering.
+    pub fn update_version(
         &mut self,
         name: &str,
         version: Option<&str>,
-    ) -> Result<&mut Object<P>, KvError> {
+        patch: &AttrsPatch,
+        tags: Option<Tags>,
+        now: i64,
+        edit: impl FnOnce(&mut Version<P>),
+    ) -> Result<(&Object<P>, &Version<P>), KvError> {
         let key = canonical(P::COLL, name)?;
         let obj = self
             .active
             .get_mut(&key)
             .ok_or_else(|| KvError::not_found(P::COLL, name))?;
-        if obj.version(version).is_none() {
-            return Err(not_found_version(P::COLL, name, version));
+        let index = match version {
+            None => obj.versions.len().checked_sub(1),
+            Some(id) => obj.versions.iter().position(|v| v.id == id),
         }
-        Ok(obj)
+        .ok_or_else(|| not_found_version(P::COLL, name, version))?;
+        let v = &mut obj.versions[index];
+        patch.apply(&mut v.attrs)?;
+        if tags.is_some() {
+            v.tags = tags;
+        }
+        edit(v);
+        v.attrs.updated = now;
+        let obj = &*obj;
+        Ok((obj, &obj.versions[index]))
     }
 
     /// Refuses a create/import/set on a name that is soft-deleted (409 recoverable), still
