@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -22,7 +21,7 @@ use super::plan::{
 };
 use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
 use crate::config::VaultConfig;
-use crate::crypto::{Label, Sealer};
+use crate::crypto::{sha256_hex, Label, Sealer};
 use crate::index::{CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus};
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, RunId};
 use crate::source::{
@@ -453,7 +452,7 @@ impl VaultBackup {
         let sealed = tokio::task::spawn_blocking(move || {
             let payload = blob.into_bytes();
             sealer.seal(&label, &payload).map(|ciphertext| {
-                let sha256 = hex(&Sha256::digest(&ciphertext));
+                let sha256 = sha256_hex(&ciphertext);
                 (ciphertext, sha256)
             })
         })
@@ -655,14 +654,6 @@ fn payload_word(mode: crate::config::PayloadMode) -> &'static str {
         crate::config::PayloadMode::Native => "native",
         crate::config::PayloadMode::Portable => "portable",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The service's answer to reading a disabled secret version.

@@ -462,7 +462,8 @@ impl Expected {
     }
 }
 
-/// Lowercase hex SHA-256.
+/// Lowercase hex SHA-256: payload hashes in envelopes, and the ciphertext hashes that
+/// manifests and the index record for every blob.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     use std::fmt::Write;
     let digest = Sha256::digest(data);

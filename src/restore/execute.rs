@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::plan::{rfc3339, singular, Action, PlannedObject, RestorePlan, TargetState};
-use crate::crypto::{open_expecting, CryptoError, Expected, Identities, PayloadMode};
+use crate::crypto::{open_expecting, sha256_hex, CryptoError, Expected, Identities, PayloadMode};
 use crate::index::CaptureRecord;
 use crate::model::{ObjectKind, ObjectName, VaultName};
 use crate::source::{SourceError, SourceErrorKind, VaultSource};
@@ -338,9 +337,7 @@ impl Restorer {
                 format!("reading the backup of {what} (blob {blob}) failed: {e}")
             }
         })?;
-        if bytes.len() as u64 != object.stored_bytes
-            || hex(&Sha256::digest(&bytes)) != object.sha256
-        {
+        if bytes.len() as u64 != object.stored_bytes || sha256_hex(&bytes) != object.sha256 {
             return Err(format!(
                 "the backup of {what} (blob {blob}) is damaged: {} bytes whose SHA-256 differs from the manifest's record ({} bytes); restore it from another point in time with --at",
                 bytes.len(),
@@ -444,14 +441,4 @@ impl Restorer {
             }
         }
     }
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

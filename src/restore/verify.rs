@@ -19,12 +19,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use super::execute::hex;
 use super::plan::{singular, ConflictPolicy, VaultLocation};
 use super::{plan_restore, RestoreError, RestoreOptions, RestoreRequest, Restorer};
-use crate::crypto::{open_expecting, Expected, Identities};
+use crate::crypto::{open_expecting, sha256_hex, Expected, Identities};
 use crate::index::{
     CaptureRecord, CaptureTags, CapturedVersion, Index, VerificationDepth, VerificationRecord,
 };
@@ -173,7 +171,7 @@ async fn check_capture(
             ))),
         );
     }
-    if hex(&Sha256::digest(&bytes)) != c.sha256 {
+    if sha256_hex(&bytes) != c.sha256 {
         return (
             read,
             Some(problem(
