@@ -314,6 +314,24 @@ impl InMemoryVaultSource {
         .with_codes(Some(not_found_code(kind).into()), None)
     }
 
+    /// A 403 worded as the service words it (`error.code` "Forbidden").
+    fn forbidden(
+        &self,
+        op: SourceOp,
+        kind: ObjectKind,
+        name: &ObjectName,
+        detail: impl AsRef<str>,
+    ) -> SourceError {
+        self.error(
+            SourceErrorKind::Forbidden,
+            op,
+            kind,
+            Some(name.as_str()),
+            detail,
+        )
+        .with_codes(Some("Forbidden".into()), None)
+    }
+
     /// Counts the call and fires a matching failure rule, if any.
     fn enter(
         &self,
@@ -437,15 +455,7 @@ impl VaultSource for InMemoryVaultSource {
             Self::active(&state, kind, name).ok_or_else(|| self.not_found(op, kind, name))?;
         if object.managed {
             let singular = kind.as_str().trim_end_matches('s');
-            return Err(self
-                .error(
-                    SourceErrorKind::Forbidden,
-                    op,
-                    kind,
-                    Some(name.as_str()),
-                    format!("Operation \"backup\" is not allowed on this {singular}, since it is associated with a certificate. Perform the operation on the corresponding certificate"),
-                )
-                .with_codes(Some("Forbidden".into()), None));
+            return Err(self.forbidden(op, kind, name, format!("Operation \"backup\" is not allowed on this {singular}, since it is associated with a certificate. Perform the operation on the corresponding certificate")));
         }
         if object.versions.len() > MAX_BACKUP_VERSIONS {
             return Err(self.error(
@@ -574,15 +584,7 @@ impl VaultSource for InMemoryVaultSource {
             return Err(self.not_found(op, kind, name));
         }
         if state.purge_protection {
-            return Err(self
-                .error(
-                    SourceErrorKind::Forbidden,
-                    op,
-                    kind,
-                    Some(name.as_str()),
-                    "Operation \"purge\" is not allowed because purge protection is enabled for this vault",
-                )
-                .with_codes(Some("Forbidden".into()), None));
+            return Err(self.forbidden(op, kind, name, "Operation \"purge\" is not allowed because purge protection is enabled for this vault"));
         }
         for k in std::iter::once(&kind).chain(Self::companions(kind)) {
             let k = key(*k, name);
@@ -604,15 +606,12 @@ impl VaultSource for InMemoryVaultSource {
         let object =
             Self::active(&state, kind, name).ok_or_else(|| self.not_found(op, kind, name))?;
         if object.managed {
-            return Err(self
-                .error(
-                    SourceErrorKind::Forbidden,
-                    op,
-                    kind,
-                    Some(name.as_str()),
-                    "Operation \"delete\" is not allowed on an object associated with a certificate",
-                )
-                .with_codes(Some("Forbidden".into()), None));
+            return Err(self.forbidden(
+                op,
+                kind,
+                name,
+                "Operation \"delete\" is not allowed on an object associated with a certificate",
+            ));
         }
         state.clock += 1;
         let now = state.clock;
