@@ -374,6 +374,13 @@ impl InMemoryVaultSource {
             .filter(|o| o.deleted_on.is_none())
     }
 
+    fn soft_deleted(state: &State, kind: ObjectKind, name: &ObjectName) -> bool {
+        state
+            .objects
+            .get(&key(kind, name))
+            .is_some_and(|o| o.deleted_on.is_some())
+    }
+
     /// The certificate's managed companions, moved along with it by delete/recover/purge.
     fn companions(kind: ObjectKind) -> &'static [ObjectKind] {
         match kind {
@@ -557,11 +564,7 @@ impl VaultSource for InMemoryVaultSource {
         let op = SourceOp::Recover;
         let mut state = self.lock();
         self.enter(&mut state, op, kind, Some(name))?;
-        let is_deleted = state
-            .objects
-            .get(&key(kind, name))
-            .is_some_and(|o| o.deleted_on.is_some());
-        if !is_deleted {
+        if !Self::soft_deleted(&state, kind, name) {
             return Err(self.not_found(op, kind, name));
         }
         for k in std::iter::once(&kind).chain(Self::companions(kind)) {
@@ -576,24 +579,15 @@ impl VaultSource for InMemoryVaultSource {
         let op = SourceOp::Purge;
         let mut state = self.lock();
         self.enter(&mut state, op, kind, Some(name))?;
-        let is_deleted = state
-            .objects
-            .get(&key(kind, name))
-            .is_some_and(|o| o.deleted_on.is_some());
-        if !is_deleted {
+        if !Self::soft_deleted(&state, kind, name) {
             return Err(self.not_found(op, kind, name));
         }
         if state.purge_protection {
             return Err(self.forbidden(op, kind, name, "Operation \"purge\" is not allowed because purge protection is enabled for this vault"));
         }
         for k in std::iter::once(&kind).chain(Self::companions(kind)) {
-            let k = key(*k, name);
-            if state
-                .objects
-                .get(&k)
-                .is_some_and(|o| o.deleted_on.is_some())
-            {
-                state.objects.remove(&k);
+            if Self::soft_deleted(&state, *k, name) {
+                state.objects.remove(&key(*k, name));
             }
         }
         Ok(())
