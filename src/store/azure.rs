@@ -31,7 +31,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 
 use super::{normalise_prefix, BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
-use crate::azure::{error_chain, read_secret_file, retry_after, scrub_secrets, Redacted};
+use crate::azure::{error_chain, read_secret_file, retry_after, Redacted};
 use crate::config::AccessTier;
 use crate::model::BlobKey;
 
@@ -191,7 +191,7 @@ impl AzureBlobStore {
                 ..Default::default()
             }),
         )
-        .map_err(|e| open_err(scrub_secrets(&e.to_string())))?;
+        .map_err(|e| open_err(e.to_string()))?;
         Ok(AzureBlobStore {
             container,
             prefix: normalise_prefix(prefix),
@@ -303,7 +303,8 @@ fn translate(
     auth_hint: &str,
     error: azure_core::Error,
 ) -> StoreError {
-    let text = scrub_secrets(&error_chain(&error));
+    // error_chain scrubs SAS signatures (reqwest quotes request URLs), as StoreError::new does.
+    let text = error_chain(&error);
     let (kind, detail, retry_after) = match error.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -317,7 +318,7 @@ fn translate(
                 format!("the service answered {status} {code}")
             };
             let retry_after = raw_response.as_deref().and_then(|r| retry_after(r.headers()));
-            let kind_detail = match (*status, code.as_str()) {
+            let (kind, detail) = match (*status, code.as_str()) {
                 (StatusCode::NotFound, "ContainerNotFound") => (
                     StoreErrorKind::Permanent,
                     format!("{said}: the container does not exist; create it (kvkeep never creates containers) or fix store.container_url"),
@@ -352,7 +353,7 @@ fn translate(
                 ),
                 _ => (StoreErrorKind::Permanent, said),
             };
-            (kind_detail.0, kind_detail.1, retry_after)
+            (kind, detail, retry_after)
         }
         // The request never left: always safe to retry.
         ErrorKind::Connection if looks_like_tls_trust(&text) => (
