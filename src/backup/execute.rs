@@ -538,7 +538,7 @@ impl VaultBackup {
                 plain_bytes: c.plain_bytes,
                 stored_bytes: c.stored_bytes,
                 sha256: c.sha256.clone(),
-                payload: payload_word(c.payload).to_string(),
+                payload: c.payload.as_str().to_string(),
                 tags: c.tags.clone(),
             })
             .collect();
@@ -577,7 +577,7 @@ impl VaultBackup {
                 plain_bytes: record.plain_bytes,
                 stored_bytes: record.stored_bytes,
                 sha256: record.sha256,
-                payload: payload_word(record.payload).to_string(),
+                payload: record.payload.as_str().to_string(),
                 tags,
             });
         }
@@ -646,13 +646,6 @@ fn source_kind(kind: SourceErrorKind) -> &'static str {
         SourceErrorKind::Throttled => "throttled",
         SourceErrorKind::Transient => "transient",
         SourceErrorKind::Permanent => "permanent",
-    }
-}
-
-fn payload_word(mode: crate::config::PayloadMode) -> &'static str {
-    match mode {
-        crate::config::PayloadMode::Native => "native",
-        crate::config::PayloadMode::Portable => "portable",
     }
 }
 

@@ -152,6 +152,29 @@ pub enum PayloadMode {
     Portable,
 }
 
+impl PayloadMode {
+    /// The word for the mode wherever kvkeep records it — index, manifests, JSON output — the
+    /// same as its serialized form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadMode::Native => "native",
+            PayloadMode::Portable => "portable",
+        }
+    }
+}
+
+impl std::str::FromStr for PayloadMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "native" => Ok(PayloadMode::Native),
+            "portable" => Ok(PayloadMode::Portable),
+            other => Err(format!("unknown payload mode {other:?}")),
+        }
+    }
+}
+
 /// One vault to back up.
 #[derive(Debug, Clone, Serialize)]
 pub struct VaultConfig {

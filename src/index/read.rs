@@ -14,8 +14,8 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use super::error::IndexError;
 use super::types::{
-    parse_payload, CaptureRecord, CaptureTags, CapturedVersion, LastCapture, ObjectErrorRecord,
-    ObjectRecord, RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
+    CaptureRecord, CaptureTags, CapturedVersion, LastCapture, ObjectErrorRecord, ObjectRecord,
+    RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
 };
 use super::Index;
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
@@ -386,7 +386,7 @@ fn capture_from_row(r: &Row<'_>) -> rusqlite::Result<CaptureRecord> {
         plain_bytes: r.get(9)?,
         stored_bytes: r.get(10)?,
         sha256: r.get(11)?,
-        payload: parse_payload(&payload).map_err(|e| conversion(12, e))?,
+        payload: payload.parse().map_err(|e| conversion(12, e))?,
     })
 }
 

@@ -308,20 +308,3 @@ pub struct VerificationRecord {
     /// What was found, for a person.
     pub detail: String,
 }
-
-/// The word stored for a payload mode.
-pub(crate) fn payload_str(mode: PayloadMode) -> &'static str {
-    match mode {
-        PayloadMode::Native => "native",
-        PayloadMode::Portable => "portable",
-    }
-}
-
-/// Parses a stored payload mode.
-pub(crate) fn parse_payload(s: &str) -> Result<PayloadMode, String> {
-    match s {
-        "native" => Ok(PayloadMode::Native),
-        "portable" => Ok(PayloadMode::Portable),
-        other => Err(format!("unknown payload mode {other:?}")),
-    }
-}

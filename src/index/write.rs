@@ -8,7 +8,7 @@
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::error::{classify, IndexError};
-use super::types::{payload_str, NewCapture, ObjectState, RunStats, RunStatus, VerificationRecord};
+use super::types::{NewCapture, ObjectState, RunStats, RunStatus, VerificationRecord};
 use super::Index;
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
 
@@ -106,7 +106,7 @@ impl<'a> Writer<'a> {
                         capture.plain_bytes,
                         capture.stored_bytes,
                         capture.sha256,
-                        payload_str(capture.payload),
+                        capture.payload.as_str(),
                         tags,
                     ],
                     |r| r.get(0),

@@ -207,20 +207,12 @@ pub struct PlannedObject {
     /// SHA-256 of the blob as recorded.
     pub sha256: String,
     /// Native or portable.
-    #[serde(serialize_with = "payload_ser")]
     pub payload: PayloadMode,
     /// The target's state for the name.
     pub target_state: TargetState,
     /// What will be done.
     #[serde(flatten)]
     pub action: Action,
-}
-
-fn payload_ser<S: serde::Serializer>(p: &PayloadMode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match p {
-        PayloadMode::Native => "native",
-        PayloadMode::Portable => "portable",
-    })
 }
 
 impl PlannedObject {

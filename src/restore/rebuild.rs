@@ -156,10 +156,8 @@ pub fn replay(
                 };
                 let fresh = o.state == EntryState::Captured && o.run == m.run;
                 if fresh {
-                    let payload = match o.payload.as_str() {
-                        "portable" => PayloadMode::Portable,
-                        _ => PayloadMode::Native,
-                    };
+                    // An unrecognised word falls back to native rather than dropping the capture.
+                    let payload = o.payload.parse().unwrap_or(PayloadMode::Native);
                     w.record_capture(
                         &m.run,
                         &NewCapture {
