@@ -12,12 +12,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use azure_core::time::{Duration as AzDuration, OffsetDateTime};
 use kvkeep_emulator::api::{Collection, SeedSpec};
 use kvkeep_emulator::server::{Emulator, EmulatorConfig, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::{json, Value};
-use support::azurite::{account_sas, Azurite};
+use support::azurite::Azurite;
+use support::config_files::{resolve_entry, write_identity, write_token};
+use support::e2e::{
+    azurite_with_container, json_out, run_kvkeep, shared_cert_dir, write_container_sas,
+};
 use tempfile::TempDir;
 
 const VAULT: &str = "kv-e2e";
@@ -41,23 +44,10 @@ struct Bed {
 
 impl Bed {
     async fn start() -> Bed {
-        let azurite = Azurite::start().await.expect("start azurite");
-        azurite
-            .service_client_with_sas()
-            .expect("harness client")
-            .blob_container_client(CONTAINER)
-            .create(None)
-            .await
-            .expect("create the container");
-        // One test CA for both emulators, so one `ca_file` serves kvkeep.
-        let cert_dir = azurite
-            .ca_cert_path()
-            .parent()
-            .expect("the ca file is in a directory")
-            .to_path_buf();
+        let azurite = azurite_with_container(CONTAINER).await;
         let emulator = Emulator::start(EmulatorConfig {
             vaults: vec![VaultSettings::named(VAULT)],
-            cert_dir: Some(cert_dir),
+            cert_dir: Some(shared_cert_dir(&azurite)),
             ..EmulatorConfig::default()
         })
         .await
@@ -186,17 +176,7 @@ impl Bed {
 
     /// `kvkeep <args> --config <file>`, with extra environment.
     async fn kvkeep(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"));
-        command
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("RUST_LOG")
-            .env_remove("KVKEEP_CONFIG");
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.output().await.expect("run kvkeep")
+        run_kvkeep(&self.config, args, env).await
     }
 
     /// `kvkeep backup --output json`: the exit code and the vault's report.
@@ -208,14 +188,7 @@ impl Bed {
 }
 
 fn report_of(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    doc["vaults"][0].clone()
+    json_out(out)["vaults"][0].clone()
 }
 
 fn stat(report: &Value, field: &str) -> u64 {
@@ -234,28 +207,10 @@ fn calls(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
 
 /// The configuration an operator would write for this test bed.
 fn write_config(dir: &Path, azurite: &Azurite, vault_url: &str) -> PathBuf {
-    let identity = kvkeep::crypto::Identity::generate();
-    let recipient = kvkeep::crypto::write_identity_file(
-        &dir.join("identity.txt"),
-        &identity,
-        "2026-01-01T00:00:00Z",
-        false,
-    )
-    .expect("identity");
-    std::fs::write(dir.join("token.txt"), format!("{TOKEN}\n")).expect("token file");
-    let container_url = format!("{}/{CONTAINER}", azurite.service_url());
-    let sas = account_sas(
-        "rwdlacup",
-        OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time")
-            + AzDuration::hours(2),
-    )
-    .expect("sign a sas");
-    std::fs::write(dir.join("sas.txt"), format!("{container_url}?{sas}\n")).expect("sas file");
-    let host = url::Url::parse(vault_url)
-        .expect("vault url")
-        .host_str()
-        .expect("host")
-        .to_string();
+    let recipient = write_identity(dir);
+    write_token(dir, TOKEN);
+    let container_url = write_container_sas(dir, azurite, CONTAINER);
+    let resolve = resolve_entry(vault_url);
     let config = format!(
         r#"[store]
 type = "azure"
@@ -274,7 +229,7 @@ path = "index.sqlite"
 credential = "token-file"
 token_file = "token.txt"
 ca_file = "{ca}"
-resolve = {{ "{host}" = "127.0.0.1" }}
+resolve = {{ {resolve} }}
 
 [limits]
 vault_share = 1.0

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
-use azure_core::time::{Duration as AzDuration, OffsetDateTime};
 use kvkeep::backup::{Clock, NoProgress, VaultBackup};
 use kvkeep::config::Config;
 use kvkeep::crypto::Sealer;
@@ -23,7 +22,11 @@ use kvkeep_emulator::server::{Emulator, EmulatorConfig};
 use kvkeep_emulator::vault::VaultSettings;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::azurite::{account_sas, Azurite};
+use support::azurite::Azurite;
+use support::config_files::{resolve_entry, vault_section, write_identity, write_token};
+use support::e2e::{
+    azurite_with_container, json_out, run_kvkeep, shared_cert_dir, write_container_sas,
+};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -47,19 +50,7 @@ struct Bed {
 
 impl Bed {
     async fn start() -> Bed {
-        let azurite = Azurite::start().await.expect("start azurite");
-        azurite
-            .service_client_with_sas()
-            .expect("harness client")
-            .blob_container_client(CONTAINER)
-            .create(None)
-            .await
-            .expect("create the container");
-        let cert_dir = azurite
-            .ca_cert_path()
-            .parent()
-            .expect("ca dir")
-            .to_path_buf();
+        let azurite = azurite_with_container(CONTAINER).await;
         let emulator = Emulator::start(EmulatorConfig {
             vaults: VAULTS
                 .iter()
@@ -71,7 +62,7 @@ impl Bed {
                     ..VaultSettings::named(*name)
                 })
                 .collect(),
-            cert_dir: Some(cert_dir),
+            cert_dir: Some(shared_cert_dir(&azurite)),
             ..EmulatorConfig::default()
         })
         .await
@@ -267,15 +258,7 @@ impl Bed {
     }
 
     async fn kvkeep(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("RUST_LOG")
-            .env_remove("KVKEEP_CONFIG")
-            .output()
-            .await
-            .expect("run kvkeep")
+        run_kvkeep(&self.config, args, &[]).await
     }
 
     /// `kvkeep restore --vault kv1 --at <at> <args>`.
@@ -301,16 +284,6 @@ impl Bed {
         let counters = self.emulator.control().counters().await.expect("counters");
         counters.vaults.get(vault).cloned().unwrap_or_default()
     }
-}
-
-fn json_out(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// The last segment of a listed item's `id` (or a key's `kid`): its name, or its version when
@@ -342,36 +315,15 @@ fn rfc3339(at: i64) -> String {
 }
 
 fn write_config(dir: &Path, azurite: &Azurite, emulator: &Emulator) -> PathBuf {
-    let identity = kvkeep::crypto::Identity::generate();
-    let recipient = kvkeep::crypto::write_identity_file(
-        &dir.join("identity.txt"),
-        &identity,
-        "2026-01-01T00:00:00Z",
-        false,
-    )
-    .expect("identity");
-    std::fs::write(dir.join("token.txt"), format!("{TOKEN}\n")).expect("token file");
-    let container_url = format!("{}/{CONTAINER}", azurite.service_url());
-    let sas = account_sas(
-        "rwdlacup",
-        OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time")
-            + AzDuration::hours(2),
-    )
-    .expect("sas");
-    std::fs::write(dir.join("sas.txt"), format!("{container_url}?{sas}\n")).expect("sas file");
+    let recipient = write_identity(dir);
+    write_token(dir, TOKEN);
+    let container_url = write_container_sas(dir, azurite, CONTAINER);
     let mut resolve = Vec::new();
     let mut vaults = String::new();
     for (name, geo, _) in VAULTS {
         let url = emulator.vault_url(name).expect("url");
-        let host = url::Url::parse(url)
-            .expect("url")
-            .host_str()
-            .expect("host")
-            .to_string();
-        resolve.push(format!("\"{host}\" = \"127.0.0.1\""));
-        vaults.push_str(&format!(
-            "[[vault]]\nname = \"{name}\"\nurl = \"{url}\"\nsubscription = \"00000000-0000-0000-0000-000000000001\"\ngeography = \"{geo}\"\n\n"
-        ));
+        resolve.push(resolve_entry(url));
+        vaults.push_str(&vault_section(name, url, geo));
     }
     let config = format!(
         r#"[store]

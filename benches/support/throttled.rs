@@ -17,6 +17,10 @@ use kvkeep_emulator::client::ControlClient;
 use kvkeep_emulator::server::{Emulator, EmulatorConfig, FaultKind, FaultSpec, ThrottleSettings};
 use kvkeep_emulator::vault::VaultSettings;
 
+// The identity, token and vault lines the end-to-end tests write too.
+#[path = "../../tests/support/config_files.rs"]
+mod config_files;
+
 /// Key Vault's budget for secrets and software keys: transactions per window.
 pub const BUDGET: f64 = 4000.0;
 /// The throttle's window, seconds.
@@ -141,26 +145,13 @@ pub fn write_config(
     ca: &Path,
     concurrency: usize,
 ) -> BenchSetup {
-    let identity = dir.join("identity.txt");
-    let recipient = kvkeep::crypto::write_identity_file(
-        &identity,
-        &kvkeep::crypto::Identity::generate(),
-        "2026-01-01T00:00:00Z",
-        false,
-    )
-    .expect("identity");
-    std::fs::write(dir.join("token.txt"), "bench-token\n").expect("token");
+    let recipient = config_files::write_identity(dir);
+    config_files::write_token(dir, "bench-token");
     let mut resolve = Vec::new();
     let mut sections = String::new();
     for (name, url) in vaults {
-        let host = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .expect("vault host");
-        resolve.push(format!("\"{host}\" = \"127.0.0.1\""));
-        sections.push_str(&format!(
-            "[[vault]]\nname = \"{name}\"\nurl = \"{url}\"\nsubscription = \"00000000-0000-0000-0000-000000000001\"\ngeography = \"europe\"\n\n"
-        ));
+        resolve.push(config_files::resolve_entry(url));
+        sections.push_str(&config_files::vault_section(name, url, "europe"));
     }
     let config = format!(
         r#"[store]
@@ -192,7 +183,7 @@ concurrency = {concurrency}
     std::fs::write(&path, config).expect("config");
     BenchSetup {
         config: path,
-        identity,
+        identity: dir.join("identity.txt"),
     }
 }
 

@@ -6,4 +6,6 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod config_files;
+pub mod e2e;
 pub mod store_contract;

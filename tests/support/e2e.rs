@@ -1,0 +1,75 @@
+//! Start-up and plumbing the end-to-end tests share (`backup_e2e.rs`, `restore_e2e.rs`):
+//! Azurite with the backup container made, the Key Vault emulator trusting the same test CA,
+//! the store's SAS file, and the real `kvkeep` binary run against a configuration file.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use azure_core::time::{Duration as AzDuration, OffsetDateTime};
+use serde_json::Value;
+
+use super::azurite::{account_sas, Azurite};
+
+/// Starts Azurite and creates `container` in it.
+pub async fn azurite_with_container(container: &str) -> Azurite {
+    let azurite = Azurite::start().await.expect("start azurite");
+    azurite
+        .service_client_with_sas()
+        .expect("harness client")
+        .blob_container_client(container)
+        .create(None)
+        .await
+        .expect("create the container");
+    azurite
+}
+
+/// The directory of Azurite's test CA: given to the Key Vault emulator as its `cert_dir`, so
+/// both emulators share one CA and one `ca_file` serves kvkeep.
+pub fn shared_cert_dir(azurite: &Azurite) -> PathBuf {
+    azurite
+        .ca_cert_path()
+        .parent()
+        .expect("the ca file is in a directory")
+        .to_path_buf()
+}
+
+/// Writes `dir/sas.txt`, the container's URL with an account SAS valid for two hours (for
+/// `auth = "sas"`, `sas_url_file = "sas.txt"`), and returns the container URL.
+pub fn write_container_sas(dir: &Path, azurite: &Azurite, container: &str) -> String {
+    let container_url = format!("{}/{container}", azurite.service_url());
+    let sas = account_sas(
+        "rwdlacup",
+        OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time")
+            + AzDuration::hours(2),
+    )
+    .expect("sign a sas");
+    std::fs::write(dir.join("sas.txt"), format!("{container_url}?{sas}\n")).expect("sas file");
+    container_url
+}
+
+/// `kvkeep <args> --config <config>`, with extra environment and no inherited `RUST_LOG` or
+/// `KVKEEP_CONFIG`.
+pub async fn run_kvkeep(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .env_remove("KVKEEP_CONFIG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().await.expect("run kvkeep")
+}
+
+/// kvkeep's stdout as one JSON document; panics with stdout and stderr when it is not.
+pub fn json_out(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
