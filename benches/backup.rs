@@ -20,11 +20,7 @@ use throttled::{Shape, BUDGET, WINDOW_SECONDS};
 const VAULT: &str = "kv-bench";
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+    throttled::block_on(bench());
 }
 
 async fn bench() {

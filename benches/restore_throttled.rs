@@ -28,11 +28,7 @@ const VAULT: &str = "kv-bench";
 const TARGET: &str = "kv-bench-restore";
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+    throttled::block_on(bench());
 }
 
 async fn bench() {

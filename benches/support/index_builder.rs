@@ -14,16 +14,9 @@ pub const HOUR: i64 = 3600;
 /// The first run's time.
 pub const START: i64 = 1_700_000_000;
 
-/// A number from the environment, or `default`.
-pub fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not a number; using {default}");
-            default
-        }),
-        Err(_) => default,
-    }
-}
+#[path = "env.rs"]
+mod env;
+pub use env::env_usize;
 
 /// One hourly run capturing every object, in one batched transaction. Every tenth run dies
 /// before its manifest, and every hundredth object is deleted halfway, so the query has to skip

@@ -26,16 +26,18 @@ pub const BUDGET: f64 = 4000.0;
 /// The throttle's window, seconds.
 pub const WINDOW_SECONDS: f64 = 10.0;
 
-/// A number from the environment, or `default`.
-pub fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not a number; using {default}");
-            default
-        }),
-        Err(_) => default,
-    }
+/// Runs a bench's async body on a multi-threaded runtime.
+pub fn block_on(bench: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench);
 }
+
+#[path = "env.rs"]
+mod env;
+pub use env::env_usize;
 
 /// The benchmark's shape: issue #3's vault by default, overridable from the environment.
 #[derive(Debug, Clone, Copy)]

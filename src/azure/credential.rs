@@ -38,12 +38,6 @@ pub fn credential(
     config: &CredentialConfig,
     options: &ClientOptions,
 ) -> Result<Arc<dyn TokenCredential>, AzureSetupError> {
-    let setup = |kind: &'static str| {
-        move |e: azure_core::Error| AzureSetupError::Credential {
-            kind,
-            reason: scrub_secrets(&e.to_string()),
-        }
-    };
     Ok(match config {
         CredentialConfig::Default => Arc::new(ChainedCredential::default_chain(options)?),
         CredentialConfig::ManagedIdentity { client_id } => {
@@ -78,6 +72,14 @@ pub fn credential(
     })
 }
 
+/// Turns an `azure_identity` constructor's error into the setup error of credential `kind`.
+fn setup(kind: &'static str) -> impl Fn(azure_core::Error) -> AzureSetupError {
+    move |e| AzureSetupError::Credential {
+        kind,
+        reason: scrub_secrets(&e.to_string()),
+    }
+}
+
 fn workload_options(options: &ClientOptions) -> WorkloadIdentityCredentialOptions {
     let mut workload = WorkloadIdentityCredentialOptions::default();
     workload.credential_options.client_options = options.clone();
@@ -106,16 +108,9 @@ impl ChainedCredential {
             user_assigned_id: None,
             client_options: options.clone(),
         }))
-        .map_err(|e| AzureSetupError::Credential {
-            kind: "default",
-            reason: scrub_secrets(&e.to_string()),
-        })?;
+        .map_err(setup("default"))?;
         sources.push(("managed-identity", managed));
-        let tools =
-            DeveloperToolsCredential::new(None).map_err(|e| AzureSetupError::Credential {
-                kind: "default",
-                reason: scrub_secrets(&e.to_string()),
-            })?;
+        let tools = DeveloperToolsCredential::new(None).map_err(setup("default"))?;
         sources.push(("developer-tools", tools));
         Ok(Self::new(sources))
     }
