@@ -33,7 +33,7 @@ use super::certificates::CertData;
 use super::keys::KeyData;
 use super::model::{canonical, object_id, Object, Store};
 use super::secrets::SecretData;
-use super::store::{ok, Payload};
+use super::store::{deleted_bundle, ok, Payload, RenderCx};
 use super::Vault;
 
 const SECRET_TAG: &[u8] = b"AzureKeyVaultSecretBackupV1.microsoft.com";
@@ -282,13 +282,8 @@ fn insert<P: Payload>(store: &mut Store<P>, key: String, mut object: Object<P>) 
     }
 }
 
-/// The restore answer: the latest version's bundle, without a secret value (§16).
-fn restored_bundle<P: Payload>(
-    obj: &Object<P>,
-    cx: &super::store::RenderCx,
-) -> Result<Value, KvError> {
-    let v = obj.latest().ok_or_else(KvError::malformed_backup)?;
-    let mut m = P::bundle(obj, v, cx);
-    m.remove("value");
-    Ok(Value::Object(m))
+/// The restore answer: the latest version's bundle, without a secret value (§16) — the deleted
+/// bundle of an object that is not deleted.
+fn restored_bundle<P: Payload>(obj: &Object<P>, cx: &RenderCx) -> Result<Value, KvError> {
+    deleted_bundle(obj, cx).map_err(|_| KvError::malformed_backup())
 }

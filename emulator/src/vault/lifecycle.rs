@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::api::{Collection, Ctx, Reply};
 use crate::error::KvError;
 
-use super::model::canonical;
+use super::model::{canonical, Store};
 use super::store::{deleted_bundle, ok, Payload, RenderCx, Timing};
 use super::Vault;
 
@@ -23,34 +23,17 @@ impl Vault {
         let t = self.timing(ctx.now);
         let cx = self.render_cx(ctx);
         let body = match coll {
-            Collection::Secrets => {
-                self.secrets.check_not_managed(&key, "delete")?;
-                let obj = self
-                    .secrets
-                    .soft_delete(&key, &t, true)
-                    .ok_or_else(|| KvError::not_found(coll, name))?;
-                deleted_bundle(&obj, &cx)?
-            }
-            Collection::Keys => {
-                self.keys.check_not_managed(&key, "delete")?;
-                let obj = self
-                    .keys
-                    .soft_delete(&key, &t, true)
-                    .ok_or_else(|| KvError::not_found(coll, name))?;
-                deleted_bundle(&obj, &cx)?
-            }
+            Collection::Secrets => delete_one(&mut self.secrets, &key, name, &t, &cx)?,
+            Collection::Keys => delete_one(&mut self.keys, &key, name, &t, &cx)?,
             Collection::Certificates => {
-                let obj = self
-                    .certs
-                    .soft_delete(&key, &t, true)
-                    .ok_or_else(|| KvError::not_found(coll, name))?;
+                let body = delete_one(&mut self.certs, &key, name, &t, &cx)?;
                 if self.keys.active.get(&key).is_some_and(|o| o.managed) {
                     self.keys.soft_delete(&key, &t, false);
                 }
                 if self.secrets.active.get(&key).is_some_and(|o| o.managed) {
                     self.secrets.soft_delete(&key, &t, false);
                 }
-                deleted_bundle(&obj, &cx)?
+                body
             }
         };
         if let Some(days) = t.retention_days {
@@ -69,11 +52,7 @@ impl Vault {
     ) -> Result<Reply, KvError> {
         let t = self.timing(ctx.now);
         let cx = self.render_cx(ctx);
-        let body = match coll {
-            Collection::Secrets => deleted_bundle(self.secrets.visible_deleted(name, &t)?, &cx)?,
-            Collection::Keys => deleted_bundle(self.keys.visible_deleted(name, &t)?, &cx)?,
-            Collection::Certificates => deleted_bundle(self.certs.visible_deleted(name, &t)?, &cx)?,
-        };
+        let body = with_store!(self, coll, s => deleted_bundle(s.visible_deleted(name, &t)?, &cx)?);
         Ok(ok(body))
     }
 
@@ -113,17 +92,7 @@ impl Vault {
     ) -> Result<Reply, KvError> {
         let key = canonical(coll, name)?;
         let t = self.timing(ctx.now);
-        match coll {
-            Collection::Secrets => {
-                self.secrets.visible_deleted(name, &t)?;
-            }
-            Collection::Keys => {
-                self.keys.visible_deleted(name, &t)?;
-            }
-            Collection::Certificates => {
-                self.certs.visible_deleted(name, &t)?;
-            }
-        }
+        with_store!(self, coll, s => s.visible_deleted(name, &t).map(|_| ()))?;
         if self.settings.purge_protection {
             return Err(KvError::purge_protected(
                 &self.settings.name,
@@ -171,7 +140,7 @@ impl Vault {
 }
 
 fn recover_one<P: Payload>(
-    store: &mut super::model::Store<P>,
+    store: &mut Store<P>,
     key: &str,
     name: &str,
     t: &Timing,
@@ -191,10 +160,21 @@ fn recover_one<P: Payload>(
     let obj = store
         .recover(key)
         .ok_or_else(|| KvError::deleted_not_found(P::COLL, name))?;
-    let v = obj
-        .latest()
+    deleted_bundle(obj, cx)
+}
+
+/// Soft-deletes one live object (403 for a certificate's managed key or secret, 404 when absent)
+/// and answers its deleted bundle.
+fn delete_one<P: Payload>(
+    store: &mut Store<P>,
+    key: &str,
+    name: &str,
+    t: &Timing,
+    cx: &RenderCx,
+) -> Result<Value, KvError> {
+    store.check_not_managed(key, "delete")?;
+    let obj = store
+        .soft_delete(key, t, true)
         .ok_or_else(|| KvError::not_found(P::COLL, name))?;
-    let mut m = P::bundle(obj, v, cx);
-    m.remove("value");
-    Ok(Value::Object(m))
+    deleted_bundle(&obj, cx)
 }

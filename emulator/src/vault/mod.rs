@@ -11,6 +11,27 @@ use serde::{Deserialize, Serialize};
 use crate::api::{Collection, Ctx, ObjectCounts, Op, Reply, SeedReport, SeedSpec};
 use crate::error::KvError;
 
+/// Runs `$body` with `$s` bound to the store of `$coll` (each arm is monomorphised separately,
+/// which a closure over differently typed stores could not be).
+macro_rules! with_store {
+    ($self:ident, $coll:expr, $s:ident => $body:expr) => {
+        match $coll {
+            Collection::Secrets => {
+                let $s = &$self.secrets;
+                $body
+            }
+            Collection::Keys => {
+                let $s = &$self.keys;
+                $body
+            }
+            Collection::Certificates => {
+                let $s = &$self.certs;
+                $body
+            }
+        }
+    };
+}
+
 pub mod backup;
 pub mod body;
 pub mod certificates;
@@ -102,27 +123,6 @@ pub struct Vault {
     /// Earliest scheduled purge date of any soft-deleted object (lazy expiry is skipped until
     /// the clock reaches it).
     next_expiry: Option<i64>,
-}
-
-/// Runs `$body` with `$s` bound to the store of `$coll` (each arm is monomorphised separately,
-/// which a closure over differently typed stores could not be).
-macro_rules! with_store {
-    ($self:ident, $coll:expr, $s:ident => $body:expr) => {
-        match $coll {
-            Collection::Secrets => {
-                let $s = &$self.secrets;
-                $body
-            }
-            Collection::Keys => {
-                let $s = &$self.keys;
-                $body
-            }
-            Collection::Certificates => {
-                let $s = &$self.certs;
-                $body
-            }
-        }
-    };
 }
 
 impl Vault {

@@ -303,7 +303,8 @@ impl<P: Payload> Store<P> {
     }
 }
 
-/// The deleted bundle of an object's latest version (`recoveryId` etc. only when soft-deleted).
+/// The bundle of an object's latest version without a secret value, with `recoveryId` etc. when
+/// soft-deleted (delete, deleted reads, recover and restore all answer it).
 pub fn deleted_bundle<P: Payload>(obj: &Object<P>, cx: &RenderCx) -> Result<Value, KvError> {
     let v = obj
         .latest()
