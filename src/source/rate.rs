@@ -230,10 +230,10 @@ impl<S: VaultSource> RateLimitedSource<S> {
     }
 
     fn weight(&self, op: SourceOp, kind: ObjectKind) -> f64 {
-        match (kind, op) {
-            (ObjectKind::Keys, SourceOp::List | SourceOp::ListVersions) => 1.0,
-            (ObjectKind::Keys, _) => f64::from(self.vault.key_weight.load(Ordering::Relaxed)),
-            _ => 1.0,
+        if is_key_operation(op, kind) {
+            f64::from(self.vault.key_weight.load(Ordering::Relaxed))
+        } else {
+            1.0
         }
     }
 
@@ -283,9 +283,7 @@ impl<S: VaultSource> RateLimitedSource<S> {
             let vault = self.inner.vault();
             let name = name.map(ObjectName::as_str).unwrap_or("");
             if error.kind() == SourceErrorKind::Throttled {
-                if kind == ObjectKind::Keys
-                    && !matches!(op, SourceOp::List | SourceOp::ListVersions)
-                {
+                if is_key_operation(op, kind) {
                     let max = self.options.max_key_weight.max(1);
                     let _ = self.vault.key_weight.fetch_update(
                         Ordering::Relaxed,
@@ -305,6 +303,12 @@ impl<S: VaultSource> RateLimitedSource<S> {
             }
         }
     }
+}
+
+/// Whether a call weighs the vault's adaptive key weight: key operations other than listings
+/// (see the module docs).
+fn is_key_operation(op: SourceOp, kind: ObjectKind) -> bool {
+    kind == ObjectKind::Keys && !matches!(op, SourceOp::List | SourceOp::ListVersions)
 }
 
 #[async_trait]
