@@ -5,11 +5,11 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::render::{bytes, Output, Table};
+use super::render::{bytes, progress_bar, Output, Table};
 use super::{
     exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
     EXIT_USAGE,
@@ -190,7 +190,9 @@ async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
         });
     }
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
-        Arc::new(BarProgress::new())
+        Arc::new(BarProgress {
+            bar: progress_bar(),
+        })
     } else {
         // Not a terminal (a service, a pipe, CI): log lines instead of a bar.
         Arc::new(LogProgress::default())
@@ -312,18 +314,6 @@ impl Progress for LogProgress {
 /// A progress bar on stderr: one tick per object captured or failed, across all vaults.
 struct BarProgress {
     bar: ProgressBar,
-}
-
-impl BarProgress {
-    fn new() -> Self {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
-        {
-            bar.set_style(style);
-        }
-        BarProgress { bar }
-    }
 }
 
 impl Progress for BarProgress {

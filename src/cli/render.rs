@@ -11,6 +11,18 @@ pub enum Output {
     Json,
 }
 
+/// The progress bar backup and restore draw on stderr: one tick per object, the last one named
+/// in the message. Its length is set once the plan is known.
+pub(crate) fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// Unix seconds as `2026-11-28T19:05:00Z`; empty for `None`.
 pub fn time(at: Option<i64>) -> String {
     at.and_then(|at| DateTime::from_timestamp(at, 0))

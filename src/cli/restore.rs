@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 
-use super::render::{bytes, time, Output, Table};
+use super::render::{bytes, progress_bar, time, Output, Table};
 use super::{
     exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
     EXIT_USAGE,
@@ -286,25 +286,13 @@ pub(crate) fn exit_code(overall: Overall) -> u8 {
 /// A bar on a terminal, log lines otherwise.
 pub(crate) fn progress() -> Arc<dyn RestoreProgress> {
     if std::io::stderr().is_terminal() {
-        Arc::new(Bar::new())
+        Arc::new(Bar(progress_bar()))
     } else {
         Arc::new(NoRestoreProgress)
     }
 }
 
 struct Bar(ProgressBar);
-
-impl Bar {
-    fn new() -> Self {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
-        {
-            bar.set_style(style);
-        }
-        Bar(bar)
-    }
-}
 
 impl RestoreProgress for Bar {
     fn start(&self, total: usize) {
