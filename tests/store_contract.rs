@@ -18,6 +18,7 @@ use kvkeep::store::{
     RetryStore, StoreErrorKind,
 };
 use support::azurite::{account_sas, Azurite, FakeJwtCredential};
+use support::e2e::azurite_with_container;
 use support::store_contract::run_contract;
 use tempfile::TempDir;
 
@@ -201,16 +202,8 @@ struct AzureFixture {
 
 impl AzureFixture {
     async fn start() -> Self {
-        let azurite = Azurite::start().await.expect("start azurite");
-        azurite
-            .service_client_with_token()
-            .expect("harness client")
-            .blob_container_client(CONTAINER)
-            .create(None)
-            .await
-            .expect("create the container");
         AzureFixture {
-            azurite,
+            azurite: azurite_with_container(CONTAINER).await,
             files: TempDir::new().expect("tempdir"),
         }
     }
@@ -258,19 +251,24 @@ impl AzureFixture {
         options
     }
 
-    fn bearer_store(&self, prefix: &str) -> AzureBlobStore {
-        let azure = self.azure_config("https://storage.azure.com");
-        let options = self.options(&azure);
+    /// A store at `url` authenticating with `azure`'s credential, built as production does.
+    fn credential_store(&self, azure: &AzureConfig, url: &str, prefix: &str) -> AzureBlobStore {
+        let options = self.options(azure);
         let credential =
             kvkeep::azure::credential(&azure.credential, &options).expect("token-file credential");
         AzureBlobStore::new(
-            &self.container_url(),
+            url,
             AzureAuth::Credential(credential),
             options,
             prefix,
             None,
         )
         .expect("bearer store")
+    }
+
+    fn bearer_store(&self, prefix: &str) -> AzureBlobStore {
+        let azure = self.azure_config("https://storage.azure.com");
+        self.credential_store(&azure, &self.container_url(), prefix)
     }
 
     fn sas_store(&self, permissions: &str, prefix: &str) -> AzureBlobStore {
@@ -405,16 +403,7 @@ async fn azure_refusals_are_forbidden_with_a_hint_and_no_secret() {
         _ => unreachable!("azure_config uses a token file"),
     })
     .expect("read token");
-    let options = fx.options(&azure);
-    let credential = kvkeep::azure::credential(&azure.credential, &options).expect("credential");
-    let store = AzureBlobStore::new(
-        &fx.container_url(),
-        AzureAuth::Credential(credential),
-        options,
-        "",
-        None,
-    )
-    .expect("store");
+    let store = fx.credential_store(&azure, &fx.container_url(), "");
     let err = store
         .put_new(&k, Bytes::from_static(b"x"))
         .await
@@ -457,11 +446,8 @@ async fn azure_misconfigurations_fail_with_what_to_fix() {
 
     // A container that does not exist is not created behind the operator's back.
     let azure = fx.azure_config("https://storage.azure.com");
-    let options = fx.options(&azure);
-    let credential = kvkeep::azure::credential(&azure.credential, &options).expect("credential");
     let url = format!("{}/no-such-container", fx.azurite.service_url());
-    let store = AzureBlobStore::new(&url, AzureAuth::Credential(credential), options, "", None)
-        .expect("store");
+    let store = fx.credential_store(&azure, &url, "");
     let err = store
         .put_new(&k, Bytes::from_static(b"x"))
         .await
@@ -477,17 +463,7 @@ async fn azure_misconfigurations_fail_with_what_to_fix() {
         ca_file: None,
         ..azure
     };
-    let options = fx.options(&untrusting);
-    let credential =
-        kvkeep::azure::credential(&untrusting.credential, &options).expect("credential");
-    let store = AzureBlobStore::new(
-        &fx.container_url(),
-        AzureAuth::Credential(credential),
-        options,
-        "",
-        None,
-    )
-    .expect("store");
+    let store = fx.credential_store(&untrusting, &fx.container_url(), "");
     let err = store.get(&k).await.expect_err("untrusted certificate");
     assert_eq!(err.kind(), StoreErrorKind::Permanent, "{err}");
     assert!(err.to_string().contains("ca_file"), "{err}");
@@ -506,10 +482,7 @@ async fn resolve_overrides_reach_a_host_the_system_cannot_resolve() {
         .resolve
         .insert(host.clone(), std::net::Ipv4Addr::LOCALHOST.into());
     let url = format!("https://{host}:{}/{CONTAINER}", fx.azurite.port());
-    let options = fx.options(&azure);
-    let credential = kvkeep::azure::credential(&azure.credential, &options).expect("credential");
-    let store = AzureBlobStore::new(&url, AzureAuth::Credential(credential), options, "", None)
-        .expect("store");
+    let store = fx.credential_store(&azure, &url, "");
     let k = key("resolved.age");
     store
         .put_new(&k, Bytes::from_static(b"via resolve"))
