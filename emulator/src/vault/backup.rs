@@ -214,21 +214,11 @@ impl Vault {
     fn restorable<P: Payload>(&self, object: &Object<P>, ctx: &Ctx) -> Result<String, KvError> {
         let key = canonical(P::COLL, &object.name).map_err(|_| KvError::malformed_backup())?;
         let t = self.timing(ctx.now);
-        let taken = |active: bool, deleted: bool, lag: bool| active || deleted || lag;
-        let mut conflict = taken(
-            self.store_has(P::COLL, &key, true),
-            self.store_has(P::COLL, &key, false),
-            self.purge_lag(P::COLL, &key, &t),
-        );
-        if P::COLL == Collection::Certificates {
-            for c in [Collection::Keys, Collection::Secrets] {
-                conflict |= taken(
-                    self.store_has(c, &key, true),
-                    self.store_has(c, &key, false),
-                    self.purge_lag(c, &key, &t),
-                );
-            }
-        }
+        let taken =
+            |c: Collection| with_store!(self, c, s => s.holds(&key) || s.in_purge_lag(&key, &t));
+        let conflict = taken(P::COLL)
+            || (P::COLL == Collection::Certificates
+                && (taken(Collection::Keys) || taken(Collection::Secrets)));
         if conflict {
             let latest = object.latest().map(|v| v.id.as_str());
             return Err(KvError::restore_conflict(
@@ -237,25 +227,6 @@ impl Vault {
             ));
         }
         Ok(key)
-    }
-
-    fn store_has(&self, coll: Collection, key: &str, active: bool) -> bool {
-        match (coll, active) {
-            (Collection::Secrets, true) => self.secrets.active.contains_key(key),
-            (Collection::Secrets, false) => self.secrets.deleted.contains_key(key),
-            (Collection::Keys, true) => self.keys.active.contains_key(key),
-            (Collection::Keys, false) => self.keys.deleted.contains_key(key),
-            (Collection::Certificates, true) => self.certs.active.contains_key(key),
-            (Collection::Certificates, false) => self.certs.deleted.contains_key(key),
-        }
-    }
-
-    fn purge_lag(&self, coll: Collection, key: &str, t: &super::store::Timing) -> bool {
-        match coll {
-            Collection::Secrets => self.secrets.in_purge_lag(key, t),
-            Collection::Keys => self.keys.in_purge_lag(key, t),
-            Collection::Certificates => self.certs.in_purge_lag(key, t),
-        }
     }
 }
 

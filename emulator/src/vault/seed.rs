@@ -157,24 +157,12 @@ impl Vault {
     }
 
     fn name_taken(&self, kind: Collection, key: &str) -> bool {
-        let in_store = |active: bool, deleted: bool| active || deleted;
         match kind {
-            Collection::Secrets => in_store(
-                self.secrets.active.contains_key(key),
-                self.secrets.deleted.contains_key(key),
-            ),
-            Collection::Keys => in_store(
-                self.keys.active.contains_key(key),
-                self.keys.deleted.contains_key(key),
-            ),
+            Collection::Secrets => self.secrets.holds(key),
+            Collection::Keys => self.keys.holds(key),
+            // A certificate also takes the names of its key and secret.
             Collection::Certificates => {
-                in_store(
-                    self.certs.active.contains_key(key),
-                    self.certs.deleted.contains_key(key),
-                ) || self.keys.active.contains_key(key)
-                    || self.keys.deleted.contains_key(key)
-                    || self.secrets.active.contains_key(key)
-                    || self.secrets.deleted.contains_key(key)
+                self.certs.holds(key) || self.keys.holds(key) || self.secrets.holds(key)
             }
         }
     }

@@ -166,6 +166,11 @@ impl<P: Payload> Store<P> {
         Ok(())
     }
 
+    /// True when `key` names an object, live or soft-deleted.
+    pub fn holds(&self, key: &str) -> bool {
+        self.active.contains_key(key) || self.deleted.contains_key(key)
+    }
+
     /// True while `key` was purged less than `purge_lag` seconds ago.
     pub fn in_purge_lag(&self, key: &str, t: &Timing) -> bool {
         self.purged_at
