@@ -96,6 +96,14 @@ fn fault(kind: FaultKind) -> FaultSpec {
     }
 }
 
+/// A fault rule that fires once.
+fn once(kind: FaultKind) -> FaultSpec {
+    FaultSpec {
+        count: Some(1),
+        ..fault(kind)
+    }
+}
+
 #[tokio::test]
 async fn unauthenticated_requests_get_the_challenge_before_any_validation() {
     let emu = start().await;
@@ -398,8 +406,7 @@ async fn paths_normalise_to_operations() {
         control
             .add_fault(&FaultSpec {
                 op: Some(op.into()),
-                count: Some(1),
-                ..fault(FaultKind::Error503)
+                ..once(FaultKind::Error503)
             })
             .await
             .unwrap();
@@ -426,13 +433,7 @@ async fn faults_answer_as_configured() {
     let control = emu.control();
     let list = url(&emu, "kv1", &format!("/secrets?{API}"));
 
-    control
-        .add_fault(&FaultSpec {
-            count: Some(1),
-            ..fault(FaultKind::Throttle)
-        })
-        .await
-        .unwrap();
+    control.add_fault(&once(FaultKind::Throttle)).await.unwrap();
     let response = get(&emu, &list).await;
     assert!(!response.headers().contains_key("retry-after"));
     assert!(!response.headers().contains_key("x-ms-retry-after-ms"));
@@ -441,10 +442,9 @@ async fn faults_answer_as_configured() {
 
     control
         .add_fault(&FaultSpec {
-            count: Some(1),
             retry_after_seconds: Some(2),
             retry_after_ms: Some(1500),
-            ..fault(FaultKind::Throttle)
+            ..once(FaultKind::Throttle)
         })
         .await
         .unwrap();
@@ -453,28 +453,15 @@ async fn faults_answer_as_configured() {
     assert_eq!(response.headers()["retry-after"], "2");
     assert_eq!(response.headers()["x-ms-retry-after-ms"], "1500");
 
-    control
-        .add_fault(&FaultSpec {
-            count: Some(1),
-            ..fault(FaultKind::Error503)
-        })
-        .await
-        .unwrap();
+    control.add_fault(&once(FaultKind::Error503)).await.unwrap();
     assert_eq!(get(&emu, &list).await.status(), 503);
-    control
-        .add_fault(&FaultSpec {
-            count: Some(1),
-            ..fault(FaultKind::Error500)
-        })
-        .await
-        .unwrap();
+    control.add_fault(&once(FaultKind::Error500)).await.unwrap();
     assert_eq!(get(&emu, &list).await.status(), 500);
 
     control
         .add_fault(&FaultSpec {
-            count: Some(1),
             vault: Some("kv1".into()),
-            ..fault(FaultKind::Reset)
+            ..once(FaultKind::Reset)
         })
         .await
         .unwrap();
@@ -492,17 +479,13 @@ async fn faults_answer_as_configured() {
     // Latency then serve: the request is answered by what comes next (here an empty page).
     control
         .add_fault(&FaultSpec {
-            count: Some(1),
             latency_ms: Some(50),
-            ..fault(FaultKind::Latency)
+            ..once(FaultKind::Latency)
         })
         .await
         .unwrap();
     control
-        .add_fault(&FaultSpec {
-            count: Some(1),
-            ..fault(FaultKind::EmptyPage)
-        })
+        .add_fault(&once(FaultKind::EmptyPage))
         .await
         .unwrap();
     assert_eq!(get(&emu, &list).await.status(), 200);
