@@ -215,16 +215,6 @@ pub struct PlannedObject {
     pub action: Action,
 }
 
-impl PlannedObject {
-    /// `kind/name`.
-    pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef {
-            kind: self.kind,
-            name: self.name.clone(),
-        }
-    }
-}
-
 /// Counts of a plan, for the summary line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PlanStats {
