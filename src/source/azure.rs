@@ -303,70 +303,52 @@ impl VaultSource for AzureVaultSource {
 
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectSummary>, SourceError> {
         let op = SourceOp::List;
-        let mut out = Vec::new();
-        match kind {
-            ObjectKind::Secrets => {
-                for item in collect_pager!(
-                    self,
-                    self.secrets.list_secret_properties(None),
-                    op,
-                    kind,
-                    None
-                ) {
-                    let (name, version) = self.parse_id(item.id.as_deref(), op, kind, None)?;
-                    let attrs = Attrs::from(item.attributes);
-                    out.push(ObjectSummary {
-                        name,
-                        kind,
-                        version,
-                        updated: attrs.updated,
-                        enabled: attrs.enabled,
-                        tags: tags(item.tags),
-                        managed: item.managed.unwrap_or(false),
-                        content_type: item.content_type,
-                    });
-                }
-            }
+        // (id, attributes, tags, managed, content type), as in get_properties, so the three item
+        // types share one conversion below.
+        let items: Vec<_> = match kind {
+            ObjectKind::Secrets => collect_pager!(
+                self,
+                self.secrets.list_secret_properties(None),
+                op,
+                kind,
+                None
+            )
+            .into_iter()
+            .map(|i| {
+                let attrs = Attrs::from(i.attributes);
+                (i.id, attrs, i.tags, i.managed, i.content_type)
+            })
+            .collect(),
             ObjectKind::Keys => {
-                for item in
-                    collect_pager!(self, self.keys.list_key_properties(None), op, kind, None)
-                {
-                    let (name, version) = self.parse_id(item.kid.as_deref(), op, kind, None)?;
-                    let attrs = Attrs::from(item.attributes);
-                    out.push(ObjectSummary {
-                        name,
-                        kind,
-                        version,
-                        updated: attrs.updated,
-                        enabled: attrs.enabled,
-                        tags: tags(item.tags),
-                        managed: item.managed.unwrap_or(false),
-                        content_type: None,
-                    });
-                }
+                collect_pager!(self, self.keys.list_key_properties(None), op, kind, None)
+                    .into_iter()
+                    .map(|i| (i.kid, Attrs::from(i.attributes), i.tags, i.managed, None))
+                    .collect()
             }
-            ObjectKind::Certificates => {
-                for item in collect_pager!(
-                    self,
-                    self.certificates.list_certificate_properties(None),
-                    op,
-                    kind,
-                    None
-                ) {
-                    let (name, version) = self.parse_id(item.id.as_deref(), op, kind, None)?;
-                    let attrs = Attrs::from(item.attributes);
-                    out.push(ObjectSummary {
-                        name,
-                        kind,
-                        version,
-                        updated: attrs.updated,
-                        enabled: attrs.enabled,
-                        tags: tags(item.tags),
-                        managed: false,
-                        content_type: None,
-                    });
-                }
-            }
+            ObjectKind::Certificates => collect_pager!(
+                self,
+                self.certificates.list_certificate_properties(None),
+                op,
+                kind,
+                None
+            )
+            .into_iter()
+            .map(|i| (i.id, Attrs::from(i.attributes), i.tags, None, None))
+            .collect(),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (id, attrs, tag_map, managed, content_type) in items {
+            let (name, version) = self.parse_id(id.as_deref(), op, kind, None)?;
+            out.push(ObjectSummary {
+                name,
+                kind,
+                version,
+                updated: attrs.updated,
+                enabled: attrs.enabled,
+                tags: tags(tag_map),
+                managed: managed.unwrap_or(false),
+                content_type,
+            });
         }
         Ok(out)
     }
