@@ -47,16 +47,22 @@ impl KeyData {
 
     /// Throttle weight of operations on this key (§9.1 / DESIGN §2).
     pub fn weight(&self) -> u32 {
-        let base = match self.material.rsa_bits() {
-            b if b > 3072 => 8,
-            b if b > 2048 => 4,
-            _ => 1,
-        };
-        if self.hsm {
-            base * 2
-        } else {
-            base
-        }
+        weight(self.material.rsa_bits(), self.hsm)
+    }
+}
+
+/// Throttle weight of an operation on a key: 1 for EC (`rsa_bits` 0) and RSA-2048, 4 for
+/// RSA-3072, 8 for RSA-4096 (sizes in between round up), doubled for HSM keys.
+pub fn weight(rsa_bits: usize, hsm: bool) -> u32 {
+    let base = match rsa_bits {
+        b if b > 3072 => 8,
+        b if b > 2048 => 4,
+        _ => 1,
+    };
+    if hsm {
+        base * 2
+    } else {
+        base
     }
 }
 

@@ -252,7 +252,8 @@ impl Vault {
         match op {
             Op::CreateKey { body, .. } => {
                 match body::object(body).and_then(|b| keys::read_spec(&b)) {
-                    Ok((spec, hsm)) => spec_weight(&spec, hsm),
+                    Ok((keys::KeySpec::Rsa(bits), hsm)) => keys::weight(bits, hsm),
+                    Ok((keys::KeySpec::Ec(_), hsm)) => keys::weight(0, hsm),
                     Err(_) => 1,
                 }
             }
@@ -271,12 +272,7 @@ impl Vault {
                     .and_then(serde_json::Value::as_str)
                     .and_then(jwk::decode_b64url)
                     .map_or(0, |n| n.len() * 8);
-                let spec = if bits > 0 {
-                    keys::KeySpec::Rsa(bits)
-                } else {
-                    keys::KeySpec::Ec(String::new())
-                };
-                spec_weight(&spec, hsm)
+                keys::weight(bits, hsm)
             }
             Op::Get {
                 coll: Collection::Keys,
@@ -335,19 +331,5 @@ impl Vault {
             authority: &ctx.authority,
             recovery: Recovery::of(&self.settings),
         }
-    }
-}
-
-/// Weight of a key by size and HSM flag; RSA sizes between the listed ones round up.
-fn spec_weight(spec: &keys::KeySpec, hsm: bool) -> u32 {
-    let base = match spec {
-        keys::KeySpec::Rsa(bits) if *bits > 3072 => 8,
-        keys::KeySpec::Rsa(bits) if *bits > 2048 => 4,
-        _ => 1,
-    };
-    if hsm {
-        base * 2
-    } else {
-        base
     }
 }
