@@ -414,37 +414,28 @@ impl VaultSource for AzureVaultSource {
     async fn backup(&self, kind: ObjectKind, name: &ObjectName) -> Result<BackupBlob, SourceError> {
         let op = SourceOp::Backup;
         let n = Some(name.as_str());
-        let err = self.err(op, kind, n);
         // The SDK models decode the base64url `value` already.
         let value = match kind {
-            ObjectKind::Secrets => {
-                self.secrets
-                    .backup_secret(name.as_str(), None)
-                    .await
-                    .map_err(&err)?
-                    .into_model()
-                    .map_err(&err)?
-                    .value
-            }
-            ObjectKind::Keys => {
-                self.keys
-                    .backup_key(name.as_str(), None)
-                    .await
-                    .map_err(&err)?
-                    .into_model()
-                    .map_err(&err)?
-                    .value
-            }
-            ObjectKind::Certificates => {
-                self.certificates
-                    .backup_certificate(name.as_str(), None)
-                    .await
-                    .map_err(&err)?
-                    .into_model()
-                    .map_err(&err)?
-                    .value
-            }
-        };
+            ObjectKind::Secrets => self
+                .secrets
+                .backup_secret(name.as_str(), None)
+                .await
+                .and_then(|r| r.into_model())
+                .map(|b| b.value),
+            ObjectKind::Keys => self
+                .keys
+                .backup_key(name.as_str(), None)
+                .await
+                .and_then(|r| r.into_model())
+                .map(|b| b.value),
+            ObjectKind::Certificates => self
+                .certificates
+                .backup_certificate(name.as_str(), None)
+                .await
+                .and_then(|r| r.into_model())
+                .map(|b| b.value),
+        }
+        .map_err(self.err(op, kind, n))?;
         match value {
             Some(bytes) if !bytes.is_empty() => Ok(BackupBlob::new(bytes)),
             _ => Err(self.invalid(op, kind, n, "a backup without value")),
