@@ -6,9 +6,9 @@ use std::path::Path;
 use serde_json::json;
 
 use super::render::{bytes, time, Output, Table};
-use super::{exit_code_of, load_config, ConfigArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{exit_code_of, load_config, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::index::Index;
-use crate::model::{ObjectKind, ObjectName, VaultName};
+use crate::model::{IdError, ObjectKind, ObjectName, VaultName};
 
 /// `kvkeep list ...`
 #[derive(Debug, clap::Subcommand)]
@@ -57,17 +57,15 @@ pub struct VersionsArgs {
 
 /// Runs a `list` command and returns the exit code.
 pub fn run(action: ListAction) -> u8 {
+    exit_code_of(list(action))
+}
+
+fn list(action: ListAction) -> Result<u8, Fail> {
     let config_path = match &action {
         ListAction::Runs(a) | ListAction::Objects(a) => &a.config.config,
         ListAction::Versions(a) => &a.config.config,
     };
-    let config = match load_config(config_path) {
-        Ok(c) => c,
-        Err(fail) => return exit_code_of(Err(fail)),
-    };
-    let parse_vault = |name: &str| -> Result<VaultName, String> {
-        name.parse::<VaultName>().map_err(|e| e.to_string())
-    };
+    let config = load_config(config_path)?;
     // A vault the configuration does not name may still be in the index (a decommissioned one),
     // so this is a note, not an error; it catches typos that would otherwise print nothing.
     let named = match &action {
@@ -87,60 +85,37 @@ pub fn run(action: ListAction) -> u8 {
             );
         }
     }
-    let result = match &action {
+    let usage = |e: String| Fail(EXIT_USAGE, e);
+    let failed = |e: String| Fail(EXIT_FAILED, e);
+    let text = match &action {
         ListAction::Runs(a) | ListAction::Objects(a) => {
-            let vault = match a.vault.as_deref().map(parse_vault).transpose() {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return EXIT_USAGE;
-                }
-            };
-            match open_index(&config.index_path) {
-                Ok(None) => Ok(empty(a.output)),
-                Ok(Some(index)) => match &action {
+            let vault: Option<VaultName> = a
+                .vault
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: IdError| usage(e.to_string()))?;
+            match open_index(&config.index_path).map_err(failed)? {
+                None => empty(a.output),
+                Some(index) => match &action {
                     ListAction::Runs(_) => runs(&index, vault.as_ref(), a.output),
                     _ => objects(&index, vault.as_ref(), a.output),
-                },
-                Err(e) => Err(e),
+                }
+                .map_err(failed)?,
             }
         }
         ListAction::Versions(a) => {
-            let parsed = (|| -> Result<(VaultName, ObjectKind, ObjectName), String> {
-                Ok((
-                    parse_vault(&a.vault)?,
-                    a.kind
-                        .parse()
-                        .map_err(|e: crate::model::IdError| e.to_string())?,
-                    a.name
-                        .parse()
-                        .map_err(|e: crate::model::IdError| e.to_string())?,
-                ))
-            })();
-            let (vault, kind, name) = match parsed {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return EXIT_USAGE;
-                }
-            };
-            match open_index(&config.index_path) {
-                Ok(None) => Ok(empty(a.output)),
-                Ok(Some(index)) => versions(&index, &vault, kind, &name, a.output),
-                Err(e) => Err(e),
+            let vault: VaultName = a.vault.parse().map_err(|e: IdError| usage(e.to_string()))?;
+            let kind: ObjectKind = a.kind.parse().map_err(|e: IdError| usage(e.to_string()))?;
+            let name: ObjectName = a.name.parse().map_err(|e: IdError| usage(e.to_string()))?;
+            match open_index(&config.index_path).map_err(failed)? {
+                None => empty(a.output),
+                Some(index) => versions(&index, &vault, kind, &name, a.output).map_err(failed)?,
             }
         }
     };
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_FAILED
-        }
-    }
+    print!("{text}");
+    Ok(EXIT_OK)
 }
 
 /// The index, or `None` (with a note on stderr) when no backup has created it yet.
