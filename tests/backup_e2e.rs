@@ -17,7 +17,7 @@ use kvkeep_emulator::server::{Emulator, EmulatorConfig, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::{json, Value};
 use support::azurite::Azurite;
-use support::config_files::{resolve_entry, write_identity, write_token};
+use support::config_files::{resolve_entry, KvkeepToml};
 use support::e2e::{
     azurite_with_container, json_out, run_kvkeep, shared_cert_dir, write_container_sas,
 };
@@ -207,47 +207,31 @@ fn calls(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
 
 /// The configuration an operator would write for this test bed.
 fn write_config(dir: &Path, azurite: &Azurite, vault_url: &str) -> PathBuf {
-    let recipient = write_identity(dir);
-    write_token(dir, TOKEN);
     let container_url = write_container_sas(dir, azurite, CONTAINER);
-    let resolve = resolve_entry(vault_url);
-    let config = format!(
-        r#"[store]
+    KvkeepToml {
+        store: &format!(
+            r#"[store]
 type = "azure"
 container_url = "{container_url}"
 auth = "sas"
 sas_url_file = "sas.txt"
 prefix = "e2e/"
-
-[encryption]
-recipients = ["{recipient}"]
-
-[index]
-path = "index.sqlite"
-
-[azure]
-credential = "token-file"
-token_file = "token.txt"
-ca_file = "{ca}"
-resolve = {{ {resolve} }}
-
-[limits]
-vault_share = 1.0
-subscription_share = 1.0
-concurrency = 8
-
-[defaults]
+"#
+        ),
+        ca: azurite.ca_cert_path(),
+        resolve: &[resolve_entry(vault_url)],
+        concurrency: 8,
+        rest: &format!(
+            r#"[defaults]
 skip_tags = {{ kvkeep = "skip" }}
 
 [[vault]]
 name = "{VAULT}"
 url = "{vault_url}"
-"#,
-        ca = azurite.ca_cert_path().display(),
-    );
-    let path = dir.join("kvkeep.toml");
-    std::fs::write(&path, config).expect("config");
-    path
+"#
+        ),
+    }
+    .write(dir, TOKEN)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

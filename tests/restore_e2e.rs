@@ -23,7 +23,7 @@ use kvkeep_emulator::vault::VaultSettings;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::azurite::Azurite;
-use support::config_files::{resolve_entry, vault_section, write_identity, write_token};
+use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
     azurite_with_container, json_out, run_kvkeep, shared_cert_dir, write_container_sas,
 };
@@ -315,8 +315,6 @@ fn rfc3339(at: i64) -> String {
 }
 
 fn write_config(dir: &Path, azurite: &Azurite, emulator: &Emulator) -> PathBuf {
-    let recipient = write_identity(dir);
-    write_token(dir, TOKEN);
     let container_url = write_container_sas(dir, azurite, CONTAINER);
     let mut resolve = Vec::new();
     let mut vaults = String::new();
@@ -325,38 +323,22 @@ fn write_config(dir: &Path, azurite: &Azurite, emulator: &Emulator) -> PathBuf {
         resolve.push(resolve_entry(url));
         vaults.push_str(&vault_section(name, url, geo));
     }
-    let config = format!(
-        r#"[store]
+    KvkeepToml {
+        store: &format!(
+            r#"[store]
 type = "azure"
 container_url = "{container_url}"
 auth = "sas"
 sas_url_file = "sas.txt"
 prefix = "dr/"
-
-[encryption]
-recipients = ["{recipient}"]
-
-[index]
-path = "index.sqlite"
-
-[azure]
-credential = "token-file"
-token_file = "token.txt"
-ca_file = "{ca}"
-resolve = {{ {resolve} }}
-
-[limits]
-vault_share = 1.0
-subscription_share = 1.0
-concurrency = 4
-
-{vaults}"#,
-        ca = azurite.ca_cert_path().display(),
-        resolve = resolve.join(", "),
-    );
-    let path = dir.join("kvkeep.toml");
-    std::fs::write(&path, config).expect("config");
-    path
+"#
+        ),
+        ca: azurite.ca_cert_path(),
+        resolve: &resolve,
+        concurrency: 4,
+        rest: &vaults,
+    }
+    .write(dir, TOKEN)
 }
 
 /// The disaster-recovery scenario of issue 4, then conflicts, rebuild and a corrupt index.

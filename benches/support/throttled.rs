@@ -147,42 +147,20 @@ pub fn write_config(
     ca: &Path,
     concurrency: usize,
 ) -> BenchSetup {
-    let recipient = config_files::write_identity(dir);
-    config_files::write_token(dir, "bench-token");
     let mut resolve = Vec::new();
     let mut sections = String::new();
     for (name, url) in vaults {
         resolve.push(config_files::resolve_entry(url));
         sections.push_str(&config_files::vault_section(name, url, "europe"));
     }
-    let config = format!(
-        r#"[store]
-type = "local"
-path = "store"
-
-[encryption]
-recipients = ["{recipient}"]
-
-[index]
-path = "index.sqlite"
-
-[azure]
-credential = "token-file"
-token_file = "token.txt"
-ca_file = "{ca}"
-resolve = {{ {resolve} }}
-
-[limits]
-vault_share = 1.0
-subscription_share = 1.0
-concurrency = {concurrency}
-
-{sections}"#,
-        ca = ca.display(),
-        resolve = resolve.join(", "),
-    );
-    let path = dir.join("kvkeep.toml");
-    std::fs::write(&path, config).expect("config");
+    let path = config_files::KvkeepToml {
+        store: "[store]\ntype = \"local\"\npath = \"store\"\n",
+        ca,
+        resolve: &resolve,
+        concurrency,
+        rest: &sections,
+    }
+    .write(dir, "bench-token");
     BenchSetup {
         config: path,
         identity: dir.join("identity.txt"),

@@ -1,8 +1,62 @@
-//! The files an end-to-end test bed writes next to its `kvkeep.toml`, and the TOML lines that
-//! point kvkeep at emulator vaults: an age identity, a token file, `[azure] resolve` entries and
-//! `[[vault]]` sections. Free of Azurite, so the throttled benches include it with `#[path]` too.
+//! The `kvkeep.toml` an end-to-end test bed (or a throttled bench) runs with, and the files next
+//! to it: an age identity, a token file, `[azure] resolve` entries and `[[vault]]` sections for
+//! emulator vaults. Free of Azurite, so the benches include it with `#[path]` too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What differs between beds' configurations; everything else is shared: the identity's
+/// recipient, the index beside the file, a token-file credential trusting the test CA, and the
+/// full vault and subscription shares.
+pub struct KvkeepToml<'a> {
+    /// The `[store]` table.
+    pub store: &'a str,
+    /// The test CA, `[azure] ca_file`.
+    pub ca: &'a Path,
+    /// `[azure] resolve` entries (see [`resolve_entry`]).
+    pub resolve: &'a [String],
+    /// `[limits] concurrency`.
+    pub concurrency: usize,
+    /// The tables after `[limits]`: `[defaults]`, the `[[vault]]` sections.
+    pub rest: &'a str,
+}
+
+impl KvkeepToml<'_> {
+    /// Writes `identity.txt`, `token.txt` (holding `token`) and `kvkeep.toml` into `dir`;
+    /// returns the configuration's path.
+    pub fn write(&self, dir: &Path, token: &str) -> PathBuf {
+        let recipient = write_identity(dir);
+        write_token(dir, token);
+        let config = format!(
+            r#"{store}
+[encryption]
+recipients = ["{recipient}"]
+
+[index]
+path = "index.sqlite"
+
+[azure]
+credential = "token-file"
+token_file = "token.txt"
+ca_file = "{ca}"
+resolve = {{ {resolve} }}
+
+[limits]
+vault_share = 1.0
+subscription_share = 1.0
+concurrency = {concurrency}
+
+{rest}"#,
+            store = self.store,
+            ca = self.ca.display(),
+            resolve = self.resolve.join(", "),
+            concurrency = self.concurrency,
+            rest = self.rest,
+        );
+        let path = dir.join("kvkeep.toml");
+        std::fs::write(&path, config).expect("config");
+        path
+    }
+}
 
 /// Writes a fresh age identity to `dir/identity.txt` and returns its recipient, for
 /// `[encryption] recipients`.
