@@ -184,10 +184,14 @@ async fn data_plane(
     let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok());
     let target = target(conn, host);
     log.vault = target.vault.clone();
-    let path = Path::parse(parts.uri.path());
-    // Best effort, so the log names the operation of unauthenticated requests too.
-    if let Ok(op) = path.as_ref().map(|p| routing::route(&parts.method, p)) {
-        log.op = op.ok().map(|op| op.name());
+    // Routed before auth so the log names the operation of unauthenticated requests too; the
+    // errors are answered only after auth and the api-version check.
+    let routed = Path::parse(parts.uri.path()).map(|path| {
+        let op = routing::route(&parts.method, &path);
+        (path, op)
+    });
+    if let Ok((_, Ok(op))) = &routed {
+        log.op = Some(op.name());
     }
     let vault = target.vault.as_deref().and_then(|name| state.vault(name));
     let mut subscription = String::new();
@@ -231,13 +235,9 @@ async fn data_plane(
         Ok(v) => v.to_string(),
         Err(e) => return fail(e),
     };
-    let path = match path {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let mut op = match routing::route(&parts.method, &path) {
-        Ok(op) => op,
-        Err(e) => return fail(e),
+    let (path, mut op) = match routed {
+        Ok((path, Ok(op))) => (path, op),
+        Err(e) | Ok((_, Err(e))) => return fail(e),
     };
     let op_name = op.name();
     state.stats.count(vault_name, &op_name);
