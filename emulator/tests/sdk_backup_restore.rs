@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use azure_core::time::OffsetDateTime;
 use azure_security_keyvault_certificates::models::{
-    CertificateClientGetCertificateOptions, CertificatePolicy, ImportCertificateParameters,
-    RestoreCertificateParameters, SecretProperties as CertSecretProperties,
+    CertificateClientGetCertificateOptions, ImportCertificateParameters,
+    RestoreCertificateParameters,
 };
 use azure_security_keyvault_certificates::CertificateClient;
 use azure_security_keyvault_keys::models::{
@@ -476,17 +476,11 @@ async fn key_backup_restores_all_versions_here_and_in_kv2_but_not_in_another_geo
     expect_http_error(restore_key(&kv2, &blob).await, 409, "Conflict");
 }
 
+/// A PEM import tagged `kind = tls`.
 fn pem_import(pem: &str) -> ImportCertificateParameters {
     ImportCertificateParameters {
-        base64_encoded_certificate: Some(pem.to_string()),
-        certificate_policy: Some(CertificatePolicy {
-            secret_properties: Some(CertSecretProperties {
-                content_type: Some("application/x-pem-file".into()),
-            }),
-            ..Default::default()
-        }),
         tags: Some(tags(&[("kind", "tls")])),
-        ..Default::default()
+        ..common::pem_import(pem)
     }
 }
 

@@ -25,25 +25,11 @@ use azure_security_keyvault_secrets::models::{
     ContentType as SecretContentType, Secret, SecretClientGetSecretOptions,
     SecretClientListSecretPropertiesOptions,
 };
-use common::{expect_http_error, self_signed_pem, tags, Env, KV1};
+use common::{expect_http_error, pem_import, self_signed_pem, tags, Env, KV1, PEM};
 use futures::TryStreamExt;
 use sha1::{Digest, Sha1};
 
-const PEM: &str = "application/x-pem-file";
 const PKCS12: &str = "application/x-pkcs12";
-
-fn pem_import(pem: &str) -> ImportCertificateParameters {
-    ImportCertificateParameters {
-        base64_encoded_certificate: Some(pem.to_string()),
-        certificate_policy: Some(CertificatePolicy {
-            secret_properties: Some(SecretProperties {
-                content_type: Some(PEM.into()),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 async fn import_pem(client: &CertificateClient, name: &str) -> (Certificate, Vec<u8>) {
     let (pem, der) = self_signed_pem(name);

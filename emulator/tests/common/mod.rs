@@ -15,6 +15,9 @@ use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequest
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use azure_core::time::{Duration, OffsetDateTime};
+use azure_security_keyvault_certificates::models::{
+    CertificatePolicy, ImportCertificateParameters, SecretProperties as CertSecretProperties,
+};
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
@@ -355,6 +358,23 @@ pub fn assert_each_once(pages: &[Vec<String>], expected: &[String]) {
     );
     let expected: HashSet<&String> = expected.iter().collect();
     assert_eq!(unique, expected, "every name is listed");
+}
+
+/// The content type of a PEM certificate bundle.
+pub const PEM: &str = "application/x-pem-file";
+
+/// Import parameters for a PEM bundle whose managed secret keeps the PEM content type.
+pub fn pem_import(pem: &str) -> ImportCertificateParameters {
+    ImportCertificateParameters {
+        base64_encoded_certificate: Some(pem.to_string()),
+        certificate_policy: Some(CertificatePolicy {
+            secret_properties: Some(CertSecretProperties {
+                content_type: Some(PEM.into()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Tags from string pairs.
