@@ -1,7 +1,5 @@
 //! Rendering helpers shared by the commands: output format choice, plain-text tables, times.
 
-use chrono::DateTime;
-
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -23,11 +21,9 @@ pub(crate) fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-/// Unix seconds as `2026-11-28T19:05:00Z`; empty for `None`.
+/// Unix seconds as `2026-11-28T19:05:00Z` (the form restore's messages use); empty for `None`.
 pub fn time(at: Option<i64>) -> String {
-    at.and_then(|at| DateTime::from_timestamp(at, 0))
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+    at.map(crate::restore::plan::rfc3339).unwrap_or_default()
 }
 
 /// Bytes as a short human figure (`1.5 MiB`).
