@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use kvkeep_emulator::api::{Collection, SeedSpec};
-use kvkeep_emulator::server::{Emulator, EmulatorConfig, FaultKind, FaultSpec};
+use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, json_out, run_kvkeep, shared_cert_dir, write_container_sas,
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
 };
 use tempfile::TempDir;
 
@@ -45,13 +45,7 @@ struct Bed {
 impl Bed {
     async fn start() -> Bed {
         let azurite = azurite_with_container(CONTAINER).await;
-        let emulator = Emulator::start(EmulatorConfig {
-            vaults: vec![VaultSettings::named(VAULT)],
-            cert_dir: Some(shared_cert_dir(&azurite)),
-            ..EmulatorConfig::default()
-        })
-        .await
-        .expect("start the key vault emulator");
+        let emulator = emulator_beside(&azurite, vec![VaultSettings::named(VAULT)]).await;
         let vault_url = emulator.vault_url(VAULT).expect("vault url").to_string();
         let dir = TempDir::new().expect("tempdir");
         let config = write_config(dir.path(), &azurite, &vault_url);

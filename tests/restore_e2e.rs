@@ -18,14 +18,14 @@ use kvkeep::crypto::Sealer;
 use kvkeep::index::Index;
 use kvkeep::source::{AzureSourceOptions, AzureVaultSource, VaultSource};
 use kvkeep_emulator::api::{Collection, SeedSpec};
-use kvkeep_emulator::server::{Emulator, EmulatorConfig};
+use kvkeep_emulator::server::Emulator;
 use kvkeep_emulator::vault::VaultSettings;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, json_out, run_kvkeep, shared_cert_dir, write_container_sas,
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
 };
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -51,22 +51,17 @@ struct Bed {
 impl Bed {
     async fn start() -> Bed {
         let azurite = azurite_with_container(CONTAINER).await;
-        let emulator = Emulator::start(EmulatorConfig {
-            vaults: VAULTS
-                .iter()
-                .map(|(name, geo, protected)| VaultSettings {
-                    geo: geo.to_string(),
-                    purge_protection: *protected,
-                    // kv2 keeps a purged name blocked for a moment, as Key Vault does.
-                    purge_lag_secs: if *name == "kv2" { 2 } else { 0 },
-                    ..VaultSettings::named(*name)
-                })
-                .collect(),
-            cert_dir: Some(shared_cert_dir(&azurite)),
-            ..EmulatorConfig::default()
-        })
-        .await
-        .expect("start the key vault emulator");
+        let vaults = VAULTS
+            .iter()
+            .map(|(name, geo, protected)| VaultSettings {
+                geo: geo.to_string(),
+                purge_protection: *protected,
+                // kv2 keeps a purged name blocked for a moment, as Key Vault does.
+                purge_lag_secs: if *name == "kv2" { 2 } else { 0 },
+                ..VaultSettings::named(*name)
+            })
+            .collect();
+        let emulator = emulator_beside(&azurite, vaults).await;
         let dir = TempDir::new().expect("tempdir");
         let config = write_config(dir.path(), &azurite, &emulator);
         Bed {

@@ -2,10 +2,12 @@
 //! Azurite with the backup container made, the Key Vault emulator trusting the same test CA,
 //! the store's SAS file, and the real `kvkeep` binary run against a configuration file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use azure_core::time::{Duration as AzDuration, OffsetDateTime};
+use kvkeep_emulator::server::{Emulator, EmulatorConfig};
+use kvkeep_emulator::vault::VaultSettings;
 use serde_json::Value;
 
 use super::azurite::{account_sas, Azurite};
@@ -23,14 +25,21 @@ pub async fn azurite_with_container(container: &str) -> Azurite {
     azurite
 }
 
-/// The directory of Azurite's test CA: given to the Key Vault emulator as its `cert_dir`, so
-/// both emulators share one CA and one `ca_file` serves kvkeep.
-pub fn shared_cert_dir(azurite: &Azurite) -> PathBuf {
-    azurite
+/// Starts the Key Vault emulator serving `vaults`, its certificates issued by Azurite's test
+/// CA, so both emulators share one CA and one `ca_file` serves kvkeep.
+pub async fn emulator_beside(azurite: &Azurite, vaults: Vec<VaultSettings>) -> Emulator {
+    let cert_dir = azurite
         .ca_cert_path()
         .parent()
         .expect("the ca file is in a directory")
-        .to_path_buf()
+        .to_path_buf();
+    Emulator::start(EmulatorConfig {
+        vaults,
+        cert_dir: Some(cert_dir),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("start the key vault emulator")
 }
 
 /// Writes `dir/sas.txt`, the container's URL with an account SAS valid for two hours (for
