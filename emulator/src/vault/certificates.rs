@@ -16,7 +16,7 @@ use super::model::{
     canonical, new_version_id, object_id, put_tags_managed, Attrs, Object, Tags, Version,
 };
 use super::secrets::SecretData;
-use super::store::{Payload, RenderCx};
+use super::store::{item_base, Payload, RenderCx};
 use super::x509::{self, Bundle, SelfSignedSpec};
 use super::Vault;
 
@@ -78,20 +78,9 @@ impl Payload for CertData {
         cx: &RenderCx,
         versioned: bool,
     ) -> Map<String, Value> {
-        let mut m = Map::new();
-        let version = versioned.then_some(v.id.as_str());
-        m.insert(
-            "id".into(),
-            json!(object_id(
-                cx.authority,
-                Collection::Certificates,
-                &obj.name,
-                version
-            )),
-        );
+        // Certificates are never managed, so `item_base` adds no `managed` flag.
+        let mut m = item_base(obj, v, cx, "id", versioned);
         m.insert("x5t".into(), json!(x509::thumbprint(&v.data.der.0)));
-        m.insert("attributes".into(), v.attrs.to_json(&cx.recovery));
-        put_tags_managed(&mut m, &v.tags, false);
         m
     }
 }

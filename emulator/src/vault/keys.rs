@@ -13,7 +13,7 @@ use super::jwk::{self, Family, KeyMaterial};
 use super::model::{
     canonical, new_version_id, object_id, put_tags_managed, Attrs, Object, Store, Tags, Version,
 };
-use super::store::{Payload, RenderCx, Timing};
+use super::store::{item_base, Payload, RenderCx, Timing};
 
 /// The operations Key Vault knows for `key_ops`.
 const KNOWN_OPS: [&str; 8] = [
@@ -112,20 +112,7 @@ impl Payload for KeyData {
         cx: &RenderCx,
         versioned: bool,
     ) -> Map<String, Value> {
-        let mut m = Map::new();
-        let version = versioned.then_some(v.id.as_str());
-        m.insert(
-            "kid".into(),
-            json!(object_id(
-                cx.authority,
-                Collection::Keys,
-                &obj.name,
-                version
-            )),
-        );
-        m.insert("attributes".into(), v.attrs.to_json(&cx.recovery));
-        put_tags_managed(&mut m, &v.tags, obj.managed);
-        m
+        item_base(obj, v, cx, "kid", versioned)
     }
 }
 

@@ -11,7 +11,7 @@ use super::body::{self, AttrsPatch};
 use super::model::{
     canonical, new_version_id, object_id, put_tags_managed, Attrs, Object, Store, Version,
 };
-use super::store::{Payload, RenderCx, Timing};
+use super::store::{item_base, Payload, RenderCx, Timing};
 use super::x509;
 
 /// The service's limit on a secret value (25 KiB).
@@ -68,22 +68,10 @@ impl Payload for SecretData {
         cx: &RenderCx,
         versioned: bool,
     ) -> Map<String, Value> {
-        let mut m = Map::new();
-        let version = versioned.then_some(v.id.as_str());
-        m.insert(
-            "id".into(),
-            json!(object_id(
-                cx.authority,
-                Collection::Secrets,
-                &obj.name,
-                version
-            )),
-        );
+        let mut m = item_base(obj, v, cx, "id", versioned);
         if let Some(ct) = &v.data.content_type {
             m.insert("contentType".into(), json!(ct));
         }
-        m.insert("attributes".into(), v.attrs.to_json(&cx.recovery));
-        put_tags_managed(&mut m, &v.tags, obj.managed);
         m
     }
 }

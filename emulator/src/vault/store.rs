@@ -10,7 +10,10 @@ use crate::api::{Collection, Reply};
 use crate::error::KvError;
 
 use super::body::AttrsPatch;
-use super::model::{canonical, put_deletion, Deletion, Object, Recovery, Store, Tags, Version};
+use super::model::{
+    canonical, object_id, put_deletion, put_tags_managed, Deletion, Object, Recovery, Store, Tags,
+    Version,
+};
 
 /// What the renderers need besides the object: the authority for ids and the vault's recovery
 /// level for `attributes`.
@@ -321,6 +324,24 @@ pub fn deleted_bundle<P: Payload>(obj: &Object<P>, cx: &RenderCx) -> Result<Valu
         put_deletion(&mut m, cx.authority, P::COLL, &obj.name, d);
     }
     Ok(Value::Object(m))
+}
+
+/// What every list item carries: the id under `id_field` (`/versions` form when `versioned`),
+/// `attributes`, and `tags`/`managed`. The collections add their own fields.
+pub fn item_base<P: Payload>(
+    obj: &Object<P>,
+    v: &Version<P>,
+    cx: &RenderCx,
+    id_field: &str,
+    versioned: bool,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let version = versioned.then_some(v.id.as_str());
+    let id = object_id(cx.authority, P::COLL, &obj.name, version);
+    m.insert(id_field.into(), Value::String(id));
+    m.insert("attributes".into(), v.attrs.to_json(&cx.recovery));
+    put_tags_managed(&mut m, &v.tags, obj.managed);
+    m
 }
 
 /// A 200 JSON reply.
