@@ -240,12 +240,7 @@ impl EnvelopeHeader {
                 }
             }
         }
-        if self.payload_sha256.len() != 64
-            || !self
-                .payload_sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !is_sha256_hex(&self.payload_sha256) {
             return Err("payload_sha256 is not 64 lowercase hex characters".into());
         }
         Ok(())
@@ -460,6 +455,13 @@ impl Expected {
         }
         out
     }
+}
+
+/// Whether `s` has the form [`sha256_hex`] produces: 64 lowercase hex digits.
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Lowercase hex SHA-256: payload hashes in envelopes, and the ciphertext hashes that

@@ -80,7 +80,7 @@ mod seal;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use envelope::sha256_hex;
+pub(crate) use envelope::{is_sha256_hex, sha256_hex};
 pub use envelope::{
     BlobType, EnvelopeHeader, Expected, Label, PayloadMode, FORMAT_VERSION, MAX_ENVELOPE_BYTES,
     MAX_HEADER_BYTES,

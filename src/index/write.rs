@@ -58,12 +58,7 @@ impl<'a> Writer<'a> {
     /// the object's last-seen state. A capture lists the object's versions, so it also counts as
     /// a deep scan for change detection.
     pub fn record_capture(&mut self, run: &RunId, capture: &NewCapture) -> Result<(), IndexError> {
-        let sha_ok = capture.sha256.len() == 64
-            && capture
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !sha_ok {
+        if !crate::crypto::is_sha256_hex(&capture.sha256) {
             return Err(IndexError::InvalidInput(format!(
                 "capture of {}/{} in run {run}: sha256 {:?} is not 64 lowercase hex characters",
                 capture.object.kind, capture.object.name, capture.sha256
