@@ -45,25 +45,16 @@ pub fn select_vaults(config: &Config, names: &[String]) -> Result<Vec<VaultConfi
     if names.is_empty() {
         return Ok(config.vaults.clone());
     }
-    let configured = || {
-        config
-            .vaults
-            .iter()
-            .map(|v| v.name.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut out: Vec<VaultConfig> = Vec::new();
     for name in names {
-        let wanted: Option<VaultName> = name.parse().ok();
-        let found = config
-            .vaults
-            .iter()
-            .find(|v| Some(&v.name) == wanted.as_ref())
+        let found = name
+            .parse::<VaultName>()
+            .ok()
+            .and_then(|wanted| config.vault(&wanted))
             .ok_or_else(|| {
                 format!(
                     "vault {name:?} is not in the configuration; configured vaults: {}",
-                    configured()
+                    config.vault_names()
                 )
             })?;
         if !out.iter().any(|v| v.name == found.name) {

@@ -73,15 +73,11 @@ fn list(action: ListAction) -> Result<u8, Fail> {
         ListAction::Versions(a) => Some(a.vault.as_str()),
     };
     if let Some(name) = named {
-        if !config
-            .vaults
-            .iter()
-            .any(|v| v.name.as_str().eq_ignore_ascii_case(name))
-        {
-            let configured: Vec<&str> = config.vaults.iter().map(|v| v.name.as_str()).collect();
+        let wanted = name.parse::<VaultName>().ok();
+        if wanted.and_then(|v| config.vault(&v)).is_none() {
             eprintln!(
                 "note: vault {name} is not in the configuration (configured: {}); showing what the index holds for it",
-                configured.join(", ")
+                config.vault_names()
             );
         }
     }

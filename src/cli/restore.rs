@@ -143,7 +143,7 @@ pub(crate) fn source_location(
     let vault: crate::model::VaultName = name
         .parse()
         .map_err(|e| Fail(EXIT_USAGE, format!("--vault {name:?}: {e}")))?;
-    match config.vaults.iter().find(|v| v.name == vault) {
+    match config.vault(&vault) {
         Some(v) => Ok((location_of(v), Some(v.clone()))),
         None => Ok((
             VaultLocation {

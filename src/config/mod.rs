@@ -102,6 +102,17 @@ impl Config {
             errors,
         })
     }
+
+    /// The configured vault called `name`.
+    pub fn vault(&self, name: &crate::model::VaultName) -> Option<&VaultConfig> {
+        self.vaults.iter().find(|v| &v.name == name)
+    }
+
+    /// The configured vault names, comma-separated: for messages about a name that is not one.
+    pub fn vault_names(&self) -> String {
+        let names: Vec<&str> = self.vaults.iter().map(|v| v.name.as_str()).collect();
+        names.join(", ")
+    }
 }
 
 /// 1-based line number of byte offset `at`.

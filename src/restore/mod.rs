@@ -126,17 +126,12 @@ pub fn resolve_target(config: &Config, spec: &str) -> Result<VaultConfig, String
         let wanted: VaultName = spec
             .parse()
             .map_err(|e| format!("--to-vault {spec:?} is neither a vault name nor a URL: {e}"))?;
-        return config
-            .vaults
-            .iter()
-            .find(|v| v.name == wanted)
-            .cloned()
-            .ok_or_else(|| {
-                format!(
-                    "--to-vault {spec:?} is not a configured vault; give a configured name ({}) or the vault's URL (https://NAME.vault.azure.net)",
-                    config.vaults.iter().map(|v| v.name.to_string()).collect::<Vec<_>>().join(", ")
-                )
-            });
+        return config.vault(&wanted).cloned().ok_or_else(|| {
+            format!(
+                "--to-vault {spec:?} is not a configured vault; give a configured name ({}) or the vault's URL (https://NAME.vault.azure.net)",
+                config.vault_names()
+            )
+        });
     }
     let url = url::Url::parse(spec).map_err(|e| format!("--to-vault {spec:?}: {e}"))?;
     if url.scheme() != "https" {
