@@ -24,6 +24,21 @@ use crate::store::{open_store, BlobStore, StoreError};
 /// or throttled vault from holding up the rest without opening hundreds of connections.
 pub const PARALLEL_VAULTS: usize = 4;
 
+/// The production source of `vault`: the Azure SDK adapter behind `limiter`, which holds the
+/// per-vault and per-subscription budgets. `kvkeep restore` and `verify --drill` build their
+/// targets with it too.
+pub fn azure_source(
+    config: &Config,
+    limiter: &Arc<RateLimiter>,
+    vault: &VaultConfig,
+) -> Result<Arc<dyn VaultSource>, String> {
+    let source = AzureVaultSource::from_config(vault, &config.azure, AzureSourceOptions::default())
+        .map_err(|e| format!("cannot reach vault {}: {e}", vault.name))?;
+    Ok(Arc::new(
+        limiter.wrap(source, vault.subscription.as_deref()),
+    ))
+}
+
 /// What stops a backup before any vault is touched.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -79,15 +94,6 @@ impl Runner {
         &self.index
     }
 
-    fn source(&self, vault: &VaultConfig) -> Result<Arc<dyn VaultSource>, String> {
-        let source =
-            AzureVaultSource::from_config(vault, &self.config.azure, AzureSourceOptions::default())
-                .map_err(|e| format!("cannot reach vault {}: {e}", vault.name))?;
-        Ok(Arc::new(
-            self.limiter.wrap(source, vault.subscription.as_deref()),
-        ))
-    }
-
     fn vault_backup(
         &self,
         vault: &VaultConfig,
@@ -97,7 +103,7 @@ impl Runner {
     ) -> Result<VaultBackup, String> {
         Ok(VaultBackup {
             vault: vault.clone(),
-            source: self.source(vault)?,
+            source: azure_source(&self.config, &self.limiter, vault)?,
             store,
             index: self.index.clone(),
             sealer: self.sealer.clone(),

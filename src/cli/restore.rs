@@ -16,6 +16,7 @@ use super::{
     exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
     EXIT_USAGE,
 };
+use crate::backup::azure_source;
 use crate::config::{Config, VaultConfig};
 use crate::crypto::Identities;
 use crate::index::Index;
@@ -24,9 +25,7 @@ use crate::restore::{
     ObjectOutcome, ObjectRef, Outcome, Overall, PlanError, RestoreError, RestoreOptions,
     RestorePlan, RestoreProgress, RestoreReport, RestoreRequest, Restorer, VaultLocation,
 };
-use crate::source::{
-    AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
-};
+use crate::source::{RateLimitOptions, RateLimiter, VaultSource};
 use crate::store::{open_store, BlobStore};
 
 /// Arguments of `kvkeep restore`.
@@ -118,15 +117,8 @@ pub(crate) async fn store(config: &Config) -> Result<Arc<dyn BlobStore>, Fail> {
 
 /// The Azure source of a vault behind the configured rate limits.
 pub(crate) fn source(config: &Config, vault: &VaultConfig) -> Result<Arc<dyn VaultSource>, Fail> {
-    let azure = AzureVaultSource::from_config(vault, &config.azure, AzureSourceOptions::default())
-        .map_err(|e| {
-            Fail(
-                EXIT_USAGE,
-                format!("cannot reach vault {}: {e}", vault.name),
-            )
-        })?;
     let limiter = RateLimiter::new(RateLimitOptions::from_limits(&config.limits));
-    Ok(Arc::new(limiter.wrap(azure, vault.subscription.as_deref())))
+    azure_source(config, &limiter, vault).map_err(|e| Fail(EXIT_USAGE, e))
 }
 
 /// Resolves a `--to-vault` / `--scratch-vault` value (exit 2 when unusable).
