@@ -543,12 +543,12 @@ impl VaultBackup {
             })
             .collect();
         for u in &plan.unchanged {
+            // One seek by blob key: the object's whole capture history is not needed here.
             let record = self
                 .index
-                .list_captures(vault, u.object.kind, &u.object.name)
+                .capture(&u.last.blob)
                 .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|c| c.committed && c.blob == u.last.blob)
+                .filter(|c| c.committed)
                 .ok_or_else(|| {
                     format!(
                         "the index has no committed capture {} of {} {}",

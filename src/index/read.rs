@@ -136,6 +136,23 @@ impl Index {
         })
     }
 
+    /// The capture stored in blob `blob`, committed or not (see [`CaptureRecord::committed`]).
+    /// Blob keys are unique, so this is one index seek however long the object's history is.
+    pub fn capture(&self, blob: &BlobKey) -> Result<Option<CaptureRecord>, IndexError> {
+        let sql = format!(
+            "SELECT {CAPTURE_COLUMNS}
+             FROM captures AS c
+             JOIN objects AS o ON o.id = c.object
+             JOIN runs AS r ON r.id = c.run
+             WHERE c.blob_key = ?1"
+        );
+        self.read("looking up a capture by its blob", |conn| {
+            conn.prepare_cached(&sql)?
+                .query_row([blob.as_str()], capture_from_row)
+                .optional()
+        })
+    }
+
     /// The versions held by the backup blob `blob`, oldest created first.
     pub fn capture_versions(&self, blob: &BlobKey) -> Result<Vec<CapturedVersion>, IndexError> {
         self.read("listing the versions of a capture", |conn| {

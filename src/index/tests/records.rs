@@ -6,6 +6,51 @@ use super::{blob, capture, name, run, state, vault, RunScript};
 use crate::model::ObjectKind::{Keys, Secrets};
 
 #[test]
+fn a_capture_is_found_by_its_blob_and_committed_only_with_its_run() {
+    let index = Index::open_in_memory().expect("index");
+    let id = run(8);
+    index
+        .begin_run(&id, &vault("kv-prod"), 1000)
+        .expect("begin");
+    let c = capture("kv-prod", Secrets, "Db-Password", &["a1"], 1001);
+    index.record_capture(&id, &c).expect("capture");
+
+    let got = index
+        .capture(&c.blob)
+        .expect("query")
+        .expect("capture present");
+    assert_eq!(
+        (got.run.clone(), got.name.as_str()),
+        (id.clone(), "Db-Password")
+    );
+    assert!(!got.committed, "no manifest yet");
+
+    let manifest = blob("manifests/kv-prod/1000-0000000000000008.age");
+    index
+        .finish_run(
+            &id,
+            RunStatus::Completed,
+            &RunStats::default(),
+            1010,
+            Some(&manifest),
+        )
+        .expect("finish");
+    assert!(
+        index
+            .capture(&c.blob)
+            .expect("query")
+            .expect("present")
+            .committed
+    );
+    assert!(index
+        .capture(&blob(
+            "objects/kv-prod/secrets/other/1000-0000000000000008.age"
+        ))
+        .expect("query")
+        .is_none());
+}
+
+#[test]
 fn a_run_round_trips_with_its_captures_errors_and_stats() {
     let index = Index::open_in_memory().expect("index");
     let id = run(7);
