@@ -73,23 +73,17 @@ fn backup_command(args: BackupArgs) -> Result<u8, Fail> {
     let config = load_config(&args.config.config)?;
     let vaults = select_vaults(&config, &args.vaults).map_err(|e| Fail(EXIT_USAGE, e))?;
     let runtime = runtime()?;
-    Ok(runtime.block_on(async {
+    runtime.block_on(async {
         if args.dry_run {
             dry_run(&config, &vaults, args.output).await
         } else {
             backup(&config, &vaults, args.output).await
         }
-    }))
+    })
 }
 
-async fn dry_run(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
-    let runner = match Runner::open(config, true, system_clock()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+async fn dry_run(config: &Config, vaults: &[VaultConfig], output: Output) -> Result<u8, Fail> {
+    let runner = open_runner(config, true).await?;
     let plans = runner.plan(vaults).await;
     let failed = plans.iter().any(|p| p.is_err());
     match output {
@@ -114,11 +108,7 @@ async fn dry_run(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 
             println!("dry run: nothing was written");
         }
     }
-    if failed {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }
+    Ok(if failed { EXIT_FAILED } else { EXIT_OK })
 }
 
 /// A plan as text: a summary line, then every object to capture, record as gone or skip.
@@ -162,14 +152,8 @@ pub fn plan_table(plan: &BackupPlan) -> String {
     out
 }
 
-async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
-    let runner = match Runner::open(config, false, system_clock()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> Result<u8, Fail> {
+    let runner = open_runner(config, false).await?;
     let cancel = CancellationToken::new();
     {
         // Ctrl-C or SIGTERM: finish the objects in flight, start no more, commit what is done.
@@ -191,7 +175,13 @@ async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> u8 {
     let reports = runner.backup(vaults, cancel, progress.clone()).await;
     drop(progress);
     print_reports(&reports, output);
-    exit_code(&reports)
+    Ok(exit_code(&reports))
+}
+
+async fn open_runner(config: &Config, dry_run: bool) -> Result<Runner, Fail> {
+    Runner::open(config, dry_run, system_clock())
+        .await
+        .map_err(|e| Fail(EXIT_FAILED, e.to_string()))
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM (a service manager stopping the command).
