@@ -88,7 +88,6 @@ fn planning(rt: &tokio::runtime::Runtime) {
                     at,
                     only: Vec::new(),
                     policy: ConflictPolicy::Skip,
-                    concurrency: 4,
                 },
             ))
             .expect("plan");

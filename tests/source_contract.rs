@@ -352,6 +352,7 @@ impl AzureBed {
             SourceOp::ListVersions => "list_versions",
             SourceOp::Backup => "backup",
             SourceOp::Restore => "restore",
+            SourceOp::ListDeleted => "list_deleted",
             SourceOp::GetDeleted => "get_deleted",
             SourceOp::Recover => "recover",
             SourceOp::Purge => "purge",
@@ -391,6 +392,12 @@ macro_rules! forward_source {
                 name: &ObjectName,
             ) -> Result<kvkeep::source::BackupBlob, kvkeep::source::SourceError> {
                 self.0.backup(kind, name).await
+            }
+            async fn list_deleted(
+                &self,
+                kind: ObjectKind,
+            ) -> Result<Vec<kvkeep::source::DeletedInfo>, kvkeep::source::SourceError> {
+                self.0.list_deleted(kind).await
             }
             async fn restore(
                 &self,
@@ -671,6 +678,16 @@ async fn backup_delete_purge_restore_keeps_versions(bed: &dyn Bed) {
             .expect("soft-deleted");
         assert_eq!(deleted.name.canonical(), n.canonical());
         assert!(deleted.deleted_on.is_some());
+        let listed = source.list_deleted(kind).await.expect("list deleted");
+        let entry = listed
+            .iter()
+            .find(|d| d.name.canonical() == n.canonical())
+            .unwrap_or_else(|| panic!("{kind} {n} is in the deleted listing: {listed:?}"));
+        assert_eq!(entry.scheduled_purge, deleted.scheduled_purge, "{kind}");
+        assert!(
+            listed.iter().all(|d| !d.managed),
+            "a certificate's managed key/secret is not listed on its own: {listed:?}"
+        );
         let err = source
             .backup(kind, &n)
             .await
@@ -686,6 +703,15 @@ async fn backup_delete_purge_restore_keeps_versions(bed: &dyn Bed) {
 
         source.purge(kind, &n).await.expect("purge");
         assert!(source.get_deleted(kind, &n).await.expect("get").is_none());
+        assert!(
+            source
+                .list_deleted(kind)
+                .await
+                .expect("list deleted")
+                .iter()
+                .all(|d| d.name.canonical() != n.canonical()),
+            "{kind} {n} is no longer listed as deleted after the purge"
+        );
 
         let restored = source
             .restore(kind, blob.as_bytes())

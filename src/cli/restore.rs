@@ -232,7 +232,6 @@ impl RestoreJob {
             at: self.at,
             only: self.only.clone(),
             policy: self.policy,
-            concurrency: config.limits.concurrency,
         };
         let plan = plan_restore(index, target.as_ref(), request).await?;
         for w in &plan.warnings {

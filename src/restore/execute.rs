@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
@@ -160,15 +160,13 @@ impl RestoreProgress for NoRestoreProgress {
     fn done(&self, _outcome: &ObjectOutcome) {}
 }
 
-/// The target's state for every selected name: one list per kind for the active names (three
-/// calls whatever the vault's size), then `get_deleted` only for names not active, at most
-/// `concurrency` at a time. Into an empty vault that is one lookup per object, as many calls as
-/// the restore itself: one after the other they would cost a round trip each, so they overlap
-/// like the restores do, and the rate-limited `target` keeps them within the vault's budget.
+/// The target's state for every selected name: per kind, one listing of the live objects and,
+/// when some selected name is not live, one listing of the soft-deleted ones — a few paged calls
+/// whatever the number of objects, so the survey does not spend a request per object of the
+/// vault's throttle budget before the first restore.
 pub async fn survey_target(
     target: &dyn VaultSource,
     selected: &[CaptureRecord],
-    concurrency: usize,
 ) -> Result<BTreeMap<(ObjectKind, String), TargetState>, SourceError> {
     let mut states = BTreeMap::new();
     let mut kinds: Vec<ObjectKind> = selected.iter().map(|c| c.kind).collect();
@@ -181,29 +179,37 @@ pub async fn survey_target(
             .into_iter()
             .map(|o| o.name.canonical())
             .collect();
-        let mut lookups = Vec::new();
+        let mut absent_from_live = false;
         for c in selected.iter().filter(|c| c.kind == kind) {
             let key = c.name.canonical();
             if active.contains(&key) {
                 states.insert((kind, key), TargetState::Active);
             } else {
-                lookups.push((key, &c.name));
+                absent_from_live = true;
             }
         }
-        let deleted: Vec<(String, TargetState)> = futures::stream::iter(lookups)
-            .map(|(key, name)| async move {
-                let state = match target.get_deleted(kind, name).await? {
-                    Some(d) => TargetState::SoftDeleted {
-                        scheduled_purge: d.scheduled_purge,
-                    },
-                    None => TargetState::Absent,
-                };
-                Ok::<_, SourceError>((key, state))
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await?;
-        for (key, state) in deleted {
+        if !absent_from_live {
+            continue;
+        }
+        // One paged listing of the soft-deleted objects answers for every name at once: a
+        // lookup per name would cost the throttle budget a request per object restored.
+        let deleted: BTreeMap<String, Option<i64>> = target
+            .list_deleted(kind)
+            .await?
+            .into_iter()
+            .map(|d| (d.name.canonical(), d.scheduled_purge))
+            .collect();
+        for c in selected.iter().filter(|c| c.kind == kind) {
+            let key = c.name.canonical();
+            if states.contains_key(&(kind, key.clone())) {
+                continue;
+            }
+            let state = match deleted.get(&key) {
+                Some(scheduled_purge) => TargetState::SoftDeleted {
+                    scheduled_purge: *scheduled_purge,
+                },
+                None => TargetState::Absent,
+            };
             states.insert((kind, key), state);
         }
     }

@@ -4,7 +4,7 @@
 //! --at TIME ─▶ when::parse_at(now) ─▶ index.captures_as_of(vault, at)
 //!        │
 //!        ▼  plan (pure): select --only ─▶ compatibility (refuse before any request to the target)
-//!        │              ─▶ survey target (list + get_deleted) ─▶ decide per policy
+//!        │              ─▶ survey target (list + list_deleted) ─▶ decide per policy
 //!        ▼
 //! RestorePlan ──(--dry-run: print, stop)──▶ Restorer::execute, per object, bounded concurrency:
 //!   store.get ─▶ size + SHA-256 vs manifest ─▶ open_expecting (spawn_blocking; envelope bound to
@@ -74,9 +74,6 @@ pub struct RestoreRequest {
     pub only: Vec<ObjectRef>,
     /// The conflict policy.
     pub policy: ConflictPolicy,
-    /// Requests in flight at once while surveying the target (`limits.concurrency`, like the
-    /// restores that follow).
-    pub concurrency: usize,
 }
 
 /// Builds the plan: the point-in-time set from the index, filtered; the compatibility check
@@ -93,7 +90,7 @@ pub async fn plan_restore(
         .map_err(|e| RestoreError::Task(e.to_string()))??;
     let selected = plan::select(&request.source.name, at, captures, &request.only)?;
     let warnings = plan::check_compatibility(&request.source, &request.target, &selected)?;
-    let states = survey_target(target, &selected, request.concurrency)
+    let states = survey_target(target, &selected)
         .await
         .map_err(RestoreError::Survey)?;
     Ok(plan::decide(

@@ -286,7 +286,6 @@ pub async fn drill(
         at: now,
         only: Vec::new(),
         policy: ConflictPolicy::Fail,
-        concurrency: restorer.options.concurrency,
     };
     let plan = plan_restore(index.clone(), restorer.target.as_ref(), request).await?;
     let restored = restorer.execute(&plan).await;

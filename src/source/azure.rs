@@ -495,6 +495,54 @@ impl VaultSource for AzureVaultSource {
         Ok(RestoredObject { name, version })
     }
 
+    async fn list_deleted(&self, kind: ObjectKind) -> Result<Vec<DeletedInfo>, SourceError> {
+        let op = SourceOp::ListDeleted;
+        // (id, deleted, scheduled purge, managed): the three item types share one conversion.
+        let items: Vec<_> = match kind {
+            ObjectKind::Secrets => collect_pager!(
+                self,
+                self.secrets.list_deleted_secret_properties(None),
+                op,
+                kind,
+                None
+            )
+            .into_iter()
+            .map(|d| (d.id, d.deleted_date, d.scheduled_purge_date, d.managed))
+            .collect(),
+            ObjectKind::Keys => collect_pager!(
+                self,
+                self.keys.list_deleted_key_properties(None),
+                op,
+                kind,
+                None
+            )
+            .into_iter()
+            .map(|d| (d.kid, d.deleted_date, d.scheduled_purge_date, d.managed))
+            .collect(),
+            ObjectKind::Certificates => collect_pager!(
+                self,
+                self.certificates.list_deleted_certificate_properties(None),
+                op,
+                kind,
+                None
+            )
+            .into_iter()
+            .map(|d| (d.id, d.deleted_date, d.scheduled_purge_date, None))
+            .collect(),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (id, deleted, purge, managed) in items {
+            let (name, _) = self.parse_id(id.as_deref(), op, kind, None)?;
+            out.push(DeletedInfo {
+                name,
+                deleted_on: unix(deleted),
+                scheduled_purge: unix(purge),
+                managed: managed.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    }
+
     async fn get_deleted(
         &self,
         kind: ObjectKind,

@@ -69,6 +69,8 @@ pub enum SourceOp {
     Backup,
     /// [`super::VaultSource::restore`].
     Restore,
+    /// [`super::VaultSource::list_deleted`].
+    ListDeleted,
     /// [`super::VaultSource::get_deleted`].
     GetDeleted,
     /// [`super::VaultSource::recover`].
@@ -83,11 +85,12 @@ pub enum SourceOp {
 
 impl SourceOp {
     /// Every operation.
-    pub const ALL: [SourceOp; 9] = [
+    pub const ALL: [SourceOp; 10] = [
         SourceOp::List,
         SourceOp::ListVersions,
         SourceOp::Backup,
         SourceOp::Restore,
+        SourceOp::ListDeleted,
         SourceOp::GetDeleted,
         SourceOp::Recover,
         SourceOp::Purge,
@@ -105,6 +108,7 @@ impl SourceOp {
             SourceOp::List
                 | SourceOp::ListVersions
                 | SourceOp::Backup
+                | SourceOp::ListDeleted
                 | SourceOp::GetDeleted
                 | SourceOp::GetProperties
         )
@@ -118,6 +122,7 @@ impl fmt::Display for SourceOp {
             SourceOp::ListVersions => "list versions",
             SourceOp::Backup => "backup",
             SourceOp::Restore => "restore",
+            SourceOp::ListDeleted => "list deleted",
             SourceOp::GetDeleted => "get deleted",
             SourceOp::Recover => "recover",
             SourceOp::Purge => "purge",

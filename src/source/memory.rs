@@ -145,6 +145,16 @@ pub struct InMemoryVaultSource {
     state: Mutex<State>,
 }
 
+/// A soft-deleted object as `get_deleted`/`list_deleted` report it (`None` when it is live).
+fn deleted_info(o: &FakeObject) -> Option<DeletedInfo> {
+    o.deleted_on.map(|deleted| DeletedInfo {
+        name: o.name.clone(),
+        deleted_on: Some(deleted),
+        scheduled_purge: Some(deleted + 90 * 86_400),
+        managed: o.managed,
+    })
+}
+
 fn key(kind: ObjectKind, name: &ObjectName) -> (ObjectKind, String) {
     (kind, name.canonical())
 }
@@ -543,6 +553,19 @@ impl VaultSource for InMemoryVaultSource {
         Ok(RestoredObject { name, version })
     }
 
+    async fn list_deleted(&self, kind: ObjectKind) -> Result<Vec<DeletedInfo>, SourceError> {
+        let mut state = self.lock();
+        self.enter(&mut state, SourceOp::ListDeleted, kind, None)?;
+        // Like the service: a certificate's managed key and secret, deleted with it, are not
+        // listed on their own.
+        Ok(state
+            .objects
+            .values()
+            .filter(|o| o.kind == kind && !o.managed)
+            .filter_map(deleted_info)
+            .collect())
+    }
+
     async fn get_deleted(
         &self,
         kind: ObjectKind,
@@ -550,14 +573,7 @@ impl VaultSource for InMemoryVaultSource {
     ) -> Result<Option<DeletedInfo>, SourceError> {
         let mut state = self.lock();
         self.enter(&mut state, SourceOp::GetDeleted, kind, Some(name))?;
-        Ok(state.objects.get(&key(kind, name)).and_then(|o| {
-            o.deleted_on.map(|deleted| DeletedInfo {
-                name: o.name.clone(),
-                deleted_on: Some(deleted),
-                scheduled_purge: Some(deleted + 90 * 86_400),
-                managed: o.managed,
-            })
-        }))
+        Ok(state.objects.get(&key(kind, name)).and_then(deleted_info))
     }
 
     async fn recover(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {

@@ -204,6 +204,10 @@ pub trait VaultSource: Send + Sync {
     /// one from another geography.
     async fn restore(&self, kind: ObjectKind, blob: &[u8]) -> Result<RestoredObject, SourceError>;
 
+    /// Every soft-deleted object of a kind (every page). Certificate-managed keys and secrets
+    /// deleted with their certificate are not listed, as on the service.
+    async fn list_deleted(&self, kind: ObjectKind) -> Result<Vec<DeletedInfo>, SourceError>;
+
     /// The soft-deleted object of that name, if any.
     async fn get_deleted(
         &self,

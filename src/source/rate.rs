@@ -308,7 +308,11 @@ impl<S: VaultSource> RateLimitedSource<S> {
 /// Whether a call weighs the vault's adaptive key weight: key operations other than listings
 /// (see the module docs).
 fn is_key_operation(op: SourceOp, kind: ObjectKind) -> bool {
-    kind == ObjectKind::Keys && !matches!(op, SourceOp::List | SourceOp::ListVersions)
+    kind == ObjectKind::Keys
+        && !matches!(
+            op,
+            SourceOp::List | SourceOp::ListVersions | SourceOp::ListDeleted
+        )
 }
 
 #[async_trait]
@@ -351,6 +355,16 @@ impl<S: VaultSource> VaultSource for RateLimitedSource<S> {
             self.inner.restore(kind, blob)
         })
         .await
+    }
+
+    async fn list_deleted(&self, kind: ObjectKind) -> Result<Vec<DeletedInfo>, SourceError> {
+        let items = self
+            .run(SourceOp::ListDeleted, kind, None, || {
+                self.inner.list_deleted(kind)
+            })
+            .await?;
+        self.charge_pages(items.len());
+        Ok(items)
     }
 
     async fn get_deleted(

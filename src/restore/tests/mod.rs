@@ -158,7 +158,6 @@ impl Bed {
                 at,
                 only,
                 policy,
-                concurrency: 4,
             },
         )
         .await
