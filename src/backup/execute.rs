@@ -88,21 +88,21 @@ impl VaultBackup {
         )
         .await?;
         let listing: Vec<ObjectSummary> = listings.into_iter().flatten().collect();
-        let known = self.known_objects(&listing)?;
+        let known = self.known_objects().await?;
         let due = plan::deep_scans_due(&options, &listing, &known);
         let scans = self.deep_scans(&due, &known).await;
         Ok(plan::plan(&options, &listing, &known, &scans))
     }
 
-    /// What the index knows of the vault's objects, with the last committed capture of each one
-    /// that is listed now (the others need none: they are either gone or of another kind).
-    fn known_objects(
-        &self,
-        listing: &[ObjectSummary],
-    ) -> Result<HashMap<ObjectKey, KnownObject>, IndexError> {
-        let mut known: HashMap<ObjectKey, KnownObject> = self
-            .index
-            .list_objects(Some(&self.vault.name))?
+    /// What committed runs say of the vault's objects, read in one query off the async runtime
+    /// threads (SQLite blocks).
+    async fn known_objects(&self) -> Result<HashMap<ObjectKey, KnownObject>, IndexError> {
+        let index = self.index.clone();
+        let vault = self.vault.name.clone();
+        let objects = tokio::task::spawn_blocking(move || index.committed_objects(&vault))
+            .await
+            .map_err(|e| IndexError::InvalidInput(format!("index task failed: {e}")))??;
+        Ok(objects
             .into_iter()
             .map(|o| {
                 (
@@ -110,20 +110,12 @@ impl VaultBackup {
                     KnownObject {
                         kind: o.kind,
                         name: o.name,
-                        deleted: o.deleted_at.is_some(),
-                        last: None,
+                        deleted: o.deleted,
+                        last: o.last,
                     },
                 )
             })
-            .collect();
-        for object in listing {
-            if let Some(k) = known.get_mut(&object_key(object.kind, &object.name)) {
-                k.last = self
-                    .index
-                    .last_capture_of(&self.vault.name, object.kind, &object.name)?;
-            }
-        }
-        Ok(known)
+            .collect())
     }
 
     /// Lists the versions of each due object and reads those its last capture holds. A scan

@@ -130,7 +130,7 @@ pub struct KnownObject {
     pub kind: ObjectKind,
     /// Its name as last displayed.
     pub name: ObjectName,
-    /// Whether a run already saw it gone (and none saw it since).
+    /// Whether a committed run saw it gone after its newest committed capture.
     pub deleted: bool,
     /// Its newest committed capture, if any.
     pub last: Option<LastCapture>,
@@ -198,6 +198,10 @@ pub enum ChangeReason {
         /// Those versions.
         versions: Vec<ObjectVersion>,
     },
+    /// Listed again after a committed run saw it gone (recovered from soft delete, or created
+    /// anew): captured so that the newest committed event of the object is a capture, which
+    /// restore and change detection both read as "present".
+    Reappeared,
 }
 
 impl std::fmt::Display for ChangeReason {
@@ -214,6 +218,7 @@ impl std::fmt::Display for ChangeReason {
             ChangeReason::DeepScanChanged { versions } => {
                 write!(f, "deep scan found {} changed version(s)", versions.len())
             }
+            ChangeReason::Reappeared => f.write_str("back after its deletion"),
         }
     }
 }
@@ -395,7 +400,7 @@ fn shallow_change(object: &ObjectSummary, last: &LastCapture) -> Option<ChangeRe
 }
 
 /// Plans a run: sorts every listed object of the configured kinds into changed, unchanged and
-/// skipped, and every known, not yet deleted object of those kinds that is no longer listed
+/// skipped, and every known object not seen deleted by a committed run of those kinds that is no longer listed
 /// into gone. `scans` holds the deep scans the executor carried out (keyed by [`object_key`]);
 /// a due scan that is missing (listing the versions failed) leaves the object unchanged and
 /// the scan due again next run.
@@ -435,6 +440,13 @@ pub fn plan(
             });
             continue;
         };
+        if known.get(&key).is_some_and(|k| k.deleted) {
+            out.changed.push(PlannedCapture {
+                object: object.into(),
+                why: ChangeReason::Reappeared,
+            });
+            continue;
+        }
         if let Some(why) = shallow_change(object, last) {
             out.changed.push(PlannedCapture {
                 object: object.into(),

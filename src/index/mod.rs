@@ -36,9 +36,9 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use error::IndexError;
 pub use migrate::supported_version;
 pub use types::{
-    CaptureRecord, CaptureTags, CapturedVersion, LastCapture, NewCapture, ObjectErrorRecord,
-    ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus, VerificationDepth,
-    VerificationRecord, VersionRecord,
+    CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,
+    ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus,
+    VerificationDepth, VerificationRecord, VersionRecord,
 };
 pub use write::Writer;
 

@@ -14,8 +14,8 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use super::error::IndexError;
 use super::types::{
-    CaptureRecord, CaptureTags, CapturedVersion, LastCapture, ObjectErrorRecord, ObjectRecord,
-    RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
+    CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, ObjectErrorRecord,
+    ObjectRecord, RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
 };
 use super::Index;
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
@@ -107,6 +107,54 @@ impl Index {
                 },
             )
             .optional()
+        })
+    }
+
+    /// What change detection knows of every object of `vault`, in one query (planning reads the
+    /// index once per vault, not once per listed object): the newest committed capture of each
+    /// and whether a committed run saw it gone since. Deletions seen by runs that never wrote a
+    /// manifest do not count: the next committed run must see them again and record them, or a
+    /// restore as of now and a rebuild would bring the object back.
+    pub fn committed_objects(&self, vault: &VaultName) -> Result<Vec<CommittedObject>, IndexError> {
+        self.read("reading the committed state of a vault's objects", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "WITH newest AS (
+                    SELECT o.id AS object,
+                        (SELECT c2.id FROM captures AS c2 JOIN runs AS r2 ON r2.id = c2.run
+                         WHERE c2.object = o.id AND r2.manifest_key IS NOT NULL
+                         ORDER BY c2.captured_at DESC, c2.id DESC LIMIT 1) AS capture
+                    FROM objects AS o WHERE o.vault = ?1
+                 )
+                 SELECT o.kind, o.display_name, o.last_deep_scan, c.current_version, c.updated,
+                     c.captured_at, c.blob_key,
+                     EXISTS (SELECT 1 FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
+                         WHERE d.object = o.id AND dr.manifest_key IS NOT NULL
+                           AND (c.id IS NULL OR d.seen_at > c.captured_at))
+                 FROM newest
+                 JOIN objects AS o ON o.id = newest.object
+                 LEFT JOIN captures AS c ON c.id = newest.capture
+                 ORDER BY o.kind, o.name",
+            )?;
+            let rows = stmt.query_map([vault.as_str()], |r| {
+                let blob: Option<String> = r.get(6)?;
+                let last = match blob {
+                    None => None,
+                    Some(blob) => Some(LastCapture {
+                        current_version: parsed(r, 3)?,
+                        updated: r.get(4)?,
+                        captured_at: r.get(5)?,
+                        blob: parse_text(6, &blob)?,
+                        last_deep_scan: r.get(2)?,
+                    }),
+                };
+                Ok(CommittedObject {
+                    kind: parsed(r, 0)?,
+                    name: parsed(r, 1)?,
+                    last,
+                    deleted: r.get(7)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

@@ -201,6 +201,20 @@ pub struct LastCapture {
     pub last_deep_scan: Option<i64>,
 }
 
+/// What committed runs say of one object: the input of change detection. Runs without a
+/// manifest count for nothing here, neither their captures nor the deletions they saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedObject {
+    /// Its kind.
+    pub kind: ObjectKind,
+    /// Its name as last displayed.
+    pub name: ObjectName,
+    /// Its newest committed capture, if any.
+    pub last: Option<LastCapture>,
+    /// Whether a committed run saw it gone after that capture (or, never captured, at all).
+    pub deleted: bool,
+}
+
 /// An object the index has seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {

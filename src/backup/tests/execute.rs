@@ -555,3 +555,71 @@ async fn a_secret_whose_current_version_is_disabled_is_still_captured() {
         .expect("a version");
     assert_eq!(retired.current_version, newest.version);
 }
+
+/// Issue 7.1: a deletion seen by a run that never commits must not be forgotten. The next
+/// committed run reports it again, its manifest lists it, and a restore as of now leaves it out.
+#[tokio::test]
+async fn a_deletion_seen_by_an_uncommitted_run_is_recorded_by_the_next_committed_run() {
+    let bed = Bed::new();
+    assert_eq!(bed.run().await.status, RunStatus::Completed);
+    bed.source
+        .delete(ObjectKind::Secrets, &n("single"))
+        .await
+        .expect("delete");
+    // Nothing changed but the deletion, so the manifest is the run's only write.
+    bed.faulty
+        .fail_next(StoreOp::Put, 1, StoreErrorKind::Forbidden);
+    let lost = bed.run().await;
+    assert_eq!(lost.status, RunStatus::Failed, "{lost:?}");
+    assert!(lost.manifest.is_none());
+
+    let next = bed.run().await;
+    assert_eq!(next.status, RunStatus::Completed, "{next:?}");
+    assert_eq!(
+        next.stats.deleted_objects, 1,
+        "the deletion is reported again"
+    );
+    let manifest = bed.manifest(&next).await;
+    assert_eq!(manifest.deleted.len(), 1);
+    assert_eq!(manifest.deleted[0].name.as_str(), "single");
+    let now = bed.now.load(Ordering::SeqCst);
+    let restore_set = bed
+        .index
+        .captures_as_of(&vault_name(), now)
+        .expect("restore set");
+    assert!(
+        restore_set.iter().all(|c| c.name.as_str() != "single"),
+        "a restore as of now must not bring the deleted secret back"
+    );
+}
+
+/// A deleted object that comes back (recovered from soft delete, same versions) is captured
+/// again, so the restore set and change detection see it present after its deletion.
+#[tokio::test]
+async fn an_object_back_after_its_deletion_is_captured_again_and_restorable() {
+    let bed = Bed::new();
+    assert_eq!(bed.run().await.status, RunStatus::Completed);
+    bed.source
+        .delete(ObjectKind::Secrets, &n("single"))
+        .await
+        .expect("delete");
+    assert_eq!(bed.run().await.stats.deleted_objects, 1);
+    bed.source
+        .recover(ObjectKind::Secrets, &n("single"))
+        .await
+        .expect("recover");
+    let back = bed.run().await;
+    assert_eq!(back.stats.captured_objects, 1, "{back:?}");
+    let now = bed.now.load(Ordering::SeqCst);
+    let restore_set = bed
+        .index
+        .captures_as_of(&vault_name(), now)
+        .expect("restore set");
+    assert!(restore_set.iter().any(|c| c.name.as_str() == "single"));
+    // Deleted again: seen gone again.
+    bed.source
+        .delete(ObjectKind::Secrets, &n("single"))
+        .await
+        .expect("delete");
+    assert_eq!(bed.run().await.stats.deleted_objects, 1);
+}

@@ -440,3 +440,15 @@ fn plans_print_as_json_with_reasons() {
     assert_eq!(json["changed"][0]["name"], "a");
     assert_eq!(json["changed"][0]["kind"], "secrets");
 }
+
+#[test]
+fn an_object_listed_again_after_a_committed_deletion_is_captured() {
+    let vault = vault();
+    let opts = options(&vault);
+    let listing = vec![listed(S, "back", Some("v1"), 1)];
+    let known = known(&[(S, "back", true, Some(last("v1", 1, Some(NOW))))]);
+    let p = plan(&opts, &listing, &known, &HashMap::new());
+    assert_eq!(p.changed.len(), 1, "{p:?}");
+    assert_eq!(p.changed[0].why, ChangeReason::Reappeared);
+    assert!(p.gone.is_empty() && p.unchanged.is_empty());
+}
