@@ -5,22 +5,23 @@
 //! Run with `cargo bench --bench restore`. Shapes: `KVKEEP_BENCH_OBJECTS` × `KVKEEP_BENCH_RUNS`
 //! captures (default 10,000 × 100 = 1,000,000, built by the index bench's builder), and
 //! `KVKEEP_BENCH_MANIFESTS` manifests of `KVKEEP_BENCH_MANIFEST_OBJECTS` objects each (default
-//! 1,000 × 100). It prints figures and asserts nothing about time.
+//! 1,000 × 10,000: a 10,000-object vault backed up 1,000 times, a tenth of it changing each
+//! run). The rebuild runs in a child process so its peak RSS is its own. It prints figures and
+//! asserts nothing about time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kvkeep::backup::manifest::{
-    manifest_blob_key, object_blob_key, EntryState, Manifest, ManifestObject, ManifestVersion,
-    MANIFEST_FORMAT,
+    object_blob_key, EntryState, ManifestObject, ManifestVersion, ManifestWriter, MANIFEST_FORMAT,
 };
-use kvkeep::crypto::{Identity, Label, Sealer};
+use kvkeep::crypto::{Identities, Identity, Sealer};
 use kvkeep::index::Index;
 use kvkeep::model::{ObjectKind, ObjectVersion, RunId, VaultName};
 use kvkeep::restore::{plan_restore, ConflictPolicy, RestoreRequest, VaultLocation};
 use kvkeep::source::InMemoryVaultSource;
 use kvkeep::store::{BlobStore, LocalStore};
+use tokio_util::sync::CancellationToken;
 
 #[path = "support/index_builder.rs"]
 mod index_builder;
@@ -28,6 +29,10 @@ mod index_builder;
 use index_builder::{env_usize, object_name, record_run, HOUR, START};
 
 fn main() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        rebuild_child(std::path::Path::new(&dir));
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,14 +117,17 @@ fn planning(rt: &tokio::runtime::Runtime) {
     );
 }
 
+/// Set in the child process that only rebuilds (so its peak RSS is the rebuild's alone).
+const CHILD: &str = "KVKEEP_BENCH_REBUILD_CHILD";
+
 fn rebuild(rt: &tokio::runtime::Runtime) {
     let manifests = env_usize("KVKEEP_BENCH_MANIFESTS", 1_000);
-    let per = env_usize("KVKEEP_BENCH_MANIFEST_OBJECTS", 100);
+    let per = env_usize("KVKEEP_BENCH_MANIFEST_OBJECTS", 10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn BlobStore> =
         Arc::new(LocalStore::open(&dir.path().join("store"), "").expect("store"));
     let identity = Identity::generate();
-    let sealer = Sealer::new(&[identity.recipient()], 3).expect("sealer");
+    let sealer = Arc::new(Sealer::new(&[identity.recipient()], 3).expect("sealer"));
     let vault: VaultName = "kv-bench".parse().expect("vault");
     let written = Instant::now();
     // Each run captures a tenth of the objects afresh and refers to the others' last captures.
@@ -127,7 +135,13 @@ fn rebuild(rt: &tokio::runtime::Runtime) {
     for r in 0..manifests {
         let run: RunId = format!("{:016x}", r + 1).parse().expect("run");
         let at = START + r as i64 * HOUR;
-        let mut objects = Vec::with_capacity(per);
+        let mut writer = ManifestWriter::new(
+            store.clone(),
+            sealer.clone(),
+            vault.clone(),
+            run.clone(),
+            at,
+        );
         for (o, slot) in last.iter_mut().enumerate() {
             let fresh = slot.is_none() || o % 10 == r % 10;
             if fresh {
@@ -157,56 +171,91 @@ fn rebuild(rt: &tokio::runtime::Runtime) {
                     payload: "native".into(),
                     tags: Some(Default::default()),
                 });
-                objects.push(slot.clone().expect("set"));
-            } else if let Some(prev) = slot {
-                objects.push(ManifestObject {
-                    state: EntryState::Unchanged,
-                    ..prev.clone()
-                });
             }
+            let entry = slot.as_ref().expect("set");
+            let entry = if fresh {
+                entry.clone()
+            } else {
+                ManifestObject {
+                    state: EntryState::Unchanged,
+                    ..entry.clone()
+                }
+            };
+            rt.block_on(writer.object(&entry)).expect("entry");
         }
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            vault: vault.clone(),
-            run: run.clone(),
-            started_at: at,
-            finished_at: at + 60,
-            status: "completed".into(),
-            objects,
-            deleted: Vec::new(),
-            failed: Vec::new(),
-        };
-        let sealed = sealer
-            .seal(
-                &Label::manifest(vault.clone(), at + 60).with_run(run.clone()),
-                &manifest.to_json().expect("json"),
-            )
-            .expect("seal");
-        let key = manifest_blob_key(&vault, at, &run).expect("key");
-        rt.block_on(store.put_new(&key, Bytes::from(sealed)))
-            .expect("put");
+        rt.block_on(writer.finish(at + 60, "completed"))
+            .expect("manifest");
     }
     println!(
-        "store: {manifests} manifests of {per} objects written in {:.1} s",
+        "store: {manifests} manifests (format {MANIFEST_FORMAT}) of {per} objects written in {:.1} s",
         written.elapsed().as_secs_f64()
     );
-    let index_path = dir.path().join("index.sqlite");
-    let identities = Arc::new(identity.into());
+    kvkeep::crypto::write_identity_file(
+        &dir.path().join("identity.txt"),
+        &identity,
+        "bench",
+        false,
+    )
+    .expect("identity");
+    // The rebuild runs in a child process: this one holds the writer's allocations.
+    let t = Instant::now();
+    let out = std::process::Command::new(std::env::current_exe().expect("bench exe"))
+        .env(CHILD, dir.path())
+        .output()
+        .expect("child");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("  (child process wall {:.1} s)", t.elapsed().as_secs_f64());
+}
+
+/// The child's part: rebuild the index from the store in `dir`, print time and peak RSS.
+fn rebuild_child(dir: &std::path::Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store: Arc<dyn BlobStore> =
+        Arc::new(LocalStore::open(&dir.join("store"), "").expect("store"));
+    let identities =
+        Arc::new(Identities::from_file(&dir.join("identity.txt")).expect("identity file"));
+    let index_path = dir.join("index.sqlite");
     let t = Instant::now();
     let report = rt
         .block_on(kvkeep::restore::rebuild::rebuild(
-            store.clone(),
+            store,
             identities,
             &index_path,
             8,
+            CancellationToken::new(),
+            START,
         ))
         .expect("rebuild");
     println!(
-        "index rebuild from {} manifests ({} runs, {} captures): {}",
+        "index rebuild from {} manifests ({} runs, {} captures): {:.1} s, peak RSS {:.1} MiB",
         report.manifests,
         report.runs,
         report.captures,
-        ms(t.elapsed())
+        t.elapsed().as_secs_f64(),
+        peak_rss_kib() as f64 / 1024.0
     );
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// This process's peak resident set (`VmHWM`), KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }

@@ -236,6 +236,7 @@ impl Bed {
             clock,
             cancel: CancellationToken::new(),
             progress: Arc::new(NoProgress),
+            manifest_part_bytes: None,
         }
         .run()
         .await;

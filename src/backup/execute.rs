@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::manifest::{
-    manifest_blob_key, object_blob_key, EntryState, Manifest, ManifestDeleted, ManifestFailure,
-    ManifestObject, ManifestVersion, MANIFEST_FORMAT,
+    object_blob_key, EntryState, ManifestDeleted, ManifestFailure, ManifestObject, ManifestVersion,
+    ManifestWriter,
 };
 use super::plan::{
     self, object_key, BackupPlan, DeepScan, KnownObject, ObjectKey, PlanOptions, PlannedCapture,
@@ -23,7 +23,7 @@ use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
 use crate::config::VaultConfig;
 use crate::crypto::{sha256_hex, Label, Sealer};
 use crate::index::{CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus};
-use crate::model::{ObjectKind, ObjectName, ObjectVersion, RunId};
+use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId};
 use crate::source::{
     ObjectSummary, SourceError, SourceErrorKind, VaultSource, VersionInfo, MAX_BACKUP_VERSIONS,
 };
@@ -53,6 +53,9 @@ pub struct VaultBackup {
     pub cancel: CancellationToken,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
+    /// Start a new manifest part past this many bytes of JSON instead of the default
+    /// ([`super::manifest::PART_TARGET_BYTES`]); tests set it to get many parts.
+    pub manifest_part_bytes: Option<usize>,
 }
 
 /// Why a run could not even plan.
@@ -70,6 +73,18 @@ enum SurveyError {
 struct Captured {
     capture: NewCapture,
 }
+
+/// What the manifest needs of a capture once it is recorded: where to find it in the index.
+struct CaptureSummary {
+    kind: ObjectKind,
+    name: ObjectName,
+    blob: BlobKey,
+    stored_bytes: u64,
+}
+
+/// Manifest entries read from the index at once: enough to amortise a blocking task, few
+/// enough that their versions stay a small part of the run's memory.
+const ENTRY_BATCH: usize = 256;
 
 impl VaultBackup {
     /// Lists the vault, reads the index and carries out the deep scans that are due, then plans.
@@ -213,7 +228,9 @@ impl VaultBackup {
             skipped = plan.skipped.len(), "backup planned");
 
         let backup_calls = AtomicU64::new(0);
-        let outcomes: Vec<Result<Captured, ObjectFailure>> = stream::iter(&plan.changed)
+        // Only a summary of each capture is kept: its versions are in the index, and holding
+        // them for every object of a large vault would cost hundreds of MiB.
+        let outcomes: Vec<Result<CaptureSummary, ObjectFailure>> = stream::iter(&plan.changed)
             .map(|planned| {
                 let run = &run;
                 let backup_calls = &backup_calls;
@@ -226,7 +243,15 @@ impl VaultBackup {
                             "not started: the run was stopped",
                         ));
                     }
-                    let outcome = self.capture(run, started_at, planned, backup_calls).await;
+                    let outcome = self
+                        .capture(run, started_at, planned, backup_calls)
+                        .await
+                        .map(|c| CaptureSummary {
+                            kind: c.capture.object.kind,
+                            name: c.capture.object.name,
+                            blob: c.capture.blob,
+                            stored_bytes: c.capture.stored_bytes,
+                        });
                     self.progress.object_done(
                         &self.vault.name,
                         planned.object.kind,
@@ -241,17 +266,17 @@ impl VaultBackup {
             .await;
         report.stats.backup_calls = backup_calls.load(Ordering::Relaxed);
 
-        let mut captured: Vec<NewCapture> = Vec::new();
+        let mut captured: Vec<CaptureSummary> = Vec::new();
         for outcome in outcomes {
             match outcome {
                 Ok(c) => {
-                    report.stats.uploaded_bytes += c.capture.stored_bytes;
-                    captured.push(c.capture);
+                    report.stats.uploaded_bytes += c.stored_bytes;
+                    captured.push(c);
                 }
                 Err(f) => report.failures.push(f),
             }
         }
-        captured.sort_by_key(|c| (c.object.kind, c.object.name.canonical()));
+        captured.sort_by_key(|c| (c.kind, c.name.canonical()));
         report
             .failures
             .sort_by_key(|f| (f.kind, f.name.canonical()));
@@ -320,12 +345,7 @@ impl VaultBackup {
     }
 
     /// Records the end of the run and logs it.
-    fn finish(
-        &self,
-        report: &mut BackupReport,
-        status: RunStatus,
-        manifest: Option<crate::model::BlobKey>,
-    ) {
+    fn finish(&self, report: &mut BackupReport, status: RunStatus, manifest: Option<BlobKey>) {
         report.finished_at = (self.clock)();
         report.status = status;
         report.manifest = manifest;
@@ -502,7 +522,9 @@ impl VaultBackup {
         Ok(Captured { capture })
     }
 
-    /// Builds, seals and writes the manifest; returns its key and size.
+    /// Writes the manifest part by part (objects in (kind, name) order, read back from the
+    /// index in batches, then deletions and failures) and its head last; returns the head's key
+    /// and the bytes stored.
     #[allow(clippy::too_many_arguments)]
     async fn write_manifest(
         &self,
@@ -511,55 +533,111 @@ impl VaultBackup {
         finished_at: i64,
         status: RunStatus,
         plan: &BackupPlan,
-        captured: &[NewCapture],
+        captured: &[CaptureSummary],
         report: &BackupReport,
-    ) -> Result<(crate::model::BlobKey, u64), String> {
+    ) -> Result<(BlobKey, u64), String> {
         let vault = &self.vault.name;
-        let mut objects: Vec<ManifestObject> = captured
-            .iter()
-            .map(|c| ManifestObject {
-                state: EntryState::Captured,
-                kind: c.object.kind,
-                name: c.object.name.clone(),
-                blob: c.blob.clone(),
-                run: run.clone(),
-                captured_at: c.captured_at,
-                current_version: c.object.current_version.clone(),
-                updated: c.object.updated,
-                versions: c.versions.iter().map(ManifestVersion::from).collect(),
-                plain_bytes: c.plain_bytes,
-                stored_bytes: c.stored_bytes,
-                sha256: c.sha256.clone(),
-                payload: c.payload.as_str().to_string(),
-                tags: c.tags.clone(),
-            })
-            .collect();
-        for u in &plan.unchanged {
-            // One seek by blob key: the object's whole capture history is not needed here.
-            let record = self
-                .index
-                .capture(&u.last.blob)
+        let mut writer = ManifestWriter::new(
+            self.store.clone(),
+            self.sealer.clone(),
+            vault.clone(),
+            run.clone(),
+            started_at,
+        );
+        if let Some(bytes) = self.manifest_part_bytes {
+            writer = writer.with_part_target(bytes);
+        }
+        // Both lists are sorted by (kind, canonical name): merge them into one ordered walk.
+        let mut entries: Vec<(BlobKey, ObjectName)> =
+            Vec::with_capacity(captured.len() + plan.unchanged.len());
+        let (mut c, mut u) = (captured.iter().peekable(), plan.unchanged.iter().peekable());
+        loop {
+            let take_captured = match (c.peek(), u.peek()) {
+                (Some(a), Some(b)) => {
+                    (a.kind, a.name.canonical()) <= (b.object.kind, b.object.name.canonical())
+                }
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_captured {
+                if let Some(a) = c.next() {
+                    entries.push((a.blob.clone(), a.name.clone()));
+                }
+            } else if let Some(b) = u.next() {
+                entries.push((b.last.blob.clone(), b.object.name.clone()));
+            }
+        }
+        for batch in entries.chunks(ENTRY_BATCH) {
+            let index = self.index.clone();
+            let batch = batch.to_vec();
+            let this_run = run.clone();
+            let objects =
+                tokio::task::spawn_blocking(move || manifest_entries(&index, &this_run, batch))
+                    .await
+                    .map_err(|e| format!("index task failed: {e}"))??;
+            for object in &objects {
+                writer.object(object).await?;
+            }
+        }
+        for g in &plan.gone {
+            writer
+                .deleted(&ManifestDeleted {
+                    kind: g.kind,
+                    name: g.name.clone(),
+                    seen_at: finished_at,
+                })
+                .await?;
+        }
+        for f in &report.failures {
+            writer
+                .failed(&ManifestFailure {
+                    kind: f.kind,
+                    name: f.name.clone(),
+                    error_kind: f.error_kind.clone(),
+                    message: f.message.clone(),
+                })
+                .await?;
+        }
+        writer.finish(finished_at, status.as_str()).await
+    }
+}
+
+/// The manifest entries of `blobs` (with the name each is listed under now), from the index:
+/// captured by `run` itself, or an earlier committed capture the object is unchanged since.
+fn manifest_entries(
+    index: &Index,
+    run: &RunId,
+    blobs: Vec<(BlobKey, ObjectName)>,
+) -> Result<Vec<ManifestObject>, String> {
+    blobs
+        .into_iter()
+        .map(|(blob, name)| {
+            let record = index
+                .capture(&blob)
                 .map_err(|e| e.to_string())?
-                .filter(|c| c.committed)
-                .ok_or_else(|| {
-                    format!(
-                        "the index has no committed capture {} of {} {}",
-                        u.last.blob, u.object.kind, u.object.name
-                    )
-                })?;
-            let versions = self
-                .index
+                .filter(|c| c.committed || c.run == *run)
+                .ok_or_else(|| format!("the index has no usable capture {blob} of {name}"))?;
+            let versions = index
                 .capture_versions(&record.blob)
                 .map_err(|e| e.to_string())?;
             // The tags recorded with that capture (unknown for one made before tags were).
-            let tags = self
-                .index
+            let tags = index
                 .capture_tags(&record.blob)
                 .map_err(|e| e.to_string())?;
-            objects.push(ManifestObject {
-                state: EntryState::Unchanged,
+            let state = if record.run == *run {
+                EntryState::Captured
+            } else {
+                EntryState::Unchanged
+            };
+            Ok(ManifestObject {
+                state,
                 kind: record.kind,
-                name: u.object.name.clone(),
+                name: if state == EntryState::Captured {
+                    record.name
+                } else {
+                    name
+                },
                 blob: record.blob,
                 run: record.run,
                 captured_at: record.captured_at,
@@ -571,52 +649,9 @@ impl VaultBackup {
                 sha256: record.sha256,
                 payload: record.payload.as_str().to_string(),
                 tags,
-            });
-        }
-        objects.sort_by_key(|o| (o.kind, o.name.canonical()));
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            vault: vault.clone(),
-            run: run.clone(),
-            started_at,
-            finished_at,
-            status: status.as_str().to_string(),
-            objects,
-            deleted: plan
-                .gone
-                .iter()
-                .map(|g| ManifestDeleted {
-                    kind: g.kind,
-                    name: g.name.clone(),
-                    seen_at: finished_at,
-                })
-                .collect(),
-            failed: report
-                .failures
-                .iter()
-                .map(|f| ManifestFailure {
-                    kind: f.kind,
-                    name: f.name.clone(),
-                    error_kind: f.error_kind.clone(),
-                    message: f.message.clone(),
-                })
-                .collect(),
-        };
-        let json = manifest.to_json().map_err(|e| e.to_string())?;
-        let label = Label::manifest(vault.clone(), finished_at).with_run(run.clone());
-        let sealer = self.sealer.clone();
-        let ciphertext = tokio::task::spawn_blocking(move || sealer.seal(&label, &json))
-            .await
-            .map_err(|e| format!("sealing task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
-        let key = manifest_blob_key(vault, started_at, run).map_err(|e| e.to_string())?;
-        let bytes = ciphertext.len() as u64;
-        self.store
-            .put_new(&key, Bytes::from(ciphertext))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((key, bytes))
-    }
+            })
+        })
+        .collect()
 }
 
 fn failure(planned: &PlannedCapture, kind: &str, message: impl Into<String>) -> ObjectFailure {

@@ -111,6 +111,7 @@ impl Runner {
             clock: self.clock.clone(),
             cancel,
             progress,
+            manifest_part_bytes: None,
         })
     }
 

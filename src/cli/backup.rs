@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::render::{bytes, progress_bar, Output, Table};
 use super::{
@@ -154,16 +153,8 @@ pub fn plan_table(plan: &BackupPlan) -> String {
 
 async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> Result<u8, Fail> {
     let runner = open_runner(config, false).await?;
-    let cancel = CancellationToken::new();
-    {
-        // Ctrl-C or SIGTERM: finish the objects in flight, start no more, commit what is done.
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            stop_signal().await;
-            tracing::warn!("interrupted: finishing the objects in flight, then stopping");
-            cancel.cancel();
-        });
-    }
+    // Ctrl-C or SIGTERM: finish the objects in flight, start no more, commit what is done.
+    let cancel = super::cancel_on_stop_signal("finishing the objects in flight, then stopping");
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         Arc::new(BarProgress {
             bar: progress_bar(),
@@ -182,22 +173,6 @@ async fn open_runner(config: &Config, dry_run: bool) -> Result<Runner, Fail> {
     Runner::open(config, dry_run, system_clock())
         .await
         .map_err(|e| Fail(EXIT_FAILED, e.to_string()))
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM (a service manager stopping the command).
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The exit code for a set of reports: the worst outcome wins.

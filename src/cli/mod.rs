@@ -40,6 +40,42 @@ pub(crate) fn load_config(path: &std::path::Path) -> Result<crate::config::Confi
     crate::config::Config::load(path).map_err(|errors| Fail(EXIT_USAGE, errors.to_string()))
 }
 
+/// A token cancelled by the first Ctrl-C or SIGTERM (work in flight finishes, nothing new
+/// starts, and `stopping` says so in the log); a second one exits at once with status 130, for
+/// the operator who will not wait. Call it inside the runtime.
+pub(crate) fn cancel_on_stop_signal(stopping: &'static str) -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::warn!("interrupted: {stopping}; interrupt again to exit now");
+        token.cancel();
+        stop_signal().await;
+        eprintln!("interrupted twice: exiting now");
+        std::process::exit(130);
+    });
+    cancel
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (a service manager stopping the command).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// A multi-threaded runtime, or exit 1.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
     tokio::runtime::Builder::new_multi_thread()

@@ -200,11 +200,14 @@ fn index_rebuild(args: RebuildArgs) -> Result<u8, Fail> {
     let rt = runtime()?;
     rt.block_on(async {
         let store = store(&config).await?;
+        let cancel = super::cancel_on_stop_signal("stopping the rebuild; the old index stays");
         let report = rebuild(
             store,
             identities,
             &config.index_path,
             config.limits.concurrency.max(4),
+            cancel,
+            crate::clock::now_unix(),
         )
         .await
         .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;

@@ -19,6 +19,7 @@
 //! the other case: another process (say `kvkeep report` next to the daemon) holding the file.
 
 mod error;
+pub mod lock;
 mod migrate;
 mod read;
 mod types;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use error::IndexError;
+pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,

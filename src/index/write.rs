@@ -300,6 +300,28 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Whether the index holds a capture stored at `blob` (a rebuild asks before replaying an
+    /// entry that refers to an earlier run's capture).
+    pub fn has_capture(&self, blob: &BlobKey) -> Result<bool, IndexError> {
+        self.tx
+            .prepare_cached("SELECT 1 FROM captures WHERE blob_key = ?1")
+            .and_then(|mut s| s.exists([blob.as_str()]))
+            .map_err(self.err("looking up a capture"))
+    }
+
+    /// Whether the index knows `kind`/`name` in `vault`.
+    pub fn has_object(
+        &self,
+        vault: &VaultName,
+        kind: ObjectKind,
+        name: &ObjectName,
+    ) -> Result<bool, IndexError> {
+        self.tx
+            .prepare_cached("SELECT 1 FROM objects WHERE vault = ?1 AND kind = ?2 AND name = ?3")
+            .and_then(|mut s| s.exists(params![vault.as_str(), kind.as_str(), name.canonical()]))
+            .map_err(self.err("looking up an object"))
+    }
+
     /// The row and vault of `run`, which must exist and still be running.
     fn running(&self, run: &RunId) -> Result<(i64, VaultName), IndexError> {
         let row: Option<(i64, String, bool)> = self

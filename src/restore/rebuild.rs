@@ -2,12 +2,15 @@
 //! cache, the manifests are the truth), so a fresh host with only the store and the identity can
 //! restore.
 //!
-//! Steps: list `manifests/`, open each with the identities (its envelope must name the vault
-//! and run its key says), replay the runs in start order into a fresh index — captures,
-//! unchanged sightings, deletions, failures, then the run finished with its manifest key — and
-//! finally list `objects/` for blobs no manifest references: captures of incomplete runs, which
-//! are reported and never used. The new index is built beside the old file and moved over it
-//! only when complete, so an interrupted rebuild leaves the old index as it was.
+//! Steps: take the index lock exclusively (refused while a backup records runs), list
+//! `manifests/`, open each manifest or head with the identities (its envelope must name the
+//! vault and run its key says) keeping only what the run was, then replay the runs in start
+//! order into a fresh index, one run per transaction and one manifest part at a time —
+//! captures, unchanged sightings, deletions, failures, then the run finished with its manifest
+//! key — and finally list `objects/` for blobs no replayed run references: captures of
+//! incomplete runs, which are reported and never used. Memory is bounded by one part, not by
+//! the store. The new index is built beside the old file and replaces it with one rename
+//! when complete, so an interrupted or failed rebuild leaves the old index as it was.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,12 +19,15 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::Serialize;
 
+use tokio_util::sync::CancellationToken;
+
 use super::RestoreError;
-use crate::backup::manifest::{EntryState, Manifest};
+use crate::backup::manifest::{open_manifest, EntryState, Manifest, ManifestPart, OpenedManifest};
 use crate::config::PayloadMode;
-use crate::crypto::{open_expecting, Expected, Identities};
+use crate::crypto::Identities;
 use crate::index::{
-    CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStats, RunStatus,
+    lock_index, CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStats, RunStatus,
+    Writer,
 };
 use crate::model::{BlobKey, RunId, VaultName};
 use crate::store::BlobStore;
@@ -66,55 +72,45 @@ fn vault_and_run(key: &str) -> Option<(String, String)> {
     Some((vault, run))
 }
 
-/// Reads and opens every manifest in the store; unreadable ones become problems.
-async fn read_manifests(
+/// Opens every manifest (format 1) or head (format 2) in the store, keeping what each run was
+/// but none of its entries; unreadable ones become problems. Sorted in replay order.
+async fn open_manifests(
     store: &dyn BlobStore,
-    identities: Arc<Identities>,
+    identities: &Arc<Identities>,
     concurrency: usize,
-) -> Result<(Vec<(BlobKey, Manifest)>, Vec<String>, usize), RestoreError> {
+    cancel: &CancellationToken,
+) -> Result<(Vec<OpenedManifest>, Vec<String>, usize), RestoreError> {
     let listed = store
         .list("manifests/")
         .await
         .map_err(|e| RestoreError::Task(format!("cannot list the manifests in the store: {e}")))?;
     let total = listed.len();
-    let results: Vec<Result<(BlobKey, Manifest), String>> = futures::stream::iter(listed)
-        .map(|meta| {
-            let identities = identities.clone();
-            async move {
-                let key = meta.key;
-                let (vault, run) = vault_and_run(key.as_str())
-                    .ok_or_else(|| format!("{key}: not a manifest name; ignored"))?;
-                let vault: VaultName = vault
-                    .parse()
-                    .map_err(|e| format!("{key}: bad vault name: {e}; ignored"))?;
-                let run: RunId = run
-                    .parse()
-                    .map_err(|e| format!("{key}: bad run id: {e}; ignored"))?;
-                let bytes = store
-                    .get(&key)
-                    .await
-                    .map_err(|e| format!("{key}: cannot be read: {e}"))?;
-                let expected = Expected::manifest(vault.clone()).with_run(run.clone());
-                let opened = tokio::task::spawn_blocking(move || {
-                    open_expecting(&bytes, &identities, &expected)
-                })
-                .await
-                .map_err(|e| format!("{key}: opening stopped: {e}"))?
-                .map_err(|e| format!("{key}: cannot be opened, its run is left out: {e}"))?;
-                let manifest = Manifest::from_json(&opened.payload)
-                    .map_err(|e| format!("{key}: {e}; its run is left out"))?;
-                if manifest.vault != vault || manifest.run != run {
-                    return Err(format!(
-                        "{key}: the manifest inside names vault {} run {}; its run is left out",
-                        manifest.vault, manifest.run
-                    ));
-                }
-                Ok((key, manifest))
+    let results: Vec<Result<OpenedManifest, String>> = futures::stream::iter(listed)
+        .map(|meta| async move {
+            if cancel.is_cancelled() {
+                return Err(String::new());
             }
+            let key = meta.key;
+            let (vault, run) = vault_and_run(key.as_str())
+                .ok_or_else(|| format!("{key}: not a manifest name; ignored"))?;
+            let vault: VaultName = vault
+                .parse()
+                .map_err(|e| format!("{key}: bad vault name: {e}; ignored"))?;
+            let run: RunId = run
+                .parse()
+                .map_err(|e| format!("{key}: bad run id: {e}; ignored"))?;
+            let mut opened = open_manifest(store, identities, &vault, &run, &key)
+                .await
+                .map_err(|e| format!("{e}; its run is left out"))?;
+            opened.forget_entries();
+            Ok(opened)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    if cancel.is_cancelled() {
+        return Err(interrupted());
+    }
     let mut manifests = Vec::new();
     let mut problems = Vec::new();
     for r in results {
@@ -124,159 +120,314 @@ async fn read_manifests(
         }
     }
     // Replay order: a manifest's "unchanged" entries refer to captures of earlier runs.
-    manifests.sort_by(|(ak, a), (bk, b)| {
-        (a.started_at, a.finished_at, ak).cmp(&(b.started_at, b.finished_at, bk))
+    manifests.sort_by(|a, b| {
+        (a.started_at, a.finished_at, &a.key).cmp(&(b.started_at, b.finished_at, &b.key))
     });
     problems.sort();
     Ok((manifests, problems, total))
 }
 
-/// Replays opened manifests into `index` (which should be empty) in one transaction.
+fn interrupted() -> RestoreError {
+    RestoreError::Task("the rebuild was interrupted; the index was left as it was".into())
+}
+
+/// Entries of one run that refer to captures no replayed manifest recorded, summarised.
+#[derive(Default)]
+struct Orphans {
+    count: usize,
+    first: Option<String>,
+}
+
+/// Replays one part of a run's manifest into the open transaction.
+fn replay_part(
+    w: &mut Writer<'_>,
+    m: &OpenedManifest,
+    part: &ManifestPart,
+    stats: &mut RunStats,
+    orphans: &mut Orphans,
+) -> Result<(), IndexError> {
+    for o in &part.objects {
+        let state = ObjectState {
+            kind: o.kind,
+            name: o.name.clone(),
+            current_version: o.current_version.clone(),
+            updated: o.updated,
+        };
+        if o.state == EntryState::Captured && o.run == m.run {
+            // An unrecognised word falls back to native rather than dropping the capture.
+            let payload = o.payload.parse().unwrap_or(PayloadMode::Native);
+            w.record_capture(
+                &m.run,
+                &NewCapture {
+                    object: state,
+                    blob: o.blob.clone(),
+                    captured_at: o.captured_at,
+                    plain_bytes: o.plain_bytes,
+                    stored_bytes: o.stored_bytes,
+                    sha256: o.sha256.clone(),
+                    payload,
+                    versions: o.versions.iter().map(CapturedVersion::from).collect(),
+                    tags: o.tags.clone(),
+                },
+            )?;
+            stats.captured_objects += 1;
+            stats.uploaded_bytes += o.stored_bytes;
+        } else if w.has_capture(&o.blob)? {
+            w.record_unchanged(&m.run, &state, m.finished_at, false)?;
+            stats.unchanged_objects += 1;
+        } else {
+            orphans.count += 1;
+            orphans.first.get_or_insert_with(|| {
+                format!(
+                    "{}/{} refers to blob {} of run {}",
+                    o.kind, o.name, o.blob, o.run
+                )
+            });
+        }
+    }
+    for d in &part.deleted {
+        if w.has_object(&m.vault, d.kind, &d.name)? {
+            w.record_deleted(&m.run, d.kind, &d.name, d.seen_at)?;
+            stats.deleted_objects += 1;
+        }
+    }
+    for f in &part.failed {
+        w.record_object_error(
+            &m.run,
+            f.kind,
+            &f.name,
+            &f.error_kind,
+            &f.message,
+            m.finished_at,
+        )?;
+        stats.failed_objects += 1;
+    }
+    Ok(())
+}
+
+/// Replays one run into `index` in one transaction, taking its parts one at a time from
+/// `read_part`. A part that cannot be read leaves the whole run out: the transaction rolls
+/// back. Returns the run's captures, or the problem that left it out.
+fn replay_run(
+    index: &Index,
+    m: &OpenedManifest,
+    read_part: &mut dyn FnMut(usize) -> Result<ManifestPart, String>,
+) -> Result<Result<u64, String>, IndexError> {
+    let mut unusable: Option<String> = None;
+    let outcome = index.write(|w| {
+        w.begin_run(&m.run, &m.vault, m.started_at)?;
+        let mut stats = RunStats::default();
+        let mut orphans = Orphans::default();
+        for i in 0..m.part_count() {
+            let part = match read_part(i) {
+                Ok(part) => part,
+                Err(e) => {
+                    unusable = Some(format!("{e}; its run is left out"));
+                    // Any error rolls the run back; the problem above says why.
+                    return Err(IndexError::InvalidInput(String::new()));
+                }
+            };
+            replay_part(w, m, &part, &mut stats, &mut orphans)?;
+        }
+        let status: RunStatus = m.status.parse().unwrap_or(RunStatus::Completed);
+        let status = if status == RunStatus::Running {
+            RunStatus::Interrupted
+        } else {
+            status
+        };
+        w.finish_run(&m.run, status, &stats, m.finished_at, Some(&m.key))?;
+        Ok((stats.captured_objects, orphans))
+    });
+    match (outcome, unusable) {
+        (_, Some(problem)) => Ok(Err(problem)),
+        (Err(IndexError::DuplicateRun { run }), None) => Ok(Err(format!(
+            "{}: run {run} is in the store twice; left out",
+            m.key
+        ))),
+        (Err(e), None) => Err(e),
+        (Ok((_, orphans)), None) if orphans.count > 0 => Ok(Err(format!(
+            "{}: {} entr{} refer to captures of runs whose manifests are not in the store (first: {}); those objects are not restorable at this point through this index",
+            m.key,
+            orphans.count,
+            if orphans.count == 1 { "y" } else { "ies" },
+            orphans.first.unwrap_or_default()
+        ))),
+        (Ok((captures, _)), None) => Ok(Ok(captures)),
+    }
+}
+
+/// Replays manifests already in memory (oldest run first) into `index`: the rebuild's replay
+/// without the store, for tests and tools that hold a few small manifests.
 pub fn replay(
     index: &Index,
     manifests: &[(BlobKey, Manifest)],
     report: &mut RebuildReport,
 ) -> Result<(), IndexError> {
-    let problems = index.write(|w| {
-        let mut problems = Vec::new();
-        let mut recorded: BTreeSet<BlobKey> = BTreeSet::new();
-        let mut known: BTreeSet<(VaultName, crate::model::ObjectKind, String)> = BTreeSet::new();
-        for (key, m) in manifests {
-            if let Err(e) = w.begin_run(&m.run, &m.vault, m.started_at) {
-                problems.push(format!("{key}: {e}; left out"));
-                continue;
+    for (key, manifest) in manifests {
+        let opened = OpenedManifest::from_manifest(key.clone(), manifest.clone());
+        let mut read_part = |_| {
+            opened
+                .entries()
+                .ok_or_else(|| format!("{key}: holds no entries"))
+        };
+        match replay_run(index, &opened, &mut read_part)? {
+            Ok(captures) => {
+                report.runs += 1;
+                report.captures += captures as usize;
             }
-            let mut stats = RunStats::default();
-            for o in &m.objects {
-                let state = ObjectState {
-                    kind: o.kind,
-                    name: o.name.clone(),
-                    current_version: o.current_version.clone(),
-                    updated: o.updated,
-                };
-                let fresh = o.state == EntryState::Captured && o.run == m.run;
-                if fresh {
-                    // An unrecognised word falls back to native rather than dropping the capture.
-                    let payload = o.payload.parse().unwrap_or(PayloadMode::Native);
-                    w.record_capture(
-                        &m.run,
-                        &NewCapture {
-                            object: state,
-                            blob: o.blob.clone(),
-                            captured_at: o.captured_at,
-                            plain_bytes: o.plain_bytes,
-                            stored_bytes: o.stored_bytes,
-                            sha256: o.sha256.clone(),
-                            payload,
-                            versions: o.versions.iter().map(CapturedVersion::from).collect(),
-                            tags: o.tags.clone(),
-                        },
-                    )?;
-                    recorded.insert(o.blob.clone());
-                    stats.captured_objects += 1;
-                    stats.uploaded_bytes += o.stored_bytes;
-                } else if recorded.contains(&o.blob) {
-                    w.record_unchanged(&m.run, &state, m.finished_at, false)?;
-                    stats.unchanged_objects += 1;
-                } else {
-                    problems.push(format!(
-                        "{key}: {}/{} refers to blob {} of run {}, whose manifest is not in the store; that capture is not restorable through this index",
-                        o.kind, o.name, o.blob, o.run
-                    ));
-                    continue;
-                }
-                known.insert((m.vault.clone(), o.kind, o.name.canonical()));
-            }
-            for d in &m.deleted {
-                if known.contains(&(m.vault.clone(), d.kind, d.name.canonical())) {
-                    w.record_deleted(&m.run, d.kind, &d.name, d.seen_at)?;
-                    stats.deleted_objects += 1;
-                }
-            }
-            for f in &m.failed {
-                w.record_object_error(
-                    &m.run,
-                    f.kind,
-                    &f.name,
-                    &f.error_kind,
-                    &f.message,
-                    m.finished_at,
-                )?;
-                stats.failed_objects += 1;
-            }
-            let status: RunStatus = m.status.parse().unwrap_or(RunStatus::Completed);
-            let status = if status == RunStatus::Running {
-                RunStatus::Interrupted
-            } else {
-                status
-            };
-            w.finish_run(&m.run, status, &stats, m.finished_at, Some(key))?;
-            report.runs += 1;
-            report.captures += stats.captured_objects as usize;
+            Err(problem) => report.problems.push(problem),
         }
-        Ok(problems)
-    })?;
-    report.problems.extend(problems);
+    }
     Ok(())
 }
 
-/// Rebuilds the index at `index_path` from `store`. The old file (and its WAL) is replaced only
-/// once the new one is complete.
+/// Rebuilds the index at `index_path` from `store`, streaming: manifests are opened one run at
+/// a time and one part at a time, so memory stays bounded whatever the store holds. The new
+/// index is built beside the old file and replaces it with one rename once complete; an
+/// interrupted or failed rebuild leaves the old index as it was. Refused while another kvkeep
+/// process records runs in the index.
 pub async fn rebuild(
     store: Arc<dyn BlobStore>,
     identities: Arc<Identities>,
     index_path: &Path,
     concurrency: usize,
+    cancel: CancellationToken,
+    now: i64,
 ) -> Result<RebuildReport, RestoreError> {
+    let _lock = lock_index(index_path, "kvkeep index rebuild", now)
+        .map_err(|e| RestoreError::Task(e.to_string()))?;
     let (manifests, problems, total) =
-        read_manifests(store.as_ref(), identities, concurrency).await?;
+        open_manifests(store.as_ref(), &identities, concurrency, &cancel).await?;
     let mut report = RebuildReport {
         manifests: total,
         problems,
         ..RebuildReport::default()
     };
-    let vaults: BTreeSet<String> = manifests.iter().map(|(_, m)| m.vault.to_string()).collect();
+    let vaults: BTreeSet<String> = manifests.iter().map(|m| m.vault.to_string()).collect();
     report.vaults = vaults.into_iter().collect();
 
-    // Captures no manifest references: incomplete runs.
-    let referenced: BTreeSet<&BlobKey> = manifests
-        .iter()
-        .flat_map(|(_, m)| m.objects.iter().map(|o| &o.blob))
-        .collect();
+    let tmp = sibling(index_path, "rebuild");
+    let index = {
+        let tmp = tmp.clone();
+        tokio::task::spawn_blocking(move || {
+            remove_db(&tmp);
+            Index::open(&tmp)
+        })
+        .await
+        .map_err(|e| RestoreError::Task(e.to_string()))??
+    };
+    let index = Arc::new(index);
+    let result = replay_all(&index, &store, &identities, manifests, &cancel, &mut report).await;
+    let result = match result {
+        Ok(()) => incomplete_runs(&index, store.as_ref())
+            .await
+            .map(|incomplete| {
+                report.incomplete = incomplete;
+            }),
+        Err(e) => Err(e),
+    };
+    // Closing the last connection checkpoints the WAL into the file and removes it.
+    drop(index);
+    if let Err(e) = result {
+        remove_db(&tmp);
+        return Err(e);
+    }
+    let final_path = index_path.to_path_buf();
+    tokio::task::spawn_blocking(move || swap_in(&tmp, &final_path))
+        .await
+        .map_err(|e| RestoreError::Task(e.to_string()))??;
+    Ok(report)
+}
+
+/// Replays every run, in order, each on a blocking thread.
+async fn replay_all(
+    index: &Arc<Index>,
+    store: &Arc<dyn BlobStore>,
+    identities: &Arc<Identities>,
+    manifests: Vec<OpenedManifest>,
+    cancel: &CancellationToken,
+    report: &mut RebuildReport,
+) -> Result<(), RestoreError> {
+    for m in manifests {
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
+        let (index, store, identities) = (index.clone(), store.clone(), identities.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            // Parts are fetched from this blocking thread, so one run's transaction spans them.
+            let mut read_part = |i| runtime.block_on(m.part(store.as_ref(), &identities, i));
+            replay_run(&index, &m, &mut read_part)
+        })
+        .await
+        .map_err(|e| RestoreError::Task(e.to_string()))??;
+        match outcome {
+            Ok(captures) => {
+                report.runs += 1;
+                report.captures += captures as usize;
+            }
+            Err(problem) => report.problems.push(problem),
+        }
+    }
+    Ok(())
+}
+
+/// Object blobs no replayed run references: captures of runs that never committed.
+async fn incomplete_runs(
+    index: &Arc<Index>,
+    store: &dyn BlobStore,
+) -> Result<Vec<IncompleteRun>, RestoreError> {
     let objects = store.list("objects/").await.map_err(|e| {
         RestoreError::Task(format!("cannot list the object blobs in the store: {e}"))
     })?;
-    let mut incomplete: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for meta in objects.iter().filter(|m| !referenced.contains(&m.key)) {
-        if let Some(k) = vault_and_run(meta.key.as_str()) {
-            *incomplete.entry(k).or_default() += 1;
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut incomplete: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for meta in objects {
+            if index.capture(&meta.key)?.is_none() {
+                if let Some(k) = vault_and_run(meta.key.as_str()) {
+                    *incomplete.entry(k).or_default() += 1;
+                }
+            }
         }
-    }
-    report.incomplete = incomplete
-        .into_iter()
-        .map(|((vault, run), blobs)| IncompleteRun { vault, run, blobs })
-        .collect();
-
-    let tmp = sibling(index_path, "rebuild");
-    let final_path = index_path.to_path_buf();
-    let report = tokio::task::spawn_blocking(move || -> Result<RebuildReport, RestoreError> {
-        remove_db(&tmp);
-        let index = Index::open(&tmp)?;
-        replay(&index, &manifests, &mut report)?;
-        drop(index);
-        remove_db(&final_path);
-        std::fs::rename(&tmp, &final_path).map_err(|e| {
-            RestoreError::Task(format!(
-                "the rebuilt index is complete at {} but cannot be moved to {}: {e}; move it by hand",
-                tmp.display(),
-                final_path.display()
-            ))
-        })?;
-        Ok(report)
+        Ok(incomplete
+            .into_iter()
+            .map(|((vault, run), blobs)| IncompleteRun { vault, run, blobs })
+            .collect())
     })
     .await
-    .map_err(|e| RestoreError::Task(e.to_string()))??;
-    Ok(report)
+    .map_err(|e| RestoreError::Task(e.to_string()))?
+}
+
+/// Moves the complete index at `tmp` over `final_path` with one rename. The old file's WAL
+/// and shared-memory files go first: SQLite would otherwise replay the old index's log into
+/// the new file. Their content belongs to the index being replaced, so nothing is lost.
+fn swap_in(tmp: &Path, final_path: &Path) -> Result<(), RestoreError> {
+    let moved = |e: std::io::Error| {
+        RestoreError::Task(format!(
+            "the rebuilt index is complete at {} but cannot be moved to {}: {e}; move it by hand",
+            tmp.display(),
+            final_path.display()
+        ))
+    };
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(moved)?;
+    for p in [sibling(final_path, "wal"), sibling(final_path, "shm")] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(moved(e)),
+        }
+    }
+    std::fs::rename(tmp, final_path).map_err(moved)?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = final_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(moved)?;
+    }
+    Ok(())
 }
 
 /// `index.sqlite` → `index.sqlite.{suffix}`.

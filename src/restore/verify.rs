@@ -216,20 +216,11 @@ async fn check_manifest(
             Err(e) => Some(problem(format!("cannot be read: {e}"))),
         };
     };
-    let bytes = match store.get(key).await {
-        Ok(b) => b,
-        Err(e) => return Some(problem(format!("cannot be read: {e}"))),
-    };
-    let expected = Expected::manifest(vault.clone()).with_run(run.clone());
-    match tokio::task::spawn_blocking(move || open_expecting(&bytes, &identities, &expected)).await
-    {
-        Ok(Ok(opened)) => match crate::backup::Manifest::from_json(&opened.payload) {
-            Ok(_) => None,
-            Err(e) => Some(problem(e)),
-        },
-        Ok(Err(e)) => Some(problem(format!("cannot be opened: {e}"))),
-        Err(e) => Some(problem(format!("opening stopped: {e}"))),
-    }
+    // Format 2: the head and every part it names (size, SHA-256, envelope); format 1: the blob.
+    crate::backup::manifest::check_manifest(store, &identities, vault, run, key)
+        .await
+        .err()
+        .map(problem)
 }
 
 async fn record(

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::manifest::{EntryState, Manifest};
+use crate::backup::manifest::{read_manifest, EntryState, Manifest};
 use crate::backup::plan::BackupPlan;
 use crate::backup::{BackupReport, Clock, NoProgress, Progress, VaultBackup};
 use crate::config::{PayloadMode, VaultConfig};
-use crate::crypto::{open_expecting, BlobType, Expected, Identities, Identity, Sealer};
+use crate::crypto::{open_expecting, Expected, Identities, Identity, Sealer};
 use crate::index::{Index, RunStatus};
 use crate::model::{ObjectKind, ObjectName, VaultName};
 use crate::source::{
@@ -55,7 +55,7 @@ struct Bed {
     faulty: Arc<FaultyStore>,
     store: Arc<InMemoryStore>,
     index: Arc<Index>,
-    identity: Identities,
+    identity: Arc<Identities>,
     sealer: Arc<Sealer>,
     now: Arc<AtomicI64>,
     concurrency: usize,
@@ -87,7 +87,7 @@ impl Bed {
             faulty,
             store,
             index: Arc::new(Index::open_in_memory().expect("index")),
-            identity: identity.into(),
+            identity: Arc::new(identity.into()),
             sealer,
             now: Arc::new(AtomicI64::new(START)),
             concurrency: 4,
@@ -108,6 +108,7 @@ impl Bed {
             clock,
             cancel,
             progress,
+            manifest_part_bytes: None,
         }
     }
 
@@ -119,15 +120,15 @@ impl Bed {
 
     async fn manifest(&self, report: &BackupReport) -> Manifest {
         let key = report.manifest.as_ref().expect("the run wrote a manifest");
-        let bytes = self.store.get(key).await.expect("manifest blob");
-        let opened = open_expecting(
-            &bytes,
+        read_manifest(
+            self.store.as_ref(),
             &self.identity,
-            &Expected::manifest(vault_name()).with_run(report.run.clone()),
+            &vault_name(),
+            &report.run,
+            key,
         )
-        .expect("the manifest opens and is the run's");
-        assert_eq!(opened.header.blob, BlobType::Manifest);
-        Manifest::from_json(&opened.payload).expect("manifest parses")
+        .await
+        .expect("the manifest and its parts open and are the run's")
     }
 }
 

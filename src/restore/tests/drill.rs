@@ -37,12 +37,8 @@ async fn tagged_bed() -> Bed {
 async fn manifests(bed: &Bed) -> Vec<(BlobKey, Manifest)> {
     let mut out = Vec::new();
     for meta in bed.store.list("manifests/").await.expect("list") {
-        let bytes = bed.store.get(&meta.key).await.expect("get");
-        let opened = crate::crypto::open(&bytes, &bed.identities).expect("open");
-        out.push((
-            meta.key,
-            Manifest::from_json(&opened.payload).expect("manifest"),
-        ));
+        let manifest = super::read_listed_manifest(bed, &meta.key).await;
+        out.push((meta.key, manifest));
     }
     out.sort_by_key(|(_, m)| m.started_at);
     out
@@ -161,6 +157,8 @@ async fn captures_without_recorded_tags_are_drilled_without_the_tag_check_and_sa
     for (key, m) in manifests(&bed).await {
         let mut json: serde_json::Value =
             serde_json::from_slice(&m.to_json().expect("json")).expect("value");
+        // As format 1 was written before kvkeep recorded tags.
+        json["format"] = serde_json::json!(1);
         for o in json["objects"].as_array_mut().expect("objects") {
             o.as_object_mut().expect("object").remove("tags");
         }

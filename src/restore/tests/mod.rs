@@ -7,6 +7,7 @@
 mod damage;
 mod drill;
 mod plan;
+mod rebuild;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,13 +24,15 @@ use crate::backup::{Clock, NoProgress, VaultBackup};
 use crate::config::{PayloadMode, VaultConfig};
 use crate::crypto::{Identities, Identity, Sealer};
 use crate::index::Index;
-use crate::model::{ObjectKind, ObjectName, VaultName};
+use crate::model::{BlobKey, ObjectKind, ObjectName, VaultName};
 use crate::source::{InMemoryVaultSource, SeedObject, VaultSource};
 use crate::store::{BlobStore, InMemoryStore};
 
 /// 2027-01-15T08:00:00Z: backups at T1, T1 + 1h, T1 + 2h.
 pub(super) const T1: i64 = 1_800_000_000;
 pub(super) const HOUR: i64 = 3_600;
+/// The manifest part size of the bed's backups: about one object entry per part.
+pub(super) const PART_BYTES: usize = 600;
 
 pub(super) fn n(s: &str) -> ObjectName {
     s.parse().expect("name")
@@ -122,6 +125,9 @@ impl Bed {
             clock,
             cancel: CancellationToken::new(),
             progress: Arc::new(NoProgress),
+            // Small parts: every manifest of these tests spans several, so restore, verify and
+            // rebuild are all exercised on multi-part manifests.
+            manifest_part_bytes: Some(PART_BYTES),
         }
         .run()
         .await;
@@ -384,12 +390,8 @@ async fn rebuilt_index_gives_the_same_point_in_time_sets() {
     let listed = bed.store.list("manifests/").await.expect("list");
     let mut manifests = Vec::new();
     for meta in listed {
-        let bytes = bed.store.get(&meta.key).await.expect("get");
-        let opened = crate::crypto::open(&bytes, &bed.identities).expect("open");
-        manifests.push((
-            meta.key,
-            crate::backup::Manifest::from_json(&opened.payload).expect("manifest"),
-        ));
+        let manifest = read_listed_manifest(&bed, &meta.key).await;
+        manifests.push((meta.key, manifest));
     }
     manifests.sort_by_key(|(_, m)| m.started_at);
     let mut report = super::rebuild::RebuildReport::default();
@@ -422,4 +424,26 @@ async fn rebuilt_index_gives_the_same_point_in_time_sets() {
     assert!(names(T1).contains(&"keys/signing".to_string()));
     assert!(!names(T1 + HOUR).contains(&"keys/signing".to_string()));
     assert!(names(T1 + HOUR).contains(&"secrets/new-one".to_string()));
+}
+
+/// The manifest stored at `key` (a run's manifest key), every part read.
+pub async fn read_listed_manifest(bed: &Bed, key: &BlobKey) -> crate::backup::Manifest {
+    let name = key.as_str().rsplit('/').next().expect("file");
+    let run: crate::model::RunId = name
+        .trim_end_matches(".age")
+        .rsplit('-')
+        .next()
+        .expect("run")
+        .parse()
+        .expect("run id");
+    let vault: VaultName = key
+        .as_str()
+        .split('/')
+        .nth(1)
+        .expect("vault")
+        .parse()
+        .expect("vault");
+    crate::backup::manifest::read_manifest(bed.store.as_ref(), &bed.identities, &vault, &run, key)
+        .await
+        .expect("manifest")
 }

@@ -13,26 +13,33 @@
 //! and a vault's manifests list in run order; `{run}` keeps names unique when two runs start
 //! within one second. The exact capture time of an object is in its envelope and the manifest.
 //!
-//! # Manifest (format 1)
+//! - `manifest-parts/{vault}/{timestamp}-{run}/{part}.age`: one part of a format 2 manifest
+//!   (`{part}` is five decimal digits from `00000`).
 //!
-//! A sealed blob (`blob: "manifest"` in the envelope) whose payload is one UTF-8 JSON object:
+//! # Manifests
 //!
-//! | key | meaning |
-//! |---|---|
-//! | `format` | `1` |
-//! | `vault`, `run` | the vault (lower case) and the run id |
-//! | `started_at`, `finished_at` | Unix seconds (UTC) |
-//! | `status` | `completed`, `partially_failed` or `interrupted` as of writing the manifest |
-//! | `objects` | every object captured by this run (`state` `captured`) or unchanged since an earlier capture (`unchanged`, a reference to that blob); an object that failed is only in `failed`, its earlier captures are in earlier manifests; with `kind`, `name`, `blob`, `run` (the run that wrote the blob), `captured_at`, `current_version`, `updated`, `versions` (`version`, `created`, `updated`, `enabled`), `plain_bytes`, `stored_bytes`, `sha256` (of the blob as stored), `payload` and `tags` (the current version's tags as listed at capture, an object of strings; absent in manifests written before kvkeep recorded tags, which means unknown, not none) |
-//! | `deleted` | objects seen gone in this run: `kind`, `name`, `seen_at` |
-//! | `failed` | objects that could not be captured: `kind`, `name`, `error_kind`, `message` |
+//! A run's manifest is its commit record: written last, after every object blob of the run, so
+//! a run without one is incomplete and its blobs count for nothing.
 //!
-//! The manifest is written last, after every object blob of the run: a run without one is
-//! incomplete and its blobs count for nothing. Readers ignore unknown keys.
+//! **Format 2** (written since kvkeep split manifests) is a small *head* at
+//! `manifests/{vault}/{timestamp}-{run}.age` and any number of *parts* under
+//! `manifest-parts/`. Parts are written first, the head last: the head is the commit marker,
+//! and it names every part with its size and SHA-256, so a missing, truncated or swapped part
+//! is detected. A part holds up to about [`PART_TARGET_BYTES`] of JSON, so memory stays bounded
+//! however large the vault (a vault of 25,000 objects × 100 versions writes ~60 parts per run),
+//! for the writer and for every reader, and no part comes near the 64 MiB envelope cap that
+//! format 1 manifests ran into. See [`ManifestHead`] and [`ManifestPart`].
 //!
-//! Fields added later are optional, so every manifest ever written still parses, and the format
-//! number changes only when an older reader would misread a newer file (`tags` was added
-//! within format 1: a reader that ignores it loses nothing it relied on).
+//! **Format 1** (read, no longer written) is one blob holding everything: [`Manifest`].
+//!
+//! Readers ignore unknown keys and refuse formats they do not know. An older kvkeep reading a
+//! format 2 head refuses it ("upgrade kvkeep") instead of misreading it as an empty run.
+
+mod read;
+mod write;
+
+pub use read::{check_manifest, open_manifest, read_manifest, OpenedManifest};
+pub use write::ManifestWriter;
 
 use std::collections::BTreeMap;
 
@@ -42,8 +49,16 @@ use serde::{Deserialize, Serialize};
 use crate::index::CapturedVersion;
 use crate::model::{BlobKey, IdError, ObjectKind, ObjectName, ObjectVersion, RunId, VaultName};
 
-/// The manifest format this code writes.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format this code writes: a head and parts.
+pub const MANIFEST_FORMAT: u32 = 2;
+
+/// Format 1: one blob with everything ([`Manifest`]); still read.
+pub const MANIFEST_FORMAT_V1: u32 = 1;
+
+/// Roughly how much JSON goes into one part before the writer starts the next. Small enough
+/// that a part opens in a few MiB of memory, large enough that a run of a large vault writes
+/// tens of parts, not thousands of tiny blobs.
+pub const PART_TARGET_BYTES: usize = 4 << 20;
 
 /// `YYYYMMDDTHHMMSSZ` for Unix seconds `at` (UTC); times outside chrono's range are clamped
 /// to the epoch, which cannot happen for a clock-derived time.
@@ -81,6 +96,21 @@ pub fn manifest_blob_key(
         "manifests",
         vault.as_str(),
         &format!("{}-{run}.age", timestamp(started_at)),
+    ])
+}
+
+/// Where part `part` of the manifest of `run`, started at `started_at`, is stored.
+pub fn manifest_part_key(
+    vault: &VaultName,
+    started_at: i64,
+    run: &RunId,
+    part: u32,
+) -> Result<BlobKey, IdError> {
+    BlobKey::from_segments([
+        "manifest-parts",
+        vault.as_str(),
+        &format!("{}-{run}", timestamp(started_at)),
+        &format!("{part:05}.age"),
     ])
 }
 
@@ -188,10 +218,17 @@ pub struct ManifestFailure {
     pub message: String,
 }
 
-/// A run's manifest: the commit record of the run.
+/// A whole manifest: a format 1 blob as stored, or a format 2 head with all its parts read
+/// together ([`read_manifest`]; for small vaults, tests and tools; large runs are read part by
+/// part with [`open_manifest`]).
+///
+/// Format 1 keys: `format` (1), `vault`, `run`, `started_at`, `finished_at` (Unix seconds),
+/// `status`, `objects` (every object captured by this run (`state` `captured`) or unchanged
+/// since an earlier capture (`unchanged`, a reference to that blob), see [`ManifestObject`]),
+/// `deleted` (objects seen gone) and `failed` (objects that could not be captured).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// [`MANIFEST_FORMAT`].
+    /// [`MANIFEST_FORMAT_V1`] as stored; [`MANIFEST_FORMAT`] when assembled from parts.
     pub format: u32,
     /// The vault.
     pub vault: VaultName,
@@ -219,17 +256,126 @@ impl Manifest {
         serde_json::to_vec(self)
     }
 
-    /// Parses an opened manifest payload; refuses formats this code does not know.
+    /// Parses an opened format 1 manifest payload; refuses any other format.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let manifest: Manifest =
             serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid: {e}"))?;
-        if manifest.format != MANIFEST_FORMAT {
-            return Err(format!(
-                "manifest format {} is not supported (this kvkeep reads format {MANIFEST_FORMAT}); upgrade kvkeep",
-                manifest.format
-            ));
+        if manifest.format != MANIFEST_FORMAT_V1 {
+            return Err(unsupported(manifest.format));
         }
         Ok(manifest)
+    }
+}
+
+/// The error for a manifest format this code cannot read.
+fn unsupported(format: u32) -> String {
+    format!(
+        "manifest format {format} is not supported (this kvkeep reads formats {MANIFEST_FORMAT_V1} and {MANIFEST_FORMAT}); upgrade kvkeep"
+    )
+}
+
+/// The format number of an opened manifest payload, read without keeping the rest.
+pub fn format_of(bytes: &[u8]) -> Result<u32, String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        format: u32,
+    }
+    serde_json::from_slice::<Probe>(bytes)
+        .map(|p| p.format)
+        .map_err(|e| format!("manifest is not valid: {e}"))
+}
+
+/// One part of a format 2 manifest as the head names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    /// Where the part is stored.
+    pub blob: BlobKey,
+    /// Objects it lists.
+    pub objects: u64,
+    /// Deletions it lists.
+    pub deleted: u64,
+    /// Failures it lists.
+    pub failed: u64,
+    /// Its size as stored.
+    pub stored_bytes: u64,
+    /// SHA-256 of the part as stored, hex.
+    pub sha256: String,
+}
+
+/// The head of a format 2 manifest: the run and the parts that list its objects. Written last;
+/// its presence commits the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestHead {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The vault.
+    pub vault: VaultName,
+    /// The run.
+    pub run: RunId,
+    /// When the run started.
+    pub started_at: i64,
+    /// When the manifest was written.
+    pub finished_at: i64,
+    /// The run's status as of writing.
+    pub status: String,
+    /// Always empty. It is there so that a format 1 reader, which parses `objects` before it
+    /// looks at `format`, parses a head and then refuses it by its format number ("upgrade
+    /// kvkeep") instead of failing on a field of the wrong type.
+    #[serde(default)]
+    pub objects: Vec<ManifestObject>,
+    /// Objects listed over all parts.
+    pub object_count: u64,
+    /// Deletions listed over all parts.
+    pub deleted_count: u64,
+    /// Failures listed over all parts.
+    pub failed_count: u64,
+    /// The parts, in order.
+    pub parts: Vec<PartRef>,
+}
+
+impl ManifestHead {
+    /// Parses an opened head; refuses formats other than [`MANIFEST_FORMAT`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let format = format_of(bytes)?;
+        if format != MANIFEST_FORMAT {
+            return Err(unsupported(format));
+        }
+        serde_json::from_slice(bytes).map_err(|e| format!("manifest head is not valid: {e}"))
+    }
+}
+
+/// One part of a format 2 manifest: a slice of the run's objects, deletions and failures, in
+/// the run's (kind, name) order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPart {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The vault.
+    pub vault: VaultName,
+    /// The run.
+    pub run: RunId,
+    /// Its position, from 0.
+    pub part: u32,
+    /// Objects and the captures holding them.
+    #[serde(default)]
+    pub objects: Vec<ManifestObject>,
+    /// Objects seen gone.
+    #[serde(default)]
+    pub deleted: Vec<ManifestDeleted>,
+    /// Objects that failed.
+    #[serde(default)]
+    pub failed: Vec<ManifestFailure>,
+}
+
+impl ManifestPart {
+    /// Parses an opened part; refuses formats other than [`MANIFEST_FORMAT`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let part: ManifestPart = serde_json::from_slice(bytes)
+            .map_err(|e| format!("manifest part is not valid: {e}"))?;
+        if part.format != MANIFEST_FORMAT {
+            return Err(unsupported(part.format));
+        }
+        Ok(part)
     }
 }
 
@@ -274,11 +420,18 @@ mod tests {
             }],
             failed: Vec::new(),
         };
+        let m = Manifest {
+            format: MANIFEST_FORMAT_V1,
+            ..m
+        };
         let json = m.to_json().expect("json");
         assert_eq!(Manifest::from_json(&json), Ok(m));
-        let future = br#"{"format":2,"vault":"kv1","run":"0123456789abcdef","started_at":1,"finished_at":2,"status":"completed","objects":[]}"#;
+        let future = br#"{"format":3,"vault":"kv1","run":"0123456789abcdef","started_at":1,"finished_at":2,"status":"completed","objects":[]}"#;
         assert!(Manifest::from_json(future)
-            .expect_err("format 2")
+            .expect_err("format 3")
+            .contains("upgrade"));
+        assert!(ManifestHead::from_json(future)
+            .expect_err("format 3")
             .contains("upgrade"));
     }
 

@@ -1,0 +1,266 @@
+//! Reading manifests of either format: [`open_manifest`] opens the blob a run's manifest key
+//! names (a format 1 manifest or a format 2 head) and [`OpenedManifest::part`] then reads the
+//! run's entries one part at a time, each checked against the size and SHA-256 the head
+//! recorded, so a reader never holds more than one part of a large run.
+
+use std::sync::Arc;
+
+use super::{
+    format_of, Manifest, ManifestHead, ManifestPart, PartRef, MANIFEST_FORMAT, MANIFEST_FORMAT_V1,
+};
+use crate::crypto::{open_expecting, sha256_hex, Expected, Identities};
+use crate::model::{BlobKey, RunId, VaultName};
+use crate::store::BlobStore;
+
+/// A run's manifest, opened: what the run was, and how to read its entries.
+#[derive(Debug, Clone)]
+pub struct OpenedManifest {
+    /// The key of the manifest (format 1) or head (format 2).
+    pub key: BlobKey,
+    /// The format it was written in.
+    pub format: u32,
+    /// The vault.
+    pub vault: VaultName,
+    /// The run.
+    pub run: RunId,
+    /// When the run started.
+    pub started_at: i64,
+    /// When the manifest was written.
+    pub finished_at: i64,
+    /// The run's status as of writing.
+    pub status: String,
+    /// Format 2: the parts, in order.
+    parts: Vec<PartRef>,
+    /// Format 1: the entries, unless [`Self::forget_entries`] dropped them.
+    v1: Option<Box<Manifest>>,
+}
+
+impl OpenedManifest {
+    /// A manifest already in memory, as if opened (one part holding every entry).
+    pub fn from_manifest(key: BlobKey, manifest: Manifest) -> Self {
+        OpenedManifest {
+            key,
+            format: manifest.format,
+            vault: manifest.vault.clone(),
+            run: manifest.run.clone(),
+            started_at: manifest.started_at,
+            finished_at: manifest.finished_at,
+            status: manifest.status.clone(),
+            parts: Vec::new(),
+            v1: Some(Box::new(manifest)),
+        }
+    }
+
+    /// How many parts [`Self::part`] reads (a format 1 manifest is one part).
+    pub fn part_count(&self) -> usize {
+        if self.format == MANIFEST_FORMAT_V1 || self.v1.is_some() {
+            1
+        } else {
+            self.parts.len()
+        }
+    }
+
+    /// The entries held in memory (a format 1 manifest, or one built by
+    /// [`Self::from_manifest`]) as one part.
+    pub fn entries(&self) -> Option<ManifestPart> {
+        self.v1.as_ref().map(|m| ManifestPart {
+            format: m.format,
+            vault: m.vault.clone(),
+            run: m.run.clone(),
+            part: 0,
+            objects: m.objects.clone(),
+            deleted: m.deleted.clone(),
+            failed: m.failed.clone(),
+        })
+    }
+
+    /// Drops the entries a format 1 manifest carried in its one blob, keeping what the run was;
+    /// [`Self::part`] reads them again from the store. A caller that opens many manifests
+    /// before replaying them (a rebuild sorts runs first) keeps memory bounded this way.
+    pub fn forget_entries(&mut self) {
+        self.v1 = None;
+    }
+
+    /// Reads part `index` (0-based) of the run's entries.
+    pub async fn part(
+        &self,
+        store: &dyn BlobStore,
+        identities: &Arc<Identities>,
+        index: usize,
+    ) -> Result<ManifestPart, String> {
+        if let Some(part) = self.entries() {
+            return Ok(part);
+        }
+        if self.format == MANIFEST_FORMAT_V1 {
+            // Its entries were forgotten: read the one blob again.
+            let bytes = fetch(store, &self.key).await?;
+            let payload = open(bytes, identities, &self.vault, &self.run, &self.key).await?;
+            let manifest =
+                Manifest::from_json(&payload).map_err(|e| format!("{}: {e}", self.key))?;
+            return Ok(ManifestPart {
+                format: MANIFEST_FORMAT_V1,
+                vault: manifest.vault,
+                run: manifest.run,
+                part: 0,
+                objects: manifest.objects,
+                deleted: manifest.deleted,
+                failed: manifest.failed,
+            });
+        }
+        let reference = self
+            .parts
+            .get(index)
+            .ok_or_else(|| format!("{}: has no part {index}", self.key))?;
+        let key = &reference.blob;
+        let bytes = fetch(store, key).await?;
+        if bytes.len() as u64 != reference.stored_bytes || sha256_hex(&bytes) != reference.sha256 {
+            return Err(format!(
+                "{key}: part {index} of the manifest of run {} is not the one its head records ({} bytes stored, {} recorded); the store was changed or damaged",
+                self.run,
+                bytes.len(),
+                reference.stored_bytes
+            ));
+        }
+        let payload = open(bytes, identities, &self.vault, &self.run, key).await?;
+        let part = ManifestPart::from_json(&payload).map_err(|e| format!("{key}: {e}"))?;
+        if part.vault != self.vault || part.run != self.run || part.part as usize != index {
+            return Err(format!(
+                "{key}: the part inside names vault {} run {} part {}; expected part {index} of run {}",
+                part.vault, part.run, part.part, self.run
+            ));
+        }
+        let counts = [
+            part.objects.len() as u64,
+            part.deleted.len() as u64,
+            part.failed.len() as u64,
+        ];
+        if counts != [reference.objects, reference.deleted, reference.failed] {
+            return Err(format!(
+                "{key}: part {index} lists {counts:?} objects, deletions and failures; its head records {:?}",
+                [reference.objects, reference.deleted, reference.failed]
+            ));
+        }
+        Ok(part)
+    }
+}
+
+async fn fetch(store: &dyn BlobStore, key: &BlobKey) -> Result<bytes::Bytes, String> {
+    store
+        .get(key)
+        .await
+        .map_err(|e| format!("{key}: cannot be read: {e}"))
+}
+
+/// Opens a sealed manifest blob off the runtime threads; its envelope must name `vault` and
+/// `run`.
+async fn open(
+    bytes: bytes::Bytes,
+    identities: &Arc<Identities>,
+    vault: &VaultName,
+    run: &RunId,
+    key: &BlobKey,
+) -> Result<Vec<u8>, String> {
+    let identities = identities.clone();
+    let expected = Expected::manifest(vault.clone()).with_run(run.clone());
+    tokio::task::spawn_blocking(move || open_expecting(&bytes, &identities, &expected))
+        .await
+        .map_err(|e| format!("{key}: opening stopped: {e}"))?
+        .map(|opened| opened.payload)
+        .map_err(|e| format!("{key}: cannot be opened: {e}"))
+}
+
+/// Opens the manifest of `run` of `vault` stored at `key`, of either format. For format 2 only
+/// the head is read here; for format 1 the one blob with every entry.
+pub async fn open_manifest(
+    store: &dyn BlobStore,
+    identities: &Arc<Identities>,
+    vault: &VaultName,
+    run: &RunId,
+    key: &BlobKey,
+) -> Result<OpenedManifest, String> {
+    let bytes = fetch(store, key).await?;
+    let payload = open(bytes, identities, vault, run, key).await?;
+    let format = format_of(&payload).map_err(|e| format!("{key}: {e}"))?;
+    let opened = if format == MANIFEST_FORMAT_V1 {
+        let m = Manifest::from_json(&payload).map_err(|e| format!("{key}: {e}"))?;
+        OpenedManifest {
+            key: key.clone(),
+            format,
+            vault: m.vault.clone(),
+            run: m.run.clone(),
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+            status: m.status.clone(),
+            parts: Vec::new(),
+            v1: Some(Box::new(m)),
+        }
+    } else {
+        let head = ManifestHead::from_json(&payload).map_err(|e| format!("{key}: {e}"))?;
+        OpenedManifest {
+            key: key.clone(),
+            format,
+            vault: head.vault,
+            run: head.run,
+            started_at: head.started_at,
+            finished_at: head.finished_at,
+            status: head.status,
+            parts: head.parts,
+            v1: None,
+        }
+    };
+    if opened.vault != *vault || opened.run != *run {
+        return Err(format!(
+            "{key}: the manifest inside names vault {} run {}",
+            opened.vault, opened.run
+        ));
+    }
+    Ok(opened)
+}
+
+/// Reads a whole manifest, every part, into one [`Manifest`] (`format` is the format it was
+/// written in). For tests, tools and small runs; large runs are read part by part.
+pub async fn read_manifest(
+    store: &dyn BlobStore,
+    identities: &Arc<Identities>,
+    vault: &VaultName,
+    run: &RunId,
+    key: &BlobKey,
+) -> Result<Manifest, String> {
+    let opened = open_manifest(store, identities, vault, run, key).await?;
+    let mut whole = Manifest {
+        format: opened.format,
+        vault: opened.vault.clone(),
+        run: opened.run.clone(),
+        started_at: opened.started_at,
+        finished_at: opened.finished_at,
+        status: opened.status.clone(),
+        objects: Vec::new(),
+        deleted: Vec::new(),
+        failed: Vec::new(),
+    };
+    for index in 0..opened.part_count() {
+        let part = opened.part(store, identities, index).await?;
+        whole.objects.extend(part.objects);
+        whole.deleted.extend(part.deleted);
+        whole.failed.extend(part.failed);
+    }
+    Ok(whole)
+}
+
+/// Opens a manifest and every part of it, keeping none: what deep verification checks.
+/// Returns how many objects it lists.
+pub async fn check_manifest(
+    store: &dyn BlobStore,
+    identities: &Arc<Identities>,
+    vault: &VaultName,
+    run: &RunId,
+    key: &BlobKey,
+) -> Result<u64, String> {
+    let opened = open_manifest(store, identities, vault, run, key).await?;
+    let mut objects = 0;
+    for index in 0..opened.part_count() {
+        objects += opened.part(store, identities, index).await?.objects.len() as u64;
+    }
+    debug_assert!(opened.format == MANIFEST_FORMAT || opened.format == MANIFEST_FORMAT_V1);
+    Ok(objects)
+}

@@ -1,0 +1,229 @@
+//! `index rebuild` through the real entry point on an on-disk index: multi-part (format 2)
+//! manifests, format 1 manifests still read, a damaged part, the lock, cancellation and the
+//! swap of the old file.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{read_listed_manifest, v, Bed, HOUR, T1};
+use crate::backup::manifest::{Manifest, MANIFEST_FORMAT, MANIFEST_FORMAT_V1};
+use crate::crypto::Label;
+use crate::index::{lock_vault, Index};
+use crate::restore::rebuild::{rebuild, RebuildReport};
+use crate::restore::RestoreError;
+use crate::source::VaultSource;
+use crate::store::{BlobStore, Corruption, FaultyStore, InMemoryStore};
+
+async fn rebuild_into(
+    store: Arc<dyn BlobStore>,
+    bed: &Bed,
+    path: &std::path::Path,
+    cancel: CancellationToken,
+) -> Result<RebuildReport, RestoreError> {
+    rebuild(
+        store,
+        bed.identities.clone(),
+        path,
+        4,
+        cancel,
+        T1 + 9 * HOUR,
+    )
+    .await
+}
+
+/// Three runs (T1, T1 + 1h, T1 + 2h) of the restore bed, with changes in between.
+async fn three_runs() -> Bed {
+    let bed = Bed::new().await;
+    bed.source.put(
+        crate::model::ObjectKind::Secrets,
+        &super::n("db-password"),
+        crate::source::SeedObject::value("three"),
+    );
+    bed.backup_at(T1 + HOUR).await;
+    bed.source
+        .delete(crate::model::ObjectKind::Keys, &super::n("signing"))
+        .await
+        .expect("delete");
+    bed.backup_at(T1 + 2 * HOUR).await;
+    bed
+}
+
+fn assert_same_restore_sets(original: &Index, rebuilt: &Index) {
+    for at in [T1 - 1, T1, T1 + HOUR, T1 + 2 * HOUR, T1 + 9 * HOUR] {
+        assert_eq!(
+            original.captures_as_of(&v("kv1"), at).expect("original"),
+            rebuilt.captures_as_of(&v("kv1"), at).expect("rebuilt"),
+            "at {at}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn multi_part_manifests_rebuild_to_the_same_restore_points() {
+    let bed = three_runs().await;
+    let parts = bed.store.list("manifest-parts/").await.expect("list");
+    assert!(
+        parts.len() >= 6,
+        "every run spans several parts: {} parts",
+        parts.len()
+    );
+    let heads = bed.store.list("manifests/").await.expect("list");
+    assert_eq!(heads.len(), 3);
+    let first = read_listed_manifest(&bed, &heads[0].key).await;
+    assert_eq!(first.format, MANIFEST_FORMAT);
+    assert_eq!(first.objects.len(), 4, "every part read back: {first:?}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.runs, 3);
+    let rebuilt = Index::open(&path).expect("rebuilt index");
+    assert_same_restore_sets(&bed.index, &rebuilt);
+    // The deletion at T1 + 2h survived the rebuild.
+    assert!(rebuilt
+        .captures_as_of(&v("kv1"), T1 + 2 * HOUR)
+        .expect("set")
+        .iter()
+        .all(|c| c.name.as_str() != "signing"));
+}
+
+#[tokio::test]
+async fn a_damaged_part_leaves_its_run_out_and_names_the_part() {
+    let bed = three_runs().await;
+    let heads = bed.store.list("manifests/").await.expect("list");
+    let last = heads.last().expect("a head").key.clone();
+    let run_stem = last
+        .as_str()
+        .rsplit('/')
+        .next()
+        .expect("file")
+        .trim_end_matches(".age")
+        .to_string();
+    let part = bed
+        .store
+        .list("manifest-parts/")
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|m| m.key.as_str().contains(&run_stem))
+        .expect("a part of the last run")
+        .key;
+    let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
+    faulty.corrupt_reads(&part, Corruption::FlipByte { offset: 40 });
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(faulty, &bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert_eq!(report.runs, 2, "{report:?}");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains(part.as_str()) && report.problems[0].contains("left out"),
+        "{:?}",
+        report.problems
+    );
+    let rebuilt = Index::open(&path).expect("index");
+    assert_eq!(rebuilt.list_runs(Some(&v("kv1"))).expect("runs").len(), 2);
+}
+
+#[tokio::test]
+async fn format_1_manifests_still_rebuild() {
+    let bed = three_runs().await;
+    // The same store, with each run's manifest rewritten as format 1 (one blob, no parts).
+    let store = Arc::new(InMemoryStore::new());
+    for meta in bed.store.list("objects/").await.expect("list") {
+        let bytes = bed.store.get(&meta.key).await.expect("get");
+        store.put_new(&meta.key, bytes).await.expect("copy");
+    }
+    for meta in bed.store.list("manifests/").await.expect("list") {
+        let whole = read_listed_manifest(&bed, &meta.key).await;
+        let v1 = Manifest {
+            format: MANIFEST_FORMAT_V1,
+            ..whole
+        };
+        let label = Label::manifest(v1.vault.clone(), v1.finished_at).with_run(v1.run.clone());
+        let sealed = bed
+            .sealer
+            .seal(&label, &v1.to_json().expect("json"))
+            .expect("seal");
+        store
+            .put_new(&meta.key, Bytes::from(sealed))
+            .await
+            .expect("put");
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(store, &bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.runs, 3);
+    assert_same_restore_sets(&bed.index, &Index::open(&path).expect("index"));
+}
+
+#[tokio::test]
+async fn a_format_2_head_is_refused_by_a_format_1_reader() {
+    let bed = Bed::new().await;
+    let heads = bed.store.list("manifests/").await.expect("list");
+    let bytes = bed.store.get(&heads[0].key).await.expect("get");
+    let opened = crate::crypto::open(&bytes, &bed.identities).expect("open");
+    // Format 1 readers parse with `Manifest::from_json`, which refuses any other format.
+    let err = Manifest::from_json(&opened.payload).expect_err("a head is not format 1");
+    assert!(err.contains("upgrade kvkeep"), "{err}");
+}
+
+#[tokio::test]
+async fn rebuild_is_refused_while_a_backup_holds_a_vault_and_names_it() {
+    let bed = Bed::new().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let _held = lock_vault(&path, &v("kv1"), "kvkeep backup", T1).expect("lock");
+    let err = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())) && text.contains("kvkeep backup"),
+        "{text}"
+    );
+    assert!(!path.exists(), "nothing was written");
+}
+
+#[tokio::test]
+async fn an_interrupted_or_failed_rebuild_leaves_the_old_index_as_it_was() {
+    let bed = three_runs().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
+        .await
+        .expect("first rebuild");
+    let before = std::fs::read(&path).expect("index bytes");
+
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = rebuild_into(bed.store.clone(), &bed, &path, cancel)
+        .await
+        .expect_err("interrupted");
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("index bytes"), before);
+    assert!(!dir.path().join("index.sqlite.rebuild").exists());
+
+    // A second rebuild replaces the file: the old one's runs are all there again.
+    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
+        .await
+        .expect("again");
+    assert_eq!(report.runs, 3);
+    assert_eq!(
+        Index::open(&path)
+            .expect("index")
+            .list_runs(Some(&v("kv1")))
+            .expect("runs")
+            .len(),
+        3
+    );
+}
