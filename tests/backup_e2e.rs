@@ -678,3 +678,50 @@ async fn a_deep_scan_catches_a_change_to_an_older_version() {
         .expect("captures");
     assert_eq!(captured[0].run, scanned.run);
 }
+
+/// Issue 7.7: a run left `running` by a killed process is marked `interrupted` by the next
+/// backup of its vault, and only once that backup holds the vault's lock: while another
+/// process holds it, the backup is refused and names that process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_run_is_marked_interrupted_and_a_vault_held_elsewhere_is_refused() {
+    let bed = Bed::start().await;
+    bed.seed(Collection::Secrets, "secret-", 3, 1).await;
+    let index_path = bed.dir.path().join("index.sqlite");
+    let vault: kvkeep::model::VaultName = VAULT.parse().expect("vault");
+    let crashed: kvkeep::model::RunId = "00000000000000aa".parse().expect("run");
+    {
+        let index = kvkeep::index::Index::open(&index_path).expect("index");
+        index.begin_run(&crashed, &vault, 1_000).expect("begin");
+    }
+    let status_of_crashed = || {
+        kvkeep::index::Index::open(&index_path)
+            .expect("index")
+            .run(&crashed)
+            .expect("read")
+            .expect("run")
+            .status
+    };
+
+    // Another process (this test) works on the vault: the backup must not touch it.
+    let held =
+        kvkeep::index::lock_vault(&index_path, &vault, "kvkeep daemon", 1_000).expect("lock");
+    let (code, report, out) = bed.backup().await;
+    assert_eq!(code, 1, "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("pid {}", std::process::id())) && error.contains("kvkeep daemon"),
+        "the refusal names the holder: {report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        calls(&bed.counters().await, ".list"),
+        0,
+        "nothing was listed"
+    );
+    assert_eq!(status_of_crashed(), kvkeep::index::RunStatus::Running);
+
+    drop(held);
+    let (code, report, _) = bed.backup().await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(status_of_crashed(), kvkeep::index::RunStatus::Interrupted);
+}

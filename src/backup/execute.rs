@@ -104,7 +104,12 @@ impl VaultBackup {
         .await?;
         let listing: Vec<ObjectSummary> = listings.into_iter().flatten().collect();
         let known = self.known_objects().await?;
-        let due = plan::deep_scans_due(&options, &listing, &known);
+        // A stopped run starts no deep scan: the objects stay unchanged and due next run.
+        let due = if self.cancel.is_cancelled() {
+            Vec::new()
+        } else {
+            plan::deep_scans_due(&options, &listing, &known)
+        };
         let scans = self.deep_scans(&due, &known).await;
         Ok(plan::plan(&options, &listing, &known, &scans))
     }
@@ -142,6 +147,9 @@ impl VaultBackup {
     ) -> HashMap<ObjectKey, DeepScan> {
         let results: Vec<Option<(ObjectKey, DeepScan)>> = stream::iter(due)
             .map(|(kind, name)| async move {
+                if self.cancel.is_cancelled() {
+                    return None;
+                }
                 let key = object_key(*kind, name);
                 let blob = known.get(&key)?.last.as_ref()?.blob.clone();
                 let current = match self.source.list_versions(*kind, name).await {
@@ -211,6 +219,11 @@ impl VaultBackup {
             return report;
         }
         info!(vault = %vault, run = %run, "backup started");
+        if self.cancel.is_cancelled() {
+            report.error = Some("stopped before listing the vault: nothing was done".into());
+            self.finish(&mut report, RunStatus::Interrupted, None);
+            return report;
+        }
         let plan = match self.survey_inner().await {
             Ok(plan) => plan,
             Err(e) => {

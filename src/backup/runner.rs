@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BackupPlan, BackupReport, Clock, Progress, VaultBackup};
 use crate::config::{Config, VaultConfig};
 use crate::crypto::{CryptoError, Sealer};
-use crate::index::{Index, IndexError, RunStatus};
+use crate::index::{lock_vault, Index, IndexError, IndexLock, RunStatus};
 use crate::model::RunId;
 use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
@@ -128,8 +128,21 @@ impl Runner {
             let cancel = cancel.clone();
             let progress = progress.clone();
             async move {
+                // A vault still queued when the backup is stopped is not started at all.
+                if cancel.is_cancelled() {
+                    let mut report = self.failed_report(
+                        vault,
+                        "not started: the backup was stopped before this vault's turn".into(),
+                    );
+                    report.status = RunStatus::Interrupted;
+                    return report;
+                }
                 let Some(store) = self.store.clone() else {
                     return self.failed_report(vault, "the store is not open (dry run)".into());
+                };
+                let _lock = match self.claim(vault) {
+                    Ok(lock) => lock,
+                    Err(e) => return self.failed_report(vault, e),
                 };
                 match self.vault_backup(vault, store, cancel, progress) {
                     Ok(backup) => backup.run().await,
@@ -141,6 +154,28 @@ impl Runner {
             .buffered(PARALLEL_VAULTS)
             .collect()
             .await
+    }
+
+    /// Takes the vault's lock beside the index for the whole run (refused, naming the holder,
+    /// while another kvkeep process on this host works on the vault), then marks the vault's
+    /// runs still `running` as `interrupted`: with the lock held nothing can still be running
+    /// them, so they are what a crash or a kill left behind.
+    fn claim(&self, vault: &VaultConfig) -> Result<IndexLock, String> {
+        let now = (self.clock)();
+        let lock = lock_vault(&self.config.index_path, &vault.name, "kvkeep backup", now)
+            .map_err(|e| format!("backup of vault {} not started: {e}", vault.name))?;
+        match self.index.interrupt_unfinished_runs(Some(&vault.name), now) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(vault = %vault.name, runs = n,
+                "runs left running by a stopped kvkeep process marked interrupted"),
+            Err(e) => {
+                return Err(format!(
+                "backup of vault {} not started: cannot mark its unfinished runs interrupted: {e}",
+                vault.name
+            ))
+            }
+        }
+        Ok(lock)
     }
 
     /// Plans `vaults` without writing anything (`--dry-run`): one plan or error per vault.

@@ -624,3 +624,18 @@ async fn an_object_back_after_its_deletion_is_captured_again_and_restorable() {
         .expect("delete");
     assert_eq!(bed.run().await.stats.deleted_objects, 1);
 }
+
+/// Issue 7.6: a run whose token fired before it began lists nothing, scans nothing, captures
+/// nothing and commits nothing.
+#[tokio::test]
+async fn a_run_stopped_before_it_starts_lists_nothing_and_commits_nothing() {
+    let bed = Bed::new();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let report = bed.backup(Arc::new(NoProgress), cancel).run().await;
+    assert_eq!(report.status, RunStatus::Interrupted, "{report:?}");
+    assert!(report.manifest.is_none());
+    assert_eq!(bed.source.calls_of(SourceOp::List), 0);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 0);
+    assert!(bed.store.list("").await.expect("list").is_empty());
+}
