@@ -302,24 +302,47 @@ impl VaultBackup {
 
         // Unchanged and gone objects, and every failure, in one transaction.
         let seen_at = (self.clock)();
-        let recorded = self.index.write(|w| {
-            for u in &plan.unchanged {
+        // SQLite blocks: off the runtime threads, with owned copies of what it records.
+        let unchanged: Vec<(ObjectState, bool)> = plan
+            .unchanged
+            .iter()
+            .map(|u| {
                 let state = ObjectState {
                     kind: u.object.kind,
                     name: u.object.name.clone(),
                     current_version: u.current_version.clone(),
                     updated: u.updated,
                 };
-                w.record_unchanged(&run, &state, seen_at, u.deep_scanned)?;
-            }
-            for g in &plan.gone {
-                w.record_deleted(&run, g.kind, &g.name, seen_at)?;
-            }
-            for f in &report.failures {
-                w.record_object_error(&run, f.kind, &f.name, &f.error_kind, &f.message, seen_at)?;
-            }
-            Ok(())
-        });
+                (state, u.deep_scanned)
+            })
+            .collect();
+        let gone: Vec<(ObjectKind, ObjectName)> =
+            plan.gone.iter().map(|g| (g.kind, g.name.clone())).collect();
+        let failures = report.failures.clone();
+        let (index, this_run) = (self.index.clone(), run.clone());
+        let recorded = tokio::task::spawn_blocking(move || {
+            index.write(|w| {
+                for (state, deep_scanned) in &unchanged {
+                    w.record_unchanged(&this_run, state, seen_at, *deep_scanned)?;
+                }
+                for (kind, name) in &gone {
+                    w.record_deleted(&this_run, *kind, name, seen_at)?;
+                }
+                for f in &failures {
+                    w.record_object_error(
+                        &this_run,
+                        f.kind,
+                        &f.name,
+                        &f.error_kind,
+                        &f.message,
+                        seen_at,
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
         if let Err(e) = recorded {
             report.error = Some(format!("cannot record the run's objects in the index: {e}"));
             self.finish(&mut report, RunStatus::Failed, None);
