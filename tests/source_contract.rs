@@ -321,7 +321,8 @@ impl AzureBed {
         let url = emulator.vault_url(VAULT).expect("kv1 served").to_string();
         let token_dir = tempfile::tempdir().expect("tempdir");
         let token_file = token_dir.path().join("token");
-        std::fs::File::create(&token_file)
+        // 0600: kvkeep refuses a token file others can read.
+        kvkeep::fsutil::create_private_file(&token_file)
             .and_then(|mut f| f.write_all(b"fake-token\n"))
             .expect("token file");
         let source = Arc::new(azure_source(&url, &emulator.info().ca_cert, &token_file));

@@ -18,6 +18,7 @@ use kvkeep::store::{
     RetryStore, StoreErrorKind,
 };
 use support::azurite::{account_sas, Azurite, FakeJwtCredential};
+use support::config_files::write_private;
 use support::e2e::azurite_with_container;
 use support::store_contract::run_contract;
 use tempfile::TempDir;
@@ -222,7 +223,8 @@ impl AzureFixture {
             .files
             .path()
             .join(format!("token-{}", token_audience.len()));
-        std::fs::write(&path, format!("{token}\n")).expect("write token file");
+        // 0600: kvkeep refuses a token file others can read.
+        write_private(&path, &format!("{token}\n"));
         AzureConfig {
             credential: CredentialConfig::TokenFile { path },
             ca_file: Some(self.azurite.ca_cert_path().to_path_buf()),
@@ -240,7 +242,7 @@ impl AzureFixture {
         )
         .expect("sign a sas");
         let path = self.files.path().join(format!("sas-{permissions}"));
-        std::fs::write(&path, format!("{}?{sas}\n", self.container_url())).expect("write sas file");
+        write_private(&path, &format!("{}?{sas}\n", self.container_url()));
         path
     }
 

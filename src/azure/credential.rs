@@ -23,6 +23,7 @@ use azure_identity::{
 
 use super::{read_secret_file, scrub_secrets, AzureSetupError};
 use crate::config::CredentialConfig;
+use crate::fsutil::SecretFileError;
 
 /// How long a token read by [`TokenFileCredential`] is taken to live when it carries no
 /// expiry of its own (it is not a JWT, or has no `exp` claim).
@@ -68,7 +69,18 @@ pub fn credential(
             .map_err(setup("client-secret"))?
         }
         CredentialConfig::AzureCli => AzureCliCredential::new(None).map_err(setup("azure-cli"))?,
-        CredentialConfig::TokenFile { path } => Arc::new(TokenFileCredential::new(path.clone())),
+        CredentialConfig::TokenFile { path } => {
+            // Checked now so a token file others can read stops the start, not the first
+            // request; every fetch checks again.
+            if let Some(mode) = crate::fsutil::loose_mode(path) {
+                return Err(AzureSetupError::LooseFile {
+                    what: "token file",
+                    path: path.clone(),
+                    mode,
+                });
+            }
+            Arc::new(TokenFileCredential::new(path.clone()))
+        }
     })
 }
 
@@ -173,7 +185,8 @@ impl TokenCredential for ChainedCredential {
 /// Expiry: when the token is a JWT with an `exp` claim, that time; otherwise now +
 /// [`TOKEN_FILE_LIFETIME`] (1 h). `azure_core`'s bearer policy caches a token until 5 minutes
 /// before its expiry, so a rewritten file is picked up by then at the latest (and at once when
-/// the JWT's own expiry is near). The file's content is never logged or put in an error.
+/// the JWT's own expiry is near). The file's content is never logged or put in an error, and a
+/// file group or others can access is refused unread.
 #[derive(Debug, Clone)]
 pub struct TokenFileCredential {
     path: PathBuf,
@@ -198,14 +211,26 @@ impl TokenCredential for TokenFileCredential {
         _scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
-            azure_core::Error::with_message(
-                ErrorKind::Credential,
-                format!(
+        let path = self.path.clone();
+        let read = tokio::task::spawn_blocking(move || crate::fsutil::read_secret_file(&path))
+            .await
+            .map_err(|e| {
+                azure_core::Error::with_message(
+                    ErrorKind::Credential,
+                    format!("reading the token file ended abnormally: {e}"),
+                )
+            })?;
+        let text = read.map_err(|e| {
+            let message = match e {
+                SecretFileError::Loose { mode } => {
+                    crate::fsutil::loose_file_message("token file", &self.path, mode)
+                }
+                SecretFileError::Io(e) => format!(
                     "cannot read the token file {}: {e}; check [azure] token_file",
                     self.path.display()
                 ),
-            )
+            };
+            azure_core::Error::with_message(ErrorKind::Credential, message)
         })?;
         let token = text.trim();
         if token.is_empty() {
@@ -261,6 +286,44 @@ mod tests {
         )
     }
 
+    /// Writes `text` to `path` with mode 0600, as the runbook asks.
+    fn write_private(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_token_file_others_may_read_is_refused_at_setup_and_on_fetch() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        let canary = "canary-token-8HkQ2";
+        write_private(&path, canary);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let config = CredentialConfig::TokenFile { path: path.clone() };
+        let err = credential(&config, &ClientOptions::default()).expect_err("loose token file");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("chmod 600 {}", path.display())),
+            "{text}"
+        );
+        assert!(!text.contains(canary), "{text}");
+
+        let cred = TokenFileCredential::new(path.clone());
+        let err = cred
+            .get_token(&["https://vault.azure.net/.default"], None)
+            .await
+            .expect_err("loose token file");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("chmod 600"), "{text}");
+        assert!(!text.contains(canary), "{text}");
+    }
+
     #[tokio::test]
     async fn token_file_is_read_on_each_fetch_and_uses_the_jwt_expiry() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -278,13 +341,13 @@ mod tests {
         );
 
         let exp = crate::clock::now_unix() + 600;
-        std::fs::write(&path, format!("{}\n", jwt(exp))).expect("write");
+        write_private(&path, &format!("{}\n", jwt(exp)));
         let token = cred.get_token(&scopes, None).await.expect("token");
         assert_eq!(token.token.secret(), jwt(exp));
         assert_eq!(token.expires_on.unix_timestamp(), exp);
 
         // Rotation: the next fetch sees the new content.
-        std::fs::write(&path, "opaque-token").expect("write");
+        write_private(&path, "opaque-token");
         let before = test_now();
         let token = cred.get_token(&scopes, None).await.expect("token");
         let after = test_now();
@@ -297,7 +360,7 @@ mod tests {
             token.expires_on
         );
 
-        std::fs::write(&path, jwt(1_000)).expect("write");
+        write_private(&path, &jwt(1_000));
         let err = cred.get_token(&scopes, None).await.expect_err("expired");
         assert!(err.to_string().contains("expired"), "{err}");
         assert!(
@@ -350,7 +413,7 @@ mod tests {
         let err = credential(&config, &ClientOptions::default()).expect_err("missing secret file");
         assert!(err.to_string().contains("client secret file"), "{err}");
 
-        std::fs::write(dir.path().join("missing"), "s3cret\n").expect("write");
+        write_private(&dir.path().join("missing"), "s3cret\n");
         let cred = credential(&config, &ClientOptions::default()).expect("credential");
         assert!(!format!("{cred:?}").contains("s3cret"));
     }

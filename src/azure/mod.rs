@@ -33,6 +33,16 @@ pub enum AzureSetupError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A secret file that group or others can access: refused unread.
+    #[error("{}", crate::fsutil::loose_file_message(.what, .path, *.mode))]
+    LooseFile {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A file was read but its content is unusable (never quoted: it may be a secret).
     #[error("{what} {} is unusable: {reason}", path.display())]
     BadFile {

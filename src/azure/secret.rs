@@ -1,18 +1,22 @@
 //! Secrets that must never reach a log: a wrapper whose `Debug` and `Display` print
-//! `[redacted]`, the one way kvkeep reads a secret from a file, and a scrubber for SDK error text
-//! that may quote a SAS URL.
+//! `[redacted]` and that zeroes its value when dropped, the one way kvkeep reads a secret from a
+//! file, and a scrubber for SDK error text that may quote a SAS URL.
 
 use std::fmt;
 use std::path::Path;
 
+use zeroize::Zeroize;
+
 use super::AzureSetupError;
+use crate::fsutil::{self, SecretFileError};
 
 /// A secret value (client secret, bearer token, SAS URL). Formatting it prints `[redacted]`;
 /// the value is only reachable through [`Redacted::expose`], which makes every use greppable.
+/// The value is zeroed in memory when the wrapper is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Redacted<T>(T);
+pub struct Redacted<T: Zeroize>(T);
 
-impl<T> Redacted<T> {
+impl<T: Zeroize> Redacted<T> {
     /// Wraps a secret.
     pub fn new(value: T) -> Self {
         Redacted(value)
@@ -23,19 +27,29 @@ impl<T> Redacted<T> {
         &self.0
     }
 
-    /// Unwraps the secret.
-    pub fn into_inner(self) -> T {
-        self.0
+    /// Unwraps the secret, handing the duty to erase it to the caller (typically a type of the
+    /// Azure SDK that keeps it for the process's lifetime).
+    pub fn into_inner(mut self) -> T
+    where
+        T: Default,
+    {
+        std::mem::take(&mut self.0)
     }
 }
 
-impl<T> fmt::Debug for Redacted<T> {
+impl<T: Zeroize> Drop for Redacted<T> {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl<T: Zeroize> fmt::Debug for Redacted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
 }
 
-impl<T> fmt::Display for Redacted<T> {
+impl<T: Zeroize> fmt::Display for Redacted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
@@ -44,14 +58,22 @@ impl<T> fmt::Display for Redacted<T> {
 /// Reads a secret from a file (systemd's `LoadCredential=` puts them in
 /// `$CREDENTIALS_DIRECTORY`), trimming surrounding whitespace and the trailing newline editors
 /// add. An empty file is an error: sending an empty secret only yields a confusing 401 later.
+/// A file group or others can access is refused unread, with the `chmod 600` that fixes it.
 pub fn read_secret_file(
     what: &'static str,
     path: &Path,
 ) -> Result<Redacted<String>, AzureSetupError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AzureSetupError::ReadFile {
-        what,
-        path: path.to_path_buf(),
-        source,
+    let text = fsutil::read_secret_file(path).map_err(|e| match e {
+        SecretFileError::Loose { mode } => AzureSetupError::LooseFile {
+            what,
+            path: path.to_path_buf(),
+            mode,
+        },
+        SecretFileError::Io(source) => AzureSetupError::ReadFile {
+            what,
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -133,15 +155,47 @@ mod tests {
         assert_eq!(scrub_secrets("designsig=1 ok"), "designsig=1 ok");
     }
 
+    /// Writes `text` to `path` with mode 0600, as an operator following the runbook would.
+    fn write_private(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_others_may_read_are_refused_with_the_fix_and_never_their_content() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("client-secret");
+        let canary = "canary-Zq8xW2-client-secret";
+        write_private(&path, canary);
+        for loose in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).expect("chmod");
+            let err = read_secret_file("client secret file", &path).expect_err("loose");
+            let text = format!("{err} {err:?}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "mode {loose:04o}: {text}"
+            );
+            assert!(text.contains("client secret file"), "{text}");
+            assert!(!text.contains(canary), "{text}");
+        }
+    }
+
     #[test]
     fn secret_files_are_trimmed_and_empty_ones_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("secret");
-        std::fs::write(&path, "  s3cret\n").expect("write");
+        write_private(&path, "  s3cret\n");
         let secret = read_secret_file("client secret file", &path).expect("read");
         assert_eq!(secret.expose(), "s3cret");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
 
-        std::fs::write(&path, "\n").expect("write");
+        write_private(&path, "\n");
         let err = read_secret_file("client secret file", &path).expect_err("empty");
         assert!(err.to_string().contains("is empty"), "{err}");
 

@@ -7,6 +7,7 @@
 
 mod model;
 mod raw;
+mod secret_files;
 mod validate;
 
 use std::fmt;
@@ -66,7 +67,8 @@ impl fmt::Display for ConfigErrors {
 
 impl Config {
     /// Reads, parses and validates the file at `path`. Relative paths inside it are resolved
-    /// against the file's directory.
+    /// against the file's directory. Secret files it names that group or others can access are
+    /// refused (with the `chmod 600` that fixes them).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
@@ -78,7 +80,13 @@ impl Config {
             }],
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Config::parse(&text, &file, base, &|p: &Path| std::fs::read_to_string(p))
+        let config = Config::parse(&text, &file, base, &|p: &Path| std::fs::read_to_string(p))?;
+        let errors = secret_files::check(&config);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors { file, errors })
+        }
     }
 
     /// Parses and validates `text`. `origin` names the file in messages; relative paths are

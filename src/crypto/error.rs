@@ -83,6 +83,13 @@ pub enum CryptoError {
         limit: u64,
     },
 
+    /// A zstd frame asks for a larger window than any kvkeep writer uses (a hostile blob).
+    #[error("the blob's zstd data asks for a decompression window larger than {} MiB, more than kvkeep ever writes: refusing it rather than allocating that memory; the blob was not written by kvkeep, restore from another capture", .limit >> 20)]
+    WindowTooLarge {
+        /// The largest window accepted, in bytes.
+        limit: u64,
+    },
+
     /// The decrypted content does not start with the kvkeep envelope magic.
     #[error("the decrypted content does not start with the kvkeep envelope magic: it is not a kvkeep blob")]
     BadMagic,
@@ -141,6 +148,15 @@ pub enum CryptoError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+
+    /// An identity file that group or others can access: refused unread.
+    #[error("{}", crate::fsutil::loose_file_message("identity file", .path, *.mode))]
+    IdentityFileLoose {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
 
     /// A line of an identity file is not an X25519 identity. The line's content is never shown.

@@ -5,14 +5,16 @@
 //! wrappers here print `[redacted]`, parse errors name a line number and never its content,
 //! and only [`write_identity_file`] ever turns a secret back into text.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
 use super::CryptoError;
+use crate::fsutil::{self, SecretFileError};
 
 /// One age X25519 identity (private key). `Debug` and `Display` print `[redacted]`.
 #[derive(Clone)]
@@ -74,20 +76,22 @@ impl FromIterator<Identity> for Identities {
 impl Identities {
     /// Reads an age identity file: one `AGE-SECRET-KEY-1…` per line; blank lines and lines
     /// starting with `#` are ignored (the format `age-keygen` and `kvkeep keys generate`
-    /// write). A file readable by group or others is accepted with a warning on the log, so a
-    /// restore in an emergency is not blocked by a permission bit.
+    /// write).
+    ///
+    /// A file that group or others can access is refused, unread, with the `chmod 600` that
+    /// fixes it: a key others could read must be treated as exposed, and fixing the mode takes
+    /// seconds even in an emergency. The text is held in a buffer zeroed when dropped.
     pub fn from_file(path: &Path) -> Result<Self, CryptoError> {
-        let text = fs::read_to_string(path).map_err(|source| CryptoError::IdentityFileRead {
-            path: path.to_path_buf(),
-            source,
+        let text = fsutil::read_secret_file(path).map_err(|e| match e {
+            SecretFileError::Loose { mode } => CryptoError::IdentityFileLoose {
+                path: path.to_path_buf(),
+                mode,
+            },
+            SecretFileError::Io(source) => CryptoError::IdentityFileRead {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
-        if let Some(mode) = loose_mode(path) {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format_args!("{mode:04o}"),
-                "identity file is readable by group or others: restrict it with `chmod 600` and keep it offline"
-            );
-        }
         Identities::parse(&text, path)
     }
 
@@ -148,23 +152,10 @@ impl Identities {
     }
 }
 
-/// The permission bits when group or others may read the file (Unix only).
-#[cfg(unix)]
-pub(super) fn loose_mode(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then_some(mode)
-}
-
-#[cfg(not(unix))]
-pub(super) fn loose_mode(_path: &Path) -> Option<u32> {
-    None
-}
-
-/// Writes `identity` to a new identity file at `path` with mode 0600, headed by comments with
-/// the creation time (`created`, RFC 3339, passed in by the caller) and the public key — the
-/// same layout as `age-keygen`, so the file also works with the `age` tool. Returns the
-/// recipient.
+/// Writes `identity` to a new identity file at `path` with mode 0600 (whatever the umask),
+/// headed by comments with the creation time (`created`, RFC 3339, passed in by the caller) and
+/// the public key — the same layout as `age-keygen`, so the file also works with the `age`
+/// tool — then fsyncs the file and its directory. Returns the recipient.
 ///
 /// Refuses an existing file unless `force`: an identity file may be the only key to years of
 /// backups. With `force` the new file is written beside it and renamed over it, so a crash
@@ -177,17 +168,17 @@ pub fn write_identity_file(
 ) -> Result<String, CryptoError> {
     let recipient = identity.recipient();
     let secret = identity.0.to_string();
-    let contents = format!(
+    let contents = Zeroizing::new(format!(
         "# created: {created}\n# public key: {recipient}\n{}\n",
         secret.expose_secret()
-    );
+    ));
     let write_err = |source| CryptoError::IdentityFileWrite {
         path: path.to_path_buf(),
         source,
     };
     if !force {
         // create_new makes the existence check and the creation one atomic step.
-        let file = create_private(path).map_err(|source| {
+        let file = fsutil::create_private_file(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 CryptoError::IdentityFileExists {
                     path: path.to_path_buf(),
@@ -197,6 +188,7 @@ pub fn write_identity_file(
             }
         })?;
         return write_and_sync(file, contents.as_bytes())
+            .and_then(|()| fsutil::sync_dir(fsutil::parent_or_dot(path)))
             .map(|()| recipient)
             .map_err(|e| {
                 // Do not leave an empty or partial identity file behind.
@@ -205,25 +197,18 @@ pub fn write_identity_file(
             });
     }
     let tmp = temp_path_beside(path);
-    let result = create_private(&tmp)
+    let result = fsutil::create_private_file(&tmp)
         .and_then(|file| write_and_sync(file, contents.as_bytes()))
         .and_then(|()| fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(write_err(e));
     }
+    // The new directory entry (or the rename over the old one) must reach the disk too: an
+    // operator who sees "wrote identity" and fetches the recipient must not lose the key to a
+    // power cut.
+    fsutil::sync_dir(fsutil::parent_or_dot(path)).map_err(write_err)?;
     Ok(recipient)
-}
-
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 fn write_and_sync(mut file: fs::File, bytes: &[u8]) -> std::io::Result<()> {

@@ -22,7 +22,8 @@
 //! The age plaintext is a single [zstd] stream (one or more frames, level configurable 1–22).
 //! Its decompressed content, the *envelope*, is at most 64 MiB (`MAX_ENVELOPE_BYTES`):
 //! readers stop decompressing beyond that and refuse the blob, and writers refuse to seal a
-//! payload that would exceed it.
+//! payload that would exceed it. Readers also refuse a frame whose window exceeds 2^27 bytes
+//! (`MAX_WINDOW_LOG`, the window of zstd level 22) before allocating it.
 //!
 //! The envelope is:
 //!
@@ -57,11 +58,11 @@
 //! version byte, and a reader refuses versions it does not know.
 //!
 //! A reader accepts a blob only when, in this order: age authenticates it with one of its
-//! identities; it decompresses to at most 64 MiB; the magic and version match; *H* is within
-//! bounds; the header parses and its fields fit its `blob` type; the payload is `payload_len`
-//! bytes with the recorded SHA-256; and, on restore, `blob`, `vault`, `kind`, `name` (compared
-//! case-insensitively) and whatever else the manifest recorded (run, current version, capture
-//! time) match the blob's place in the store.
+//! identities; it decompresses to at most 64 MiB with a zstd window of at most 128 MiB; the
+//! magic and version match; *H* is within bounds; the header parses and its fields fit its
+//! `blob` type; the payload is `payload_len` bytes with the recorded SHA-256; and, on restore,
+//! `blob`, `vault`, `kind`, `name` (compared case-insensitively) and whatever else the manifest
+//! recorded (run, current version, capture time) match the blob's place in the store.
 //!
 //! What this protects against: age makes blobs confidential and tamper-evident against anyone
 //! without a recipient's identity. The header makes a blob self-describing and detects blobs
@@ -87,4 +88,4 @@ pub use envelope::{
 };
 pub use error::CryptoError;
 pub use identity::{write_identity_file, Identities, Identity};
-pub use seal::{open, open_expecting, Opened, Sealer};
+pub use seal::{open, open_expecting, Opened, Sealer, MAX_WINDOW_LOG};

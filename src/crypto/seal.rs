@@ -204,20 +204,47 @@ fn map_stream_error(e: std::io::Error) -> CryptoError {
     }
 }
 
-/// zstd layer with the decompression-bomb cap: reads at most one byte past the limit, so a
-/// hostile blob costs at most `MAX_ENVELOPE_BYTES` of memory.
+/// The largest zstd window a reader accepts: 2^27 bytes (128 MiB). zstd's level 22 uses this
+/// window when it compresses a stream, so blobs written at any level open; a frame that asks
+/// for more is refused before the decoder allocates the window. Together with the output cap
+/// this bounds what opening any blob can cost in memory.
+pub const MAX_WINDOW_LOG: u32 = 27;
+
+/// zstd layer with the decompression-bomb caps: a window of at most 2^[`MAX_WINDOW_LOG`] bytes,
+/// and at most one byte read past [`MAX_ENVELOPE_BYTES`] of output, so a hostile blob costs at
+/// most those two amounts of memory.
 fn decompress_capped(compressed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+        .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+    // Set explicitly rather than trusting the library default, which may change.
+    decoder
+        .window_log_max(MAX_WINDOW_LOG)
         .map_err(|e| CryptoError::Decompress(e.to_string()))?;
     let mut out = Vec::new();
     decoder
         .take(MAX_ENVELOPE_BYTES as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+        .map_err(|e| {
+            if is_window_too_large(&e) {
+                CryptoError::WindowTooLarge {
+                    limit: 1 << MAX_WINDOW_LOG,
+                }
+            } else {
+                CryptoError::Decompress(e.to_string())
+            }
+        })?;
     if out.len() > MAX_ENVELOPE_BYTES {
         return Err(CryptoError::DecompressedTooLarge {
             limit: MAX_ENVELOPE_BYTES as u64,
         });
     }
     Ok(out)
+}
+
+/// Whether zstd refused a frame because its window exceeds `window_log_max`
+/// (`ZSTD_error_frameParameter_windowTooLarge`). The zstd crate reports decoder errors as
+/// `io::Error`s carrying zstd's own error name, so that name is compared.
+fn is_window_too_large(e: &std::io::Error) -> bool {
+    let code = zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge;
+    e.to_string() == zstd::zstd_safe::get_error_name((code as usize).wrapping_neg())
 }

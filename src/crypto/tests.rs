@@ -422,6 +422,65 @@ fn a_decompression_bomb_is_refused_at_the_limit() {
     ));
 }
 
+/// A zstd frame whose header asks for a window of `2^window_log` bytes, made by the zstd
+/// encoder itself with long-distance matching, as a hostile writer could.
+fn frame_with_window(window_log: u32) -> Vec<u8> {
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+    encoder
+        .long_distance_matching(true)
+        .expect("long distance matching");
+    encoder.window_log(window_log).expect("window log");
+    encoder.write_all(&[7u8; 4096]).expect("write");
+    let frame = encoder.finish().expect("finish");
+    // RFC 8878: magic, frame header descriptor, then (no single-segment flag) the window
+    // descriptor whose exponent is window_log - 10. Check the frame says what the test needs.
+    assert_eq!(frame[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+    assert_eq!(
+        frame[4] & 0x20,
+        0,
+        "not single-segment: the window is declared"
+    );
+    assert_eq!(u32::from(frame[5] >> 3) + 10, window_log, "declared window");
+    frame
+}
+
+#[test]
+fn a_frame_declaring_a_huge_window_is_refused_before_allocating_it() {
+    let id = Identity::generate();
+    let ids = Identities::from(id.clone());
+    for window_log in [28, 30] {
+        let blob = age_encrypt(&id, &frame_with_window(window_log));
+        let err = open(&blob, &ids).expect_err("a window above 128 MiB must be refused");
+        let message = err.to_string();
+        assert!(
+            message.contains("window") && message.contains("128 MiB"),
+            "window 2^{window_log}: {message}"
+        );
+        assert!(
+            !message.contains("not valid zstd"),
+            "a clear reason, not a generic one: {message}"
+        );
+    }
+}
+
+#[test]
+fn the_largest_window_kvkeep_writes_still_opens() {
+    // Level 22 over a payload near the envelope limit uses zstd's largest default window.
+    let id = Identity::generate();
+    let ids = Identities::from(id.clone());
+    let payload = pseudo_random(512 * 1024, 22);
+    let blob = Sealer::new(&[id.recipient()], 22)
+        .expect("sealer")
+        .seal(&secret_label("big"), &payload)
+        .expect("seal");
+    assert_eq!(open(&blob, &ids).expect("opens").payload, payload);
+    // And a frame declaring exactly the 128 MiB window opens too.
+    let frame = frame_with_window(27);
+    let blob = age_encrypt(&id, &frame);
+    let err = open(&blob, &ids).expect_err("not a kvkeep envelope");
+    assert!(matches!(err, CryptoError::BadMagic), "{err:?}");
+}
+
 #[test]
 fn sealing_refuses_what_could_not_be_opened() {
     let id = Identity::generate();
@@ -530,7 +589,7 @@ fn identity_files_are_written_private_and_never_overwritten_without_force() {
     assert_eq!(recipient, first.recipient());
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert_eq!(identity::loose_mode(&path), None);
+    assert_eq!(crate::fsutil::loose_mode(&path), None);
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.starts_with(&format!(
         "# created: 2026-11-28T19:00:00Z\n# public key: {recipient}\n"
@@ -548,9 +607,22 @@ fn identity_files_are_written_private_and_never_overwritten_without_force() {
 
     // --force replaces it atomically and tightens a loose mode.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    assert_eq!(identity::loose_mode(&path), Some(0o644));
-    // A loose mode only warns: an emergency restore must not be blocked by a permission bit.
-    assert!(Identities::from_file(&path).is_ok());
+    assert_eq!(crate::fsutil::loose_mode(&path), Some(0o644));
+    // A key readable by others is refused, naming the file and the fix, never its content.
+    let err = Identities::from_file(&path).expect_err("a 0644 identity file is refused");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("chmod 600 {}", path.display())),
+        "{message}"
+    );
+    assert!(!message.contains(&secret_of(&first)[20..]), "{message}");
+    for loose in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).expect("chmod");
+        assert!(Identities::from_file(&path).is_err(), "mode {loose:04o}");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+    assert!(Identities::from_file(&path).is_ok(), "0400 is private");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let second = Identity::generate();
     write_identity_file(&path, &second, "later", true).expect("force");
     assert_eq!(
@@ -646,7 +718,11 @@ fn write_format_fixture() {
 #[test]
 fn format_v1_fixture_still_opens() {
     let dir = Path::new(FIXTURE_DIR);
-    let ids = Identities::from_file(&dir.join("v1-identity.txt")).expect("fixture identity");
+    // Parsed rather than loaded: git does not keep the file's 0600, and the fixture is about
+    // the format, not permissions.
+    let key_file = dir.join("v1-identity.txt");
+    let text = std::fs::read_to_string(&key_file).expect("fixture identity");
+    let ids = Identities::parse(&text, &key_file).expect("fixture identity parses");
     let blob = std::fs::read(dir.join("v1-object.age")).expect("fixture blob");
     let expected = Expected::object(vault("kv-prod"), ObjectKind::Secrets, name("db-password"))
         .with_run("0123456789abcdef".parse().expect("run"))

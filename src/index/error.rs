@@ -24,6 +24,22 @@ pub enum IndexError {
         source: rusqlite::Error,
     },
 
+    /// The index file could not be created, or its path not examined.
+    #[error("cannot create index {path}: {source}; check that the directory exists and is writable by kvkeep, or change [index].path")]
+    Create {
+        /// The index file.
+        path: String,
+        /// The file system's reason.
+        source: std::io::Error,
+    },
+
+    /// A 0-byte file at the index path: kvkeep does not adopt a file it did not create.
+    #[error("index {path} is an empty file, not a kvkeep index; kvkeep left it as it is: remove it and kvkeep creates the index itself (mode 0600), or change [index].path")]
+    EmptyFile {
+        /// The file.
+        path: String,
+    },
+
     /// The file is not a SQLite database, or SQLite found it damaged.
     #[error("index {path} is damaged or is not a SQLite database ({source}); move it aside and run `kvkeep index rebuild` to recreate it from the store")]
     Corrupt {
@@ -34,7 +50,7 @@ pub enum IndexError {
     },
 
     /// A valid SQLite database that some other program owns.
-    #[error("{path} is a SQLite database but not a kvkeep index (application id {found:#010x}); point [index].path at a kvkeep index or at a new file")]
+    #[error("{path} is a SQLite database but not a kvkeep index (application id {found:#010x}); kvkeep left it unchanged: point [index].path at a kvkeep index or at a path where no file exists yet")]
     NotAnIndex {
         /// The file.
         path: String,

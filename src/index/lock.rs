@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::VaultName;
@@ -129,11 +129,7 @@ pub fn lock_vault(
         });
     }
     let dir = sibling(index, "locks");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(io_error(&dir))?;
+    crate::fsutil::create_private_dir_all(&dir).map_err(io_error(&dir))?;
     let path = dir.join(format!("{vault}.lock"));
     let mut file = open_lock_file(&path)?;
     if !try_lock(&file, false, &path)? {

@@ -51,8 +51,65 @@ pub fn supported_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Checks that `conn` is a kvkeep index (or a new, empty file) no newer than this build, then
-/// applies the first `target` migrations that it lacks.
+/// What a SQLite database is, as far as kvkeep is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Nothing in it: no schema, no version, no application id. Safe to make an index of.
+    Empty,
+    /// Marked with kvkeep's application id.
+    Index,
+    /// A kvkeep index whose application id is missing (written by a process that died before
+    /// marking it, or cleared by a tool): recognised by its schema version and tables.
+    Unmarked,
+    /// Some other program's database.
+    Foreign {
+        /// Its `PRAGMA application_id`.
+        application_id: i32,
+    },
+}
+
+/// The tables every kvkeep schema version has had since version 1.
+const CORE_TABLES: [&str; 4] = ["runs", "objects", "captures", "capture_versions"];
+
+/// Reads what `conn`'s database is, without writing anything (it works on a read-only
+/// connection).
+pub(crate) fn identify(conn: &Connection, path: &str) -> Result<Kind, IndexError> {
+    let context = "checking what the file is";
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| classify(path, context, e))?;
+    let application_id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| classify(path, context, e))?;
+    if application_id == APPLICATION_ID {
+        return Ok(Kind::Index);
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| classify(path, context, e))?;
+    let schema_objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| classify(path, context, e))?;
+    Ok(if application_id != 0 {
+        Kind::Foreign { application_id }
+    } else if version == 0 && schema_objects == 0 {
+        Kind::Empty
+    } else if (1..=supported_version()).contains(&version)
+        && CORE_TABLES.iter().all(|t| tables.iter().any(|n| n == t))
+    {
+        Kind::Unmarked
+    } else {
+        Kind::Foreign { application_id }
+    })
+}
+
+/// Checks that `conn` is a kvkeep index (or a new, empty database) no newer than this build,
+/// then applies the first `target` migrations that it lacks. An index missing its application
+/// id gets it in the same transaction.
 pub(crate) fn migrate(conn: &mut Connection, path: &str, target: usize) -> Result<(), IndexError> {
     let context = "checking the schema version";
     let tx = conn
@@ -61,18 +118,11 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str, target: usize) -> Resul
     let found: i64 = tx
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| classify(path, context, e))?;
-    let app_id: i32 = tx
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(|e| classify(path, context, e))?;
-    let schema_objects: i64 = tx
-        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-        .map_err(|e| classify(path, context, e))?;
-
-    let is_new_file = found == 0 && app_id == 0 && schema_objects == 0;
-    if app_id != APPLICATION_ID && !is_new_file {
+    let kind = identify(&tx, path)?;
+    if let Kind::Foreign { application_id } = kind {
         return Err(IndexError::NotAnIndex {
             path: path.to_string(),
-            found: app_id,
+            found: application_id,
         });
     }
     if found > supported_version() {
@@ -96,9 +146,14 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str, target: usize) -> Resul
         tx.pragma_update(None, "user_version", migration.version)
             .map_err(failed)?;
     }
-    if is_new_file && target > 0 {
+    let mark = match kind {
+        Kind::Empty => target > 0,
+        Kind::Unmarked => true,
+        Kind::Index | Kind::Foreign { .. } => false,
+    };
+    if mark {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(|e| classify(path, "marking the new index", e))?;
+            .map_err(|e| classify(path, "marking the index", e))?;
     }
     tx.commit()
         .map_err(|e| classify(path, "committing the schema upgrade", e))

@@ -19,6 +19,7 @@
 //! the other case: another process (say `kvkeep report` next to the daemon) holding the file.
 
 mod error;
+mod file;
 pub mod lock;
 mod migrate;
 mod read;
@@ -32,7 +33,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
@@ -59,9 +60,12 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens the index at `path`, creating it if missing and upgrading its schema if older.
+    /// Opens the index at `path`, creating it (mode 0600) if missing and upgrading its schema if
+    /// older.
     ///
-    /// Refuses a file that is not a kvkeep index, is damaged, or was written by a newer kvkeep.
+    /// Refuses, without changing it, a file that is not a kvkeep index (another program's
+    /// database, an empty file, anything else); refuses a damaged file or one written by a newer
+    /// kvkeep.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, IndexError> {
         Self::open_at_version(path.as_ref(), migrate::MIGRATIONS.len())
     }
@@ -78,20 +82,41 @@ impl Index {
 
     /// Opens `path` and applies only the first `target` migrations: tests use it to build a file
     /// as an older kvkeep left it.
+    ///
+    /// What is at `path` is checked read-only before anything is written (see `file.rs`): a
+    /// file that is not a kvkeep index is refused exactly as it was found. A missing file is
+    /// created with mode 0600.
     pub(crate) fn open_at_version(path: &Path, target: usize) -> Result<Self, IndexError> {
         let display = path.display().to_string();
-        let conn = Connection::open(path).map_err(|source| IndexError::Open {
+        if !file::check_existing(path, &display)? {
+            file::create(path, &display, target)?;
+        }
+        // No CREATE flag: the file exists now, and if it vanished meanwhile SQLite must not
+        // quietly make a new one with its default mode.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| IndexError::Open {
             path: display.clone(),
             source,
         })?;
+        if let Some(mode) = crate::fsutil::loose_mode(path) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{mode:04o}"),
+                "the index can be read by group or others; it lists every vault, object and version: restrict it with chmod 600"
+            );
+        }
         Self::prepare(conn, display, target)
     }
 
+    /// Configures a connection to a file known to be a kvkeep index (or new), then migrates it.
     fn prepare(mut conn: Connection, path: String, target: usize) -> Result<Self, IndexError> {
         let setup = |e| classify(&path, "configuring the connection", e);
         conn.busy_timeout(BUSY_TIMEOUT).map_err(setup)?;
-        // The first statement that reads the file: a file that is not a database fails here.
-        // WAL lets readers (reports, the CLI) run while the daemon writes.
+        // WAL lets readers (reports, the CLI) run while the daemon writes. Only ever set on a
+        // file already recognised as an index: the switch rewrites the file header.
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))
             .map_err(setup)?;
@@ -109,6 +134,13 @@ impl Index {
             conn: Mutex::new(conn),
             path,
         })
+    }
+
+    /// The connection, for closing it explicitly.
+    fn into_connection(self) -> Connection {
+        self.conn
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The file this index lives in (`:memory:` for an in-memory index), for messages.

@@ -77,13 +77,12 @@ impl AzureAuth {
         let text = text.expose();
         let (query, host) = if text.starts_with("https://") || text.starts_with("http://") {
             let url = Url::parse(text).map_err(|_| bad("it does not hold a valid url"))?;
-            let query = url
+            let parts = url
                 .query()
-                .ok_or_else(|| bad("the url has no query string, so no sas"))?;
-            (
-                query.to_string(),
-                url.host_str().map(str::to_ascii_lowercase),
-            )
+                .map(|q| (q.to_string(), url.host_str().map(str::to_ascii_lowercase)));
+            // The parsed URL holds the whole SAS too: erase it as well.
+            zeroize::Zeroize::zeroize(&mut String::from(url));
+            parts.ok_or_else(|| bad("the url has no query string, so no sas"))?
         } else {
             (text.trim_start_matches('?').to_string(), None)
         };
@@ -530,11 +529,21 @@ mod tests {
         assert!(!e.to_string().contains("TOPSECRET"), "{e}");
     }
 
+    /// Writes a SAS file with mode 0600, as the runbook asks (others' access is refused).
+    fn write_sas(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+
     #[test]
     fn sas_files_accept_urls_and_bare_queries_and_refuse_unsigned_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sas");
-        std::fs::write(&path, "https://acct.blob.core.windows.net/c?sv=2025-11-05&se=2030-01-01T00%3A00%3A00Z&sig=abc\n").expect("write");
+        write_sas(&path, "https://acct.blob.core.windows.net/c?sv=2025-11-05&se=2030-01-01T00%3A00%3A00Z&sig=abc\n");
         let auth = AzureAuth::sas_from_file(&path).expect("sas url");
         assert!(!format!("{auth:?}").contains("sig=abc"));
         assert!(
@@ -556,10 +565,10 @@ mod tests {
             "{err}"
         );
 
-        std::fs::write(&path, "?sv=2025-11-05&sig=abc").expect("write");
+        write_sas(&path, "?sv=2025-11-05&sig=abc");
         AzureAuth::sas_from_file(&path).expect("bare query");
 
-        std::fs::write(&path, "https://acct.blob.core.windows.net/c").expect("write");
+        write_sas(&path, "https://acct.blob.core.windows.net/c");
         let err = AzureAuth::sas_from_file(&path).expect_err("no sas");
         assert!(
             !err.to_string().contains("acct"),

@@ -15,10 +15,14 @@
 //! 3. remove the temporary name and `fsync` the directory, so the new entry survives a crash.
 //!
 //! A crash between 1 and 3 leaves a `~` temp file behind; it is invisible to `list` and
-//! harmless. File systems without hard links (some FUSE and SMB mounts) are refused with a
+//! harmless.
+//!
+//! Blobs are encrypted, but their names say which vaults and objects exist: every file and
+//! directory the store creates is private (0600 / 0700, set whatever the umask, see
+//! [`crate::fsutil`]); directories that existed before keep their mode. File systems without hard links (some FUSE and SMB mounts) are refused with a
 //! clear error rather than silently losing the no-overwrite guarantee.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{normalise_prefix, BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
+use crate::fsutil::{self, sync_dir};
 use crate::model::BlobKey;
 
 /// Blobs as files under a directory.
@@ -48,7 +53,8 @@ impl LocalStore {
         } else {
             directory.join(prefix.trim_end_matches('/'))
         };
-        fs::create_dir_all(&base).map_err(|e| io_error(StoreOp::Open, "", &name, &base, e))?;
+        fsutil::create_private_dir_all(&base)
+            .map_err(|e| io_error(StoreOp::Open, "", &name, &base, e))?;
         Ok(LocalStore { base, name })
     }
 
@@ -95,10 +101,7 @@ impl LocalStore {
             .unwrap_or_default();
         let temp = dir.join(format!("{file_name}~{:016x}.tmp", rand::random::<u64>()));
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
+            let mut file = fsutil::create_private_file(&temp)?;
             file.write_all(bytes)?;
             file.sync_all()
         })();
@@ -281,38 +284,15 @@ impl BlobStore for LocalStore {
     }
 }
 
-/// Creates `dir` and its missing ancestors below `base`, fsyncing each parent after a child
-/// appears in it, so the directory entries survive a crash along with the blob.
+/// Creates `dir` and its missing ancestors below `base`, private, fsyncing each parent after a
+/// child appears in it, so the directory entries survive a crash along with the blob.
 fn create_dirs(base: &Path, dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    while !cur.is_dir() && cur != base {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) => cur = p,
-            None => break,
-        }
-    }
-    for d in missing.iter().rev() {
-        match fs::create_dir(d) {
-            Ok(()) => {
-                if let Some(parent) = d.parent() {
-                    sync_dir(parent)?;
-                }
-            }
-            // A concurrent put_new created it first.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    // Keys never leave the base (see BlobKey), so everything created is below it.
+    debug_assert!(dir.starts_with(base));
+    fsutil::create_private_dir_all(dir).map(drop)
 }
 
 fn is_unsupported(e: &io::Error) -> bool {
@@ -365,6 +345,51 @@ mod tests {
             text.contains("write blob a/b in local store /s denied") && text.contains("/s/a"),
             "{text}"
         );
+    }
+
+    /// Every file and directory under `root` with its permission bits.
+    #[cfg(unix)]
+    fn modes_under(root: &Path) -> Vec<(PathBuf, bool, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir).expect("read dir") {
+                let path = entry.expect("entry").path();
+                let meta = fs::symlink_metadata(&path).expect("metadata");
+                if meta.is_dir() {
+                    pending.push(path.clone());
+                }
+                out.push((path, meta.is_dir(), meta.permissions().mode() & 0o777));
+            }
+        }
+        out
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn blobs_are_private_files_in_private_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A parent others may read: what kvkeep creates below it must not be.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let store = LocalStore::open(&dir.path().join("store"), "prod").expect("open");
+        let key: BlobKey = "objects/kv1/secrets/db/100-0001.age".parse().expect("key");
+        store
+            .put_new(&key, Bytes::from_static(b"sealed"))
+            .await
+            .expect("put");
+        let entries = modes_under(&dir.path().join("store"));
+        assert!(entries.len() >= 5, "{entries:?}");
+        for (path, is_dir, mode) in entries {
+            let want = if is_dir { 0o700 } else { 0o600 };
+            assert_eq!(mode, want, "{} has mode {mode:04o}", path.display());
+        }
+        let store_mode = fs::metadata(dir.path().join("store"))
+            .expect("store dir")
+            .permissions()
+            .mode();
+        assert_eq!(store_mode & 0o777, 0o700, "the store directory it created");
     }
 
     #[test]

@@ -70,9 +70,20 @@ pub fn write_identity(dir: &Path) -> String {
     .expect("identity")
 }
 
-/// Writes `token` to `dir/token.txt`, for `credential = "token-file"`.
+/// Writes `token` to `dir/token.txt` with mode 0600, for `credential = "token-file"` (kvkeep
+/// refuses a token file others can read).
 pub fn write_token(dir: &Path, token: &str) {
-    std::fs::write(dir.join("token.txt"), format!("{token}\n")).expect("token file");
+    write_private(&dir.join("token.txt"), &format!("{token}\n"));
+}
+
+/// Writes a secret file as the runbook asks: mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("secret file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    }
 }
 
 /// `"<host>" = "127.0.0.1"`: an `[azure] resolve` entry sending a vault's host to the emulator

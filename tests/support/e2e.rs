@@ -42,7 +42,7 @@ pub async fn emulator_beside(azurite: &Azurite, vaults: Vec<VaultSettings>) -> E
     .expect("start the key vault emulator")
 }
 
-/// Writes `dir/sas.txt`, the container's URL with an account SAS valid for two hours (for
+/// Writes `dir/sas.txt` (mode 0600), the container's URL with an account SAS valid for two hours (for
 /// `auth = "sas"`, `sas_url_file = "sas.txt"`), and returns the container URL.
 pub fn write_container_sas(dir: &Path, azurite: &Azurite, container: &str) -> String {
     let container_url = format!("{}/{container}", azurite.service_url());
@@ -52,7 +52,7 @@ pub fn write_container_sas(dir: &Path, azurite: &Azurite, container: &str) -> St
             + AzDuration::hours(2),
     )
     .expect("sign a sas");
-    std::fs::write(dir.join("sas.txt"), format!("{container_url}?{sas}\n")).expect("sas file");
+    super::config_files::write_private(&dir.join("sas.txt"), &format!("{container_url}?{sas}\n"));
     container_url
 }
 

@@ -81,7 +81,9 @@ fn prepare_dir(dir: Option<&Path>) -> Result<PathBuf, String> {
         Some(d) => d.to_path_buf(),
         None => std::env::temp_dir().join(format!("kvkeep-demo-{}", RunId::random())),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Private, like everything kvkeep creates: it will hold an identity and an index.
+    crate::fsutil::create_private_dir_all(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut entries =
         std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     if entries.next().is_some() {
@@ -467,15 +469,7 @@ concurrency = 4
 
 fn write_private(path: &Path, contents: &str) -> Result<(), String> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
+    crate::fsutil::create_private_file(path)
         .and_then(|mut f| f.write_all(contents.as_bytes()))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

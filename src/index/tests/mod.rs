@@ -2,7 +2,10 @@
 //! damaged files. Shared builders live here.
 
 mod damage;
+mod foreign;
 mod migrations;
+#[cfg(unix)]
+mod permissions;
 mod point_in_time;
 mod records;
 
