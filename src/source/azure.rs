@@ -7,9 +7,10 @@
 //! empty pages that still carry a nextLink included. Retries: see [`super::sdk_retry`].
 //!
 //! Secret values: no operation here reads one except [`VaultSource::get_properties`] of a secret
-//! (Key Vault has no value-less GET for the current version); the value is dropped on the spot
-//! and never logged.
+//! (Key Vault has no value-less GET for the current version), which only restore verification
+//! and drills call — never a backup; the value is dropped on the spot and never logged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -226,7 +227,7 @@ fn unix(t: Option<OffsetDateTime>) -> Option<i64> {
     t.map(|t| t.unix_timestamp())
 }
 
-fn tags(tags: Option<std::collections::HashMap<String, String>>) -> Tags {
+fn tags(tags: Option<HashMap<String, String>>) -> Tags {
     tags.unwrap_or_default().into_iter().collect()
 }
 
@@ -360,8 +361,15 @@ impl VaultSource for AzureVaultSource {
     ) -> Result<Vec<VersionInfo>, SourceError> {
         let op = SourceOp::ListVersions;
         let n = Some(name.as_str());
-        // (id, attributes) pairs, so the three item types share one conversion below.
-        let items: Vec<(Option<String>, Attrs)> = match kind {
+        // (id, attributes, tags, content type), so the three item types share one conversion
+        // below.
+        type Item = (
+            Option<String>,
+            Attrs,
+            Option<HashMap<String, String>>,
+            Option<String>,
+        );
+        let items: Vec<Item> = match kind {
             ObjectKind::Secrets => collect_pager!(
                 self,
                 self.secrets
@@ -371,7 +379,7 @@ impl VaultSource for AzureVaultSource {
                 n
             )
             .into_iter()
-            .map(|i| (i.id, Attrs::from(i.attributes)))
+            .map(|i| (i.id, Attrs::from(i.attributes), i.tags, i.content_type))
             .collect(),
             ObjectKind::Keys => collect_pager!(
                 self,
@@ -381,7 +389,7 @@ impl VaultSource for AzureVaultSource {
                 n
             )
             .into_iter()
-            .map(|i| (i.kid, Attrs::from(i.attributes)))
+            .map(|i| (i.kid, Attrs::from(i.attributes), i.tags, None))
             .collect(),
             ObjectKind::Certificates => collect_pager!(
                 self,
@@ -392,11 +400,11 @@ impl VaultSource for AzureVaultSource {
                 n
             )
             .into_iter()
-            .map(|i| (i.id, Attrs::from(i.attributes)))
+            .map(|i| (i.id, Attrs::from(i.attributes), i.tags, None))
             .collect(),
         };
         let mut versions = Vec::with_capacity(items.len());
-        for (id, attrs) in items {
+        for (id, attrs, tag_map, content_type) in items {
             let (_, version) = self.parse_id(id.as_deref(), op, kind, n)?;
             let version = version
                 .ok_or_else(|| self.invalid(op, kind, n, "a version item without version"))?;
@@ -405,6 +413,8 @@ impl VaultSource for AzureVaultSource {
                 created: attrs.created,
                 updated: attrs.updated,
                 enabled: attrs.enabled,
+                tags: tags(tag_map),
+                content_type,
             });
         }
         warn_many_versions(&self.vault, kind, name, versions.len());
