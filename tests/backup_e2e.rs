@@ -155,6 +155,7 @@ impl Bed {
                 retry_after_ms: None,
                 latency_ms: None,
                 page_size: None,
+                next_link_host: None,
             })
             .await
             .expect("add fault");

@@ -4,7 +4,8 @@
 //!
 //! SDK models never leave this file: listings become [`ObjectSummary`]s, `azure_core::Error`s
 //! become [`SourceError`]s (see `translate.rs`). Paging is the SDK pager's, followed to the end —
-//! empty pages that still carry a nextLink included. Retries: see [`super::sdk_retry`].
+//! empty pages that still carry a nextLink included — but never off the vault's host: every
+//! client carries [`SameHostPolicy`]. Retries: see [`super::sdk_retry`].
 //!
 //! Secret values: no operation here reads one except [`VaultSource::get_properties`] of a secret
 //! (Key Vault has no value-less GET for the current version), which only restore verification
@@ -34,7 +35,7 @@ use super::{
     warn_many_versions, BackupBlob, DeletedInfo, ObjectProperties, ObjectSummary, RestoredObject,
     Tags, VaultSource, VersionInfo,
 };
-use crate::azure::AzureSetupError;
+use crate::azure::{AzureSetupError, SameHostPolicy};
 use crate::config::{AzureConfig, VaultConfig};
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
 
@@ -127,16 +128,29 @@ impl AzureVaultSource {
         client_options: ClientOptions,
         options: AzureSourceOptions,
     ) -> Result<Self, AzureSourceSetupError> {
-        let client_options = ClientOptions {
-            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(options.retry))),
-            ..client_options
-        };
-        let verify = Some(options.verify_challenge_resource);
         let url_error = |e: azure_core::Error| AzureSourceSetupError::Url {
             vault: vault.clone(),
             url: url.to_string(),
             reason: e.to_string(),
         };
+        let same_host = azure_core::http::Url::parse(url)
+            .ok()
+            .and_then(|u| SameHostPolicy::for_url(&u))
+            .ok_or_else(|| AzureSourceSetupError::Url {
+                vault: vault.clone(),
+                url: url.to_string(),
+                reason: "not an absolute https url with a host".to_string(),
+            })?;
+        // Every request stays on the vault's host: a nextLink elsewhere is refused before the
+        // token is attached (see `SameHostPolicy`).
+        let mut per_call_policies = client_options.per_call_policies.clone();
+        per_call_policies.push(same_host.shared());
+        let client_options = ClientOptions {
+            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(options.retry))),
+            per_call_policies,
+            ..client_options
+        };
+        let verify = Some(options.verify_challenge_resource);
         let mut secret_options = SecretClientOptions {
             client_options: client_options.clone(),
             verify_challenge_resource: verify,
