@@ -526,6 +526,7 @@ impl Bed for AzureBed {
                 retry_after_ms: None,
                 latency_ms: None,
                 page_size: None,
+                next_link_host: None,
             };
         let spec = match fault {
             Fault::Throttle {
@@ -1144,6 +1145,87 @@ async fn azure_surfaces_throttling_with_its_delay() {
         .expect_err("429 without a delay");
     assert_eq!(err.kind(), SourceErrorKind::Throttled);
     assert_eq!(err.retry_after(), None);
+}
+
+/// A page whose nextLink names another host is not followed: no request, and so no bearer
+/// token, leaves for that host; the listing fails with an error that says why. The other host is
+/// a second loopback address with a listener that counts connections.
+#[tokio::test]
+async fn a_next_link_to_another_host_is_refused_before_any_request() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let bed = AzureBed::new();
+    bed.seed(ObjectKind::Secrets, "p", 3, 1).await;
+    let foreign = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("a second loopback address");
+    let foreign_addr = foreign.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = tokio::spawn(async move {
+        while let Ok((stream, _)) = foreign.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    bed.emulator()
+        .control()
+        .add_fault(&FaultSpec {
+            vault: Some(VAULT.to_string()),
+            op: Some("secrets.list".to_string()),
+            kind: FaultKind::ForeignNextLink,
+            count: Some(1),
+            rate: None,
+            retry_after_seconds: None,
+            retry_after_ms: None,
+            latency_ms: None,
+            page_size: None,
+            next_link_host: Some(foreign_addr.to_string()),
+        })
+        .await
+        .expect("fault accepted");
+    bed.emulator()
+        .control()
+        .clear_counters()
+        .await
+        .expect("clear counters");
+
+    let err = bed
+        .source()
+        .list(ObjectKind::Secrets)
+        .await
+        .expect_err("a foreign nextLink is refused");
+    let text = err.to_string();
+    assert_eq!(err.kind(), SourceErrorKind::Permanent, "{text}");
+    assert!(
+        text.contains("refused") && text.contains(&foreign_addr.to_string()),
+        "the error names the foreign host: {text}"
+    );
+    assert_eq!(
+        bed.fired().await,
+        1,
+        "the first page carried the foreign link"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "nothing connected to the foreign host"
+    );
+    let counters = bed.emulator().control().counters().await.expect("counters");
+    assert_eq!(
+        counters
+            .vaults
+            .get(VAULT)
+            .and_then(|c| c.get("secrets.list")),
+        Some(&1),
+        "only the first page was requested: {counters:?}"
+    );
+    listener.abort();
+
+    // Without the fault the same listing works: the policy lets the vault's own links through.
+    let listed = bed.source().list(ObjectKind::Secrets).await.expect("list");
+    assert_eq!(listed.len(), 3);
 }
 
 /// The fake counts calls, so backup tests can assert that a no-change run makes none.

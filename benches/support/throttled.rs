@@ -124,6 +124,7 @@ pub async fn throttle_and_latency(control: &ControlClient, vault: &str, latency_
                 retry_after_ms: None,
                 latency_ms: Some(latency_ms),
                 page_size: None,
+                next_link_host: None,
             })
             .await
             .expect("latency");

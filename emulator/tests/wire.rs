@@ -93,6 +93,7 @@ fn fault(kind: FaultKind) -> FaultSpec {
         retry_after_ms: None,
         latency_ms: None,
         page_size: None,
+        next_link_host: None,
     }
 }
 
@@ -1122,6 +1123,7 @@ async fn seeded_vaults_page_with_next_links_and_page_faults() {
         .add_fault(&FaultSpec {
             count: Some(2),
             page_size: Some(4),
+            next_link_host: None,
             ..fault(FaultKind::ShortPage)
         })
         .await

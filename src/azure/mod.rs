@@ -9,6 +9,7 @@
 //! change; it never carries a secret's value (file contents, tokens, SAS signatures).
 
 mod credential;
+mod host_policy;
 mod response;
 mod secret;
 mod transport;
@@ -16,6 +17,7 @@ mod transport;
 use std::path::PathBuf;
 
 pub use credential::{credential, ChainedCredential, TokenFileCredential, TOKEN_FILE_LIFETIME};
+pub use host_policy::SameHostPolicy;
 pub use response::{error_chain, retry_after};
 pub use secret::{read_secret_file, scrub_secrets, Redacted};
 pub use transport::{client_options, http_client};

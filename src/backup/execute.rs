@@ -16,8 +16,8 @@ use super::manifest::{
     ManifestWriter,
 };
 use super::plan::{
-    self, object_key, BackupPlan, DeepScan, KnownObject, ObjectKey, PlanOptions, PlannedCapture,
-    VersionFingerprint,
+    self, object_key, BackupPlan, DeepScan, KnownObject, ListedObject, ObjectKey, PlanOptions,
+    PlannedCapture, VersionFingerprint,
 };
 use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
 use crate::config::VaultConfig;
@@ -169,14 +169,7 @@ impl VaultBackup {
                     }
                 };
                 let scan = DeepScan {
-                    current: current
-                        .into_iter()
-                        .map(|v| VersionFingerprint {
-                            version: v.version,
-                            updated: v.updated,
-                            enabled: v.enabled,
-                        })
-                        .collect(),
+                    listed: current,
                     captured: captured
                         .into_iter()
                         .map(|v| VersionFingerprint {
@@ -415,7 +408,10 @@ impl VaultBackup {
         self.progress.finished(report);
     }
 
-    /// Captures one object: properties → versions → backup → seal → put → index.
+    /// Captures one object: versions → backup → seal → put → index. Two requests to the vault
+    /// (one when a deep scan of this run already listed the versions), and no read of the
+    /// object: the current version comes from the version list (see [`current_version`]), so
+    /// a secret's value is never fetched and the identity needs list + backup only.
     async fn capture(
         &self,
         run: &RunId,
@@ -430,32 +426,33 @@ impl VaultBackup {
         let source_failure =
             |e: SourceError| failure(planned, source_kind(e.kind()), e.to_string());
 
-        let current = match &planned.object.version {
-            Some(v) => Some((v.clone(), None)),
-            None => match self.source.get_properties(kind, name).await {
-                Ok(props) => Some((props.version, props.updated)),
-                // A disabled current secret cannot be read, but it can (and must) be backed
-                // up: its version then comes from the version list below.
-                Err(e) if is_disabled_secret(&e) => None,
-                Err(e) => return Err(source_failure(e)),
-            },
+        let versions = match &planned.versions {
+            Some(listed) => listed.clone(),
+            None => self
+                .source
+                .list_versions(kind, name)
+                .await
+                .map_err(source_failure)?,
         };
-        let versions = self
-            .source
-            .list_versions(kind, name)
-            .await
-            .map_err(source_failure)?;
-        let (current_version, updated_now) = match current {
-            Some(current) => current,
-            None => newest_version(&versions).ok_or_else(|| {
-                failure(
+        let current_version = match current_version(&planned.object, &versions) {
+            Current::Known(v) => v,
+            Current::Ambiguous { chosen, candidates } => {
+                // Only versions created within the same second with identical attributes and
+                // tags get here; the blob holds them all either way, and only a drill's
+                // "current version" comparison could notice the choice.
+                warn!(vault = %vault, kind = %kind, name = %name, version = %chosen,
+                    candidates, "current version ambiguous: several versions were created in the same second with identical attributes and tags; recording the one with the highest id");
+                chosen
+            }
+            Current::None => {
+                return Err(failure(
                     planned,
                     "permanent",
                     format!(
-                        "{kind} {name} in vault {vault} has no versions; the next run tries again"
+                        "{kind} {name} in vault {vault} has no versions; it may have been deleted meanwhile, the next run tries again"
                     ),
-                )
-            })?,
+                ))
+            }
         };
         if versions.len() > MAX_BACKUP_VERSIONS {
             return Err(failure(
@@ -524,6 +521,10 @@ impl VaultBackup {
             .put_new(&key, Bytes::from(ciphertext))
             .await
             .map_err(|e| failure(planned, "store", e.to_string()))?;
+        let updated_now = versions
+            .iter()
+            .find(|v| v.version == current_version)
+            .and_then(|v| v.updated);
         let capture = NewCapture {
             object: ObjectState {
                 kind,
@@ -712,16 +713,60 @@ fn source_kind(kind: SourceErrorKind) -> &'static str {
     }
 }
 
-/// The service's answer to reading a disabled secret version.
-fn is_disabled_secret(e: &SourceError) -> bool {
-    e.kind() == SourceErrorKind::Forbidden && e.inner_code() == Some("SecretDisabled")
+/// What the version list says the current version is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Current {
+    /// Exactly one version qualifies.
+    Known(ObjectVersion),
+    /// Several versions qualify equally (created within the same second, with the attributes
+    /// and tags the listing reported); `chosen` is the one with the highest id, so the choice
+    /// is at least the same on every run.
+    Ambiguous {
+        chosen: ObjectVersion,
+        candidates: usize,
+    },
+    /// The list is empty.
+    None,
 }
 
-/// The current version according to a version list: the newest by creation time (versions are
-/// only ever added, so the last created is the current one), ties broken by `updated` and id.
-fn newest_version(versions: &[VersionInfo]) -> Option<(ObjectVersion, Option<i64>)> {
-    versions
+/// The current version of `listed` according to its version list, without reading the object
+/// (for a secret that read would return the value).
+///
+/// - When the listing names the version (the fake does; the service does not), that one — the
+///   check that it is in the list comes after.
+/// - Otherwise the newest `created`: versions are only ever added, so the last created is the
+///   current one.
+/// - Key Vault timestamps have one-second resolution, so several versions can share the newest
+///   `created`. Among those, the one whose `updated`, `enabled`, tags and content type match
+///   what the object listing reported for the current version.
+pub(super) fn current_version(listed: &ListedObject, versions: &[VersionInfo]) -> Current {
+    if let Some(v) = &listed.version {
+        return Current::Known(v.clone());
+    }
+    let Some(newest) = versions.iter().map(|v| v.created).max() else {
+        return Current::None;
+    };
+    let tied: Vec<&VersionInfo> = versions.iter().filter(|v| v.created == newest).collect();
+    let matching: Vec<&VersionInfo> = tied
         .iter()
-        .max_by(|a, b| (a.created, a.updated, &a.version).cmp(&(b.created, b.updated, &b.version)))
-        .map(|v| (v.version.clone(), v.updated))
+        .copied()
+        .filter(|v| {
+            v.updated == listed.updated
+                && v.enabled == listed.enabled
+                && v.tags == listed.tags
+                && v.content_type == listed.content_type
+        })
+        .collect();
+    // None matching: the object changed between the listing and the version list; the newest
+    // versions are then all candidates.
+    let candidates = if matching.is_empty() { tied } else { matching };
+    let highest = candidates.iter().map(|v| &v.version).max();
+    match (candidates.len(), highest) {
+        (_, None) => Current::None,
+        (1, Some(v)) => Current::Known(v.clone()),
+        (n, Some(v)) => Current::Ambiguous {
+            chosen: v.clone(),
+            candidates: n,
+        },
+    }
 }

@@ -7,7 +7,7 @@
 //! plan::plan ─▶ BackupPlan { changed (why), unchanged, gone, skipped (why) }
 //!        │
 //!        ▼  for each changed object, at most `limits.concurrency` at a time:
-//! get properties ─▶ list versions ─▶ backup ─▶ seal (spawn_blocking) ─▶ put_new ─▶ index
+//! list versions (unless this run's deep scan did) ─▶ backup ─▶ seal (spawn_blocking) ─▶ put_new ─▶ index
 //!        │
 //!        ▼  after every object:
 //! index: unchanged + deleted ─▶ manifest sealed ─▶ put_new (LAST) ─▶ index: finish run
@@ -26,10 +26,14 @@
 //!   manifest for what was completed.
 //! - **One clock.** Times come from the [`Clock`] passed in (tests pin it).
 //!
-//! Why `get_properties` before `list_versions` before `backup`: Key Vault lists carry no version
-//! ids, and versions are only ever added, so reading them in this order guarantees that the
-//! recorded current version is among the recorded versions, and that the blob holds at least
-//! every recorded version.
+//! Why `list_versions` before `backup`, and no read of the object: Key Vault lists carry no
+//! version ids, and reading a secret returns its value, so the current version is derived from
+//! the version list (newest `created`; a tie within one second is settled by the attributes and
+//! tags the object listing reported). Versions are only ever added, so listing them before the
+//! backup guarantees that the recorded current version is among the recorded versions and that
+//! the blob holds at least every recorded version. A capture therefore costs two requests (one
+//! when the run's deep scan already listed the versions), and the identity needs only list and
+//! backup permissions.
 
 mod execute;
 pub mod manifest;

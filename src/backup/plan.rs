@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::config::VaultConfig;
 use crate::index::LastCapture;
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
-use crate::source::{ObjectSummary, Tags};
+use crate::source::{ObjectSummary, Tags, VersionInfo};
 
 /// An object's identity within a vault: kind and canonical (lower-case) name, as Key Vault
 /// compares names.
@@ -148,11 +148,22 @@ pub struct VersionFingerprint {
     pub enabled: bool,
 }
 
+impl From<&VersionInfo> for VersionFingerprint {
+    fn from(v: &VersionInfo) -> Self {
+        VersionFingerprint {
+            version: v.version.clone(),
+            updated: v.updated,
+            enabled: v.enabled,
+        }
+    }
+}
+
 /// The two version lists a deep scan compares.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeepScan {
-    /// What the vault lists now.
-    pub current: Vec<VersionFingerprint>,
+    /// What the vault lists now, in full: when the scan finds a change, the capture reuses this
+    /// list instead of listing the versions a second time.
+    pub listed: Vec<VersionInfo>,
     /// What the last capture holds.
     pub captured: Vec<VersionFingerprint>,
 }
@@ -160,7 +171,9 @@ pub struct DeepScan {
 impl DeepScan {
     /// The versions that are new, changed or gone since the capture, sorted.
     pub fn differences(&self) -> Vec<ObjectVersion> {
-        let now: HashSet<&VersionFingerprint> = self.current.iter().collect();
+        let current: Vec<VersionFingerprint> =
+            self.listed.iter().map(VersionFingerprint::from).collect();
+        let now: HashSet<&VersionFingerprint> = current.iter().collect();
         let then: HashSet<&VersionFingerprint> = self.captured.iter().collect();
         let mut out: Vec<ObjectVersion> = now
             .symmetric_difference(&then)
@@ -274,6 +287,10 @@ pub struct ListedObject {
     /// Not printed: plans show what changed, and a tag change already shows as `updated`.
     #[serde(skip)]
     pub tags: Tags,
+    /// Current version's content type (secrets). Not printed; with `updated`, `enabled` and the
+    /// tags it tells the current version among versions created within the same second.
+    #[serde(skip)]
+    pub content_type: Option<String>,
 }
 
 impl From<&ObjectSummary> for ListedObject {
@@ -285,6 +302,7 @@ impl From<&ObjectSummary> for ListedObject {
             updated: o.updated,
             enabled: o.enabled,
             tags: o.tags.clone(),
+            content_type: o.content_type.clone(),
         }
     }
 }
@@ -297,6 +315,10 @@ pub struct PlannedCapture {
     pub object: ListedObject,
     /// Why.
     pub why: ChangeReason,
+    /// Its versions as a deep scan of this run listed them, if one did: the capture uses them
+    /// rather than listing again (one request less per object a deep scan finds changed).
+    #[serde(skip)]
+    pub versions: Option<Vec<VersionInfo>>,
 }
 
 /// An object unchanged since its last committed capture.
@@ -437,6 +459,7 @@ pub fn plan(
             out.changed.push(PlannedCapture {
                 object: object.into(),
                 why: ChangeReason::New,
+                versions: None,
             });
             continue;
         };
@@ -444,6 +467,7 @@ pub fn plan(
             out.changed.push(PlannedCapture {
                 object: object.into(),
                 why: ChangeReason::Reappeared,
+                versions: None,
             });
             continue;
         }
@@ -451,6 +475,7 @@ pub fn plan(
             out.changed.push(PlannedCapture {
                 object: object.into(),
                 why,
+                versions: None,
             });
             continue;
         }
@@ -464,6 +489,7 @@ pub fn plan(
                 out.changed.push(PlannedCapture {
                     object: object.into(),
                     why: ChangeReason::DeepScanChanged { versions },
+                    versions: Some(scan.listed.clone()),
                 });
                 continue;
             }

@@ -4,12 +4,14 @@
 //!
 //! SDK models never leave this file: listings become [`ObjectSummary`]s, `azure_core::Error`s
 //! become [`SourceError`]s (see `translate.rs`). Paging is the SDK pager's, followed to the end —
-//! empty pages that still carry a nextLink included. Retries: see [`super::sdk_retry`].
+//! empty pages that still carry a nextLink included — but never off the vault's host: every
+//! client carries [`SameHostPolicy`]. Retries: see [`super::sdk_retry`].
 //!
 //! Secret values: no operation here reads one except [`VaultSource::get_properties`] of a secret
-//! (Key Vault has no value-less GET for the current version); the value is dropped on the spot
-//! and never logged.
+//! (Key Vault has no value-less GET for the current version), which only restore verification
+//! and drills call — never a backup; the value is dropped on the spot and never logged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,7 +35,7 @@ use super::{
     warn_many_versions, BackupBlob, DeletedInfo, ObjectProperties, ObjectSummary, RestoredObject,
     Tags, VaultSource, VersionInfo,
 };
-use crate::azure::AzureSetupError;
+use crate::azure::{AzureSetupError, SameHostPolicy};
 use crate::config::{AzureConfig, VaultConfig};
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
 
@@ -126,16 +128,29 @@ impl AzureVaultSource {
         client_options: ClientOptions,
         options: AzureSourceOptions,
     ) -> Result<Self, AzureSourceSetupError> {
-        let client_options = ClientOptions {
-            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(options.retry))),
-            ..client_options
-        };
-        let verify = Some(options.verify_challenge_resource);
         let url_error = |e: azure_core::Error| AzureSourceSetupError::Url {
             vault: vault.clone(),
             url: url.to_string(),
             reason: e.to_string(),
         };
+        let same_host = azure_core::http::Url::parse(url)
+            .ok()
+            .and_then(|u| SameHostPolicy::for_url(&u))
+            .ok_or_else(|| AzureSourceSetupError::Url {
+                vault: vault.clone(),
+                url: url.to_string(),
+                reason: "not an absolute https url with a host".to_string(),
+            })?;
+        // Every request stays on the vault's host: a nextLink elsewhere is refused before the
+        // token is attached (see `SameHostPolicy`).
+        let mut per_call_policies = client_options.per_call_policies.clone();
+        per_call_policies.push(same_host.shared());
+        let client_options = ClientOptions {
+            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(options.retry))),
+            per_call_policies,
+            ..client_options
+        };
+        let verify = Some(options.verify_challenge_resource);
         let mut secret_options = SecretClientOptions {
             client_options: client_options.clone(),
             verify_challenge_resource: verify,
@@ -226,7 +241,7 @@ fn unix(t: Option<OffsetDateTime>) -> Option<i64> {
     t.map(|t| t.unix_timestamp())
 }
 
-fn tags(tags: Option<std::collections::HashMap<String, String>>) -> Tags {
+fn tags(tags: Option<HashMap<String, String>>) -> Tags {
     tags.unwrap_or_default().into_iter().collect()
 }
 
@@ -360,8 +375,15 @@ impl VaultSource for AzureVaultSource {
     ) -> Result<Vec<VersionInfo>, SourceError> {
         let op = SourceOp::ListVersions;
         let n = Some(name.as_str());
-        // (id, attributes) pairs, so the three item types share one conversion below.
-        let items: Vec<(Option<String>, Attrs)> = match kind {
+        // (id, attributes, tags, content type), so the three item types share one conversion
+        // below.
+        type Item = (
+            Option<String>,
+            Attrs,
+            Option<HashMap<String, String>>,
+            Option<String>,
+        );
+        let items: Vec<Item> = match kind {
             ObjectKind::Secrets => collect_pager!(
                 self,
                 self.secrets
@@ -371,7 +393,7 @@ impl VaultSource for AzureVaultSource {
                 n
             )
             .into_iter()
-            .map(|i| (i.id, Attrs::from(i.attributes)))
+            .map(|i| (i.id, Attrs::from(i.attributes), i.tags, i.content_type))
             .collect(),
             ObjectKind::Keys => collect_pager!(
                 self,
@@ -381,7 +403,7 @@ impl VaultSource for AzureVaultSource {
                 n
             )
             .into_iter()
-            .map(|i| (i.kid, Attrs::from(i.attributes)))
+            .map(|i| (i.kid, Attrs::from(i.attributes), i.tags, None))
             .collect(),
             ObjectKind::Certificates => collect_pager!(
                 self,
@@ -392,11 +414,11 @@ impl VaultSource for AzureVaultSource {
                 n
             )
             .into_iter()
-            .map(|i| (i.id, Attrs::from(i.attributes)))
+            .map(|i| (i.id, Attrs::from(i.attributes), i.tags, None))
             .collect(),
         };
         let mut versions = Vec::with_capacity(items.len());
-        for (id, attrs) in items {
+        for (id, attrs, tag_map, content_type) in items {
             let (_, version) = self.parse_id(id.as_deref(), op, kind, n)?;
             let version = version
                 .ok_or_else(|| self.invalid(op, kind, n, "a version item without version"))?;
@@ -405,6 +427,8 @@ impl VaultSource for AzureVaultSource {
                 created: attrs.created,
                 updated: attrs.updated,
                 enabled: attrs.enabled,
+                tags: tags(tag_map),
+                content_type,
             });
         }
         warn_many_versions(&self.vault, kind, name, versions.len());

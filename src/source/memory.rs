@@ -271,6 +271,29 @@ impl InMemoryVaultSource {
         }
     }
 
+    /// Enables or disables one version (an older one, say), moving its `updated`: a change the
+    /// object listing does not show, only the version list does.
+    pub fn set_version_enabled(
+        &self,
+        kind: ObjectKind,
+        name: &ObjectName,
+        version: &ObjectVersion,
+        enabled: bool,
+    ) {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some(v) = state
+            .objects
+            .get_mut(&key(kind, name))
+            .filter(|o| o.deleted_on.is_none())
+            .and_then(|o| o.versions.iter_mut().find(|v| v.version == *version))
+        {
+            v.enabled = enabled;
+            v.updated = now;
+        }
+    }
+
     /// Programs a failure.
     pub fn fail(&self, rule: FailureRule) {
         self.lock().failures.push(rule);
@@ -455,6 +478,8 @@ impl VaultSource for InMemoryVaultSource {
                             created: Some(v.created),
                             updated: Some(v.updated),
                             enabled: v.enabled,
+                            tags: v.tags.clone(),
+                            content_type: v.content_type.clone(),
                         })
                         .collect()
                 })

@@ -55,8 +55,8 @@ pub struct ObjectSummary {
     pub kind: ObjectKind,
     /// The current version, when the listing carries it. Key Vault's list endpoints return the
     /// base id without a version, so against the real service this is `None`; change detection
-    /// relies on `updated` (and the version list on deep scans), and
-    /// [`VaultSource::get_properties`] names the current version when it is needed.
+    /// relies on `updated` (and the version list on deep scans), and a capture derives the
+    /// current version from the version list (never from a read of the object).
     pub version: Option<ObjectVersion>,
     /// Last change of the current version (Unix seconds).
     pub updated: Option<i64>,
@@ -83,6 +83,11 @@ pub struct VersionInfo {
     pub updated: Option<i64>,
     /// Whether the version is enabled.
     pub enabled: bool,
+    /// Tags of the version (the versions listing carries them, so they can tell apart versions
+    /// created within the same second without reading any of them).
+    pub tags: Tags,
+    /// Content type (secrets only).
+    pub content_type: Option<String>,
 }
 
 /// The attributes and tags of an object's current version (for verification after a restore).

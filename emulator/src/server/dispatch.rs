@@ -169,6 +169,7 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::Latency => "latency",
         FaultKind::EmptyPage => "emptyPage",
         FaultKind::ShortPage => "shortPage",
+        FaultKind::ForeignNextLink => "foreignNextLink",
     }
 }
 
@@ -288,9 +289,14 @@ async fn data_plane(
             return Ok(response);
         }
     }
+    // A `foreignNextLink` fault names another host in the link; the rest stays as it is.
+    let link_authority = fired
+        .as_ref()
+        .filter(|f| f.kind == FaultKind::ForeignNextLink)
+        .and_then(|f| f.next_link_host.clone());
     let page_link = |marker: Option<&str>| {
         paging::next_link(
-            &target.authority,
+            link_authority.as_deref().unwrap_or(&target.authority),
             &path.canonical(),
             &api_version,
             &paging::encode(marker),
@@ -338,7 +344,12 @@ async fn data_plane(
         Ok(Ok(Reply::Json { status, body })) => response::json(status, &body, &meta),
         Ok(Ok(Reply::NoContent)) => response::no_content(&meta),
         Ok(Ok(Reply::Page { items, next })) => {
-            let link = next.as_deref().map(|m| page_link(Some(m)));
+            let link = match (next.as_deref(), &link_authority) {
+                (Some(m), _) => Some(page_link(Some(m))),
+                // A last page gets a foreign link too, one that would repeat the page.
+                (None, Some(_)) => Some(page_link(position.as_deref())),
+                (None, None) => None,
+            };
             response::json(200, &json!({ "value": items, "nextLink": link }), &meta)
         }
         Ok(Err(e)) => response::error(&e, &meta),
@@ -381,7 +392,10 @@ fn answer_fault(fault: &Fired, meta: &Meta) -> Result<Option<HttpResponse>, Rese
             meta,
         )),
         FaultKind::Reset => return Err(ResetConnection),
-        FaultKind::Latency | FaultKind::EmptyPage | FaultKind::ShortPage => return Ok(None),
+        FaultKind::Latency
+        | FaultKind::EmptyPage
+        | FaultKind::ShortPage
+        | FaultKind::ForeignNextLink => return Ok(None),
     };
     Ok(Some(response))
 }

@@ -1,6 +1,7 @@
 //! Fault injection rules of `/_emulator/faults`: the next N (or a random share) of the matching
 //! data-plane requests fail in a chosen way — 429, 500, 503, a dropped connection, added latency,
-//! an empty page that still carries a nextLink, or a short page.
+//! an empty page that still carries a nextLink, a short page, or a page whose nextLink points at
+//! another (loopback) host.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -26,11 +27,18 @@ pub enum FaultKind {
     EmptyPage,
     /// List operations only: at most `pageSize` items, with a correct nextLink.
     ShortPage,
+    /// List operations only: the page is served normally, but its nextLink names the host
+    /// `nextLinkHost` instead of the vault's (on a last page, a link that would repeat the
+    /// page). A client that follows it would send its bearer token to that host.
+    ForeignNextLink,
 }
 
 impl FaultKind {
     fn list_only(self) -> bool {
-        matches!(self, FaultKind::EmptyPage | FaultKind::ShortPage)
+        matches!(
+            self,
+            FaultKind::EmptyPage | FaultKind::ShortPage | FaultKind::ForeignNextLink
+        )
     }
 }
 
@@ -64,9 +72,14 @@ pub struct FaultSpec {
     /// Page size of a `shortPage` fault (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<usize>,
+    /// `host[:port]` the nextLink of a `foreignNextLink` fault points at: a loopback address
+    /// (`127.0.0.0/8`, `[::1]`) or a `localhost`/`*.localhost` name, never anything that could
+    /// leave the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link_host: Option<String>,
 }
 
-const SPEC_FIELDS: [&str; 9] = [
+const SPEC_FIELDS: [&str; 10] = [
     "vault",
     "op",
     "kind",
@@ -76,6 +89,7 @@ const SPEC_FIELDS: [&str; 9] = [
     "retryAfterMs",
     "latencyMs",
     "pageSize",
+    "nextLinkHost",
 ];
 
 impl FaultSpec {
@@ -103,6 +117,19 @@ impl FaultSpec {
         if spec.page_size == Some(0) {
             return Err(KvError::bad_parameter("pageSize must be at least 1"));
         }
+        match (&spec.next_link_host, spec.kind) {
+            (None, FaultKind::ForeignNextLink) => {
+                return Err(KvError::bad_parameter(
+                    "a foreignNextLink fault needs nextLinkHost",
+                ))
+            }
+            (Some(host), _) if !is_loopback_authority(host) => {
+                return Err(KvError::bad_parameter(format!(
+                    "nextLinkHost {host:?} is not a loopback host: use 127.x.x.x, [::1], localhost or *.localhost, with an optional port"
+                )))
+            }
+            _ => {}
+        }
         Ok(spec)
     }
 
@@ -122,6 +149,36 @@ impl FaultSpec {
         };
         vault_ok && op_ok
     }
+}
+
+/// `host[:port]` names a loopback address or a `localhost` name: the emulator never points a
+/// client at anything that could leave the machine.
+fn is_loopback_authority(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some(split) => split,
+            None => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, _)) => (host, &authority[host.len()..]),
+            None => (authority, ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok());
+    if !port_ok {
+        return false;
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = host.to_ascii_lowercase();
+    (name == "localhost" || name.ends_with(".localhost"))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// A rule as listed by `GET /_emulator/faults`.
@@ -147,6 +204,7 @@ pub(crate) struct Fired {
     pub retry_after_ms: Option<u64>,
     pub latency_ms: u64,
     pub page_size: usize,
+    pub next_link_host: Option<String>,
 }
 
 /// The rule list.
@@ -220,6 +278,7 @@ impl Faults {
                 retry_after_ms: rule.spec.retry_after_ms,
                 latency_ms: rule.spec.latency_ms.unwrap_or(0),
                 page_size: rule.spec.page_size.unwrap_or(1),
+                next_link_host: rule.spec.next_link_host.clone(),
             });
         }
         None
@@ -271,9 +330,35 @@ mod tests {
             json!({"kind": "error500", "rate": 2}),
             json!({"kind": "error500", "typo": 1}),
             json!({"kind": "latency"}),
+            json!({"kind": "foreignNextLink"}),
+            json!({"kind": "foreignNextLink", "nextLinkHost": "example.com"}),
+            json!({"kind": "foreignNextLink", "nextLinkHost": "10.0.0.1:443"}),
+            json!({"kind": "foreignNextLink", "nextLinkHost": "localhost.example.com"}),
+            json!({"kind": "foreignNextLink", "nextLinkHost": "a@127.0.0.1"}),
         ] {
             assert!(FaultSpec::from_json(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn foreign_next_links_only_point_at_loopback_hosts() {
+        for host in [
+            "127.0.0.2",
+            "127.0.0.2:8443",
+            "[::1]:1",
+            "localhost",
+            "evil.localhost:9",
+        ] {
+            let body = json!({"kind": "foreignNextLink", "nextLinkHost": host});
+            assert!(FaultSpec::from_json(&body).is_ok(), "{host}");
+        }
+        let mut f = Faults::default();
+        f.add(spec(
+            json!({"kind": "foreignNextLink", "nextLinkHost": "127.0.0.2:9"}),
+        ));
+        assert!(f.fire("kv1", "secrets.get", false, false).is_none());
+        let fired = f.fire("kv1", "secrets.list", true, false).expect("fires");
+        assert_eq!(fired.next_link_host.as_deref(), Some("127.0.0.2:9"));
     }
 
     #[test]

@@ -2,19 +2,27 @@
 //! geography and subscription can open it, and restored into the requesting vault with the
 //! original version ids and timestamps.
 //!
-//! Blob layout (then base64url without padding):
+//! Blob layout, the real service's shape (§8.1): the `value` is base64url (no padding) of
 //!
 //! ```text
 //! [tag length: u8][tag: "AzureKeyVaultSecretBackupV1.microsoft.com" | "AzureKeyVaultKeyBackupV1.microsoft.com"]
-//! [format: u8 = 1][kind: u8 = 1 secret | 2 key | 3 certificate]
-//! [nonce: 12 bytes][AES-256-GCM ciphertext of the JSON payload, 16-byte tag]
+//! [JWE compact serialization, ASCII: header . encrypted key . iv . ciphertext . tag]
 //! ```
 //!
-//! The framing before the nonce is the GCM associated data, so flipping the kind byte (to send
-//! a key blob to `/certificates/restore`, which shares the key tag as on the real service) fails
-//! authentication like any other tampering. The GCM key is HMAC-SHA256(master key, geo || 0 ||
-//! subscription): a blob from another geography fails to decrypt, which the service reports as
-//! a corrupt blob too.
+//! The JWE (RFC 7516) uses direct encryption with AES-256-GCM: header
+//! `{"alg":"dir","enc":"A256GCM","kid":"<key id of the geography>","kvemu-kind":"secret|key|certificate","kvemu-format":2}`,
+//! an empty encrypted-key segment, a 12-byte IV, and the 16-byte GCM tag; the associated data is
+//! the ASCII of the encoded header, as RFC 7516 prescribes. The service wraps its content key with
+//! RSA-OAEP instead; `dir` keeps the emulator honest about what it does. The plaintext is
+//! `[JSON length: u32 big-endian][JSON payload][zero padding]`, padded to the service's sizes (a
+//! small secret ~4 KB, a key ~10 KB once encoded), so stored-bytes figures measured against the
+//! emulator mean something: the padding is encrypted like the rest, as incompressible as real
+//! ciphertext.
+//!
+//! The kind sits in the authenticated header, so sending a key blob to `/certificates/restore`
+//! (which shares the key tag, as on the real service) fails like any other tampering. The GCM key
+//! is HMAC-SHA256(master key, geo || 0 || subscription): a blob from another geography fails to
+//! decrypt, which the service reports as a corrupt blob too.
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
@@ -38,8 +46,14 @@ use super::Vault;
 
 const SECRET_TAG: &[u8] = b"AzureKeyVaultSecretBackupV1.microsoft.com";
 const KEY_TAG: &[u8] = b"AzureKeyVaultKeyBackupV1.microsoft.com";
-const FORMAT: u8 = 1;
+/// The emulator's blob format (1 was a binary frame around AES-GCM, without the JWE shape).
+const FORMAT: u8 = 2;
 const NONCE_LEN: usize = 12;
+const GCM_TAG_LEN: usize = 16;
+/// Plaintext sizes that make the encoded blob as large as the service's: ~4 KB for a small
+/// secret, ~10 KB for a key (§8.1). Larger objects are not padded.
+const SECRET_PLAINTEXT_BYTES: usize = 2_150;
+const KEY_PLAINTEXT_BYTES: usize = 5_600;
 
 /// What a blob carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,12 +72,43 @@ enum Contents {
     },
 }
 
-fn kind_byte(coll: Collection) -> u8 {
+fn kind_name(coll: Collection) -> &'static str {
     match coll {
-        Collection::Secrets => 1,
-        Collection::Keys => 2,
-        Collection::Certificates => 3,
+        Collection::Secrets => "secret",
+        Collection::Keys => "key",
+        Collection::Certificates => "certificate",
     }
+}
+
+fn padded_size(coll: Collection) -> usize {
+    match coll {
+        Collection::Secrets => SECRET_PLAINTEXT_BYTES,
+        Collection::Keys | Collection::Certificates => KEY_PLAINTEXT_BYTES,
+    }
+}
+
+/// The JWE header of a blob of `coll` sealed with `key`. The `kid` names the geography's key
+/// (a digest of it, shaped as a GUID like the service's), not the key itself.
+fn jwe_header(key: &[u8; 32], coll: Collection) -> String {
+    use sha2::Digest;
+    let d = Sha256::digest(key);
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let kid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    serde_json::json!({
+        "alg": "dir",
+        "enc": "A256GCM",
+        "kid": kid,
+        "kvemu-kind": kind_name(coll),
+        "kvemu-format": FORMAT,
+    })
+    .to_string()
 }
 
 fn tag_of(coll: Collection) -> &'static [u8] {
@@ -88,48 +133,80 @@ pub fn blob_key(master: &[u8; 32], geo: &str, subscription: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn seal(key: &[u8; 32], coll: Collection, plaintext: &[u8]) -> Result<String, KvError> {
-    let tag = tag_of(coll);
-    let mut blob = Vec::with_capacity(plaintext.len() + tag.len() + 64);
-    blob.push(tag.len() as u8);
-    blob.extend_from_slice(tag);
-    blob.push(FORMAT);
-    blob.push(kind_byte(coll));
-    let aad_len = blob.len();
+fn seal(key: &[u8; 32], coll: Collection, payload: &[u8]) -> Result<String, KvError> {
+    let encrypt_failed = || KvError::new(500, "InternalError", "backup encryption failed");
+    let json_len = u32::try_from(payload.len()).map_err(|_| encrypt_failed())?;
+    let mut plaintext = Vec::with_capacity(4 + payload.len().max(padded_size(coll)));
+    plaintext.extend_from_slice(&json_len.to_be_bytes());
+    plaintext.extend_from_slice(payload);
+    if plaintext.len() < padded_size(coll) {
+        plaintext.resize(padded_size(coll), 0);
+    }
+    let header = URL_SAFE_NO_PAD.encode(jwe_header(key, coll));
     let nonce: [u8; NONCE_LEN] = rand::random();
-    let cipher = Aes256Gcm::new(key.into());
-    let sealed = cipher
+    let mut sealed = Aes256Gcm::new(key.into())
         .encrypt(
             Nonce::from_slice(&nonce),
             AeadPayload {
-                msg: plaintext,
-                aad: &blob[..aad_len],
+                msg: &plaintext,
+                aad: header.as_bytes(),
             },
         )
-        .map_err(|_| KvError::new(500, "InternalError", "backup encryption failed"))?;
-    blob.extend_from_slice(&nonce);
-    blob.extend_from_slice(&sealed);
+        .map_err(|_| encrypt_failed())?;
+    let gcm_tag = sealed.split_off(sealed.len().saturating_sub(GCM_TAG_LEN));
+    let jwe = format!(
+        "{header}..{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(nonce),
+        URL_SAFE_NO_PAD.encode(&sealed),
+        URL_SAFE_NO_PAD.encode(&gcm_tag)
+    );
+    let tag = tag_of(coll);
+    let mut blob = Vec::with_capacity(1 + tag.len() + jwe.len());
+    blob.push(tag.len() as u8);
+    blob.extend_from_slice(tag);
+    blob.extend_from_slice(jwe.as_bytes());
     Ok(URL_SAFE_NO_PAD.encode(blob))
 }
 
 /// Opens a blob meant for `coll`; every failure is the service's 400 "Malformed backup blob".
 fn open(key: &[u8; 32], coll: Collection, value: &str) -> Result<Vec<u8>, KvError> {
-    let blob = super::jwk::decode_b64url(value.trim()).ok_or_else(KvError::malformed_backup)?;
+    let malformed = KvError::malformed_backup;
+    let blob = super::jwk::decode_b64url(value.trim()).ok_or_else(malformed)?;
     let tag = tag_of(coll);
-    let aad_len = 1 + tag.len() + 2;
-    if blob.len() < aad_len + NONCE_LEN + 16
-        || usize::from(blob[0]) != tag.len()
-        || &blob[1..=tag.len()] != tag
-        || blob[1 + tag.len()] != FORMAT
-        || blob[2 + tag.len()] != kind_byte(coll)
-    {
-        return Err(KvError::malformed_backup());
+    let jwe = blob
+        .strip_prefix(&[tag.len() as u8][..])
+        .and_then(|rest| rest.strip_prefix(tag))
+        .ok_or_else(malformed)?;
+    let jwe = std::str::from_utf8(jwe).map_err(|_| malformed())?;
+    let segments: Vec<&str> = jwe.split('.').collect();
+    let [header, encrypted_key, iv, ciphertext, gcm_tag] = segments[..] else {
+        return Err(malformed());
+    };
+    // The header must be exactly the one this vault's key and this collection produce: that
+    // checks the algorithm, the kind and the format before any decryption.
+    if header != URL_SAFE_NO_PAD.encode(jwe_header(key, coll)) || !encrypted_key.is_empty() {
+        return Err(malformed());
     }
-    let (aad, rest) = blob.split_at(aad_len);
-    let (nonce, sealed) = rest.split_at(NONCE_LEN);
-    Aes256Gcm::new(key.into())
-        .decrypt(Nonce::from_slice(nonce), AeadPayload { msg: sealed, aad })
-        .map_err(|_| KvError::malformed_backup())
+    // The strict decoder refuses non-canonical trailing bits, so every change to a segment
+    // changes the bytes the GCM tag authenticates.
+    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| malformed());
+    let (iv, mut sealed, gcm_tag) = (decode(iv)?, decode(ciphertext)?, decode(gcm_tag)?);
+    if iv.len() != NONCE_LEN || gcm_tag.len() != GCM_TAG_LEN {
+        return Err(malformed());
+    }
+    sealed.extend_from_slice(&gcm_tag);
+    let plaintext = Aes256Gcm::new(key.into())
+        .decrypt(
+            Nonce::from_slice(&iv),
+            AeadPayload {
+                msg: &sealed,
+                aad: header.as_bytes(),
+            },
+        )
+        .map_err(|_| malformed())?;
+    let (len, rest) = plaintext.split_first_chunk::<4>().ok_or_else(malformed)?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| malformed())?;
+    rest.get(..len).map(<[u8]>::to_vec).ok_or_else(malformed)
 }
 
 impl Vault {

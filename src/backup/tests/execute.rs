@@ -493,6 +493,74 @@ async fn a_due_deep_scan_lists_versions_but_backs_up_nothing_unchanged() {
 }
 
 #[tokio::test]
+async fn a_capture_costs_a_version_listing_and_a_backup_and_reads_no_object() {
+    let bed = Bed::new();
+    let report = bed.run().await;
+    assert_eq!(report.stats.captured_objects, 6, "{report:?}");
+    assert_eq!(
+        bed.source.calls_of(SourceOp::GetProperties),
+        0,
+        "reading a secret returns its value: a backup never reads an object"
+    );
+    assert_eq!(bed.source.calls_of(SourceOp::ListVersions), 6);
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 6);
+    // The recorded current version is the newest one, for every object.
+    let manifest = bed.manifest(&report).await;
+    for o in &manifest.objects {
+        let newest = bed
+            .source
+            .list_versions(o.kind, &o.name)
+            .await
+            .expect("versions")
+            .into_iter()
+            .max_by_key(|v| v.created)
+            .expect("a version");
+        assert_eq!(o.current_version, newest.version, "{}/{}", o.kind, o.name);
+    }
+}
+
+#[tokio::test]
+async fn a_change_found_by_a_deep_scan_is_captured_without_listing_the_versions_again() {
+    let bed = Bed::new();
+    bed.run().await;
+    let oldest = bed
+        .source
+        .list_versions(ObjectKind::Secrets, &n("db-password"))
+        .await
+        .expect("versions")
+        .into_iter()
+        .min_by_key(|v| v.created)
+        .expect("a version")
+        .version;
+    bed.source
+        .set_version_enabled(ObjectKind::Secrets, &n("db-password"), &oldest, false);
+    bed.now.fetch_add(8 * 86_400, Ordering::SeqCst);
+    bed.source.clear_calls();
+
+    let report = bed.run().await;
+    assert_eq!(report.stats.captured_objects, 1, "{report:?}");
+    assert_eq!(
+        bed.source.calls_of(SourceOp::ListVersions),
+        6,
+        "one listing per object, the scan's: the capture reuses it"
+    );
+    assert_eq!(bed.source.calls_of(SourceOp::Backup), 1);
+    let manifest = bed.manifest(&report).await;
+    let db = manifest
+        .objects
+        .iter()
+        .find(|o| o.name.as_str() == "db-password")
+        .expect("db-password");
+    assert_eq!(db.state, EntryState::Captured);
+    let recorded = db
+        .versions
+        .iter()
+        .find(|v| v.version == oldest)
+        .expect("the oldest version is recorded");
+    assert!(!recorded.enabled, "the capture records what the scan saw");
+}
+
+#[tokio::test]
 async fn dry_run_survey_writes_nothing() {
     let bed = Bed::new();
     let plan = bed
@@ -638,4 +706,100 @@ async fn a_run_stopped_before_it_starts_lists_nothing_and_commits_nothing() {
     assert_eq!(bed.source.calls_of(SourceOp::List), 0);
     assert_eq!(bed.source.calls_of(SourceOp::Backup), 0);
     assert!(bed.store.list("").await.expect("list").is_empty());
+}
+
+/// The current version from the version list alone: newest `created`, and within one second
+/// the version whose attributes and tags the object listing reported.
+#[test]
+fn the_current_version_comes_from_the_version_list() {
+    use crate::backup::execute::{current_version, Current};
+    use crate::backup::plan::ListedObject;
+    use crate::source::VersionInfo;
+
+    let version = |id: &str, created: i64, updated: i64, enabled: bool, tag: &str| VersionInfo {
+        version: id.parse().expect("version"),
+        created: Some(created),
+        updated: Some(updated),
+        enabled,
+        tags: BTreeMap::from([("gen".to_string(), tag.to_string())]),
+        content_type: None,
+    };
+    let listed = |updated: i64, enabled: bool, tag: &str| ListedObject {
+        kind: ObjectKind::Secrets,
+        name: n("s"),
+        version: None,
+        updated: Some(updated),
+        enabled,
+        tags: BTreeMap::from([("gen".to_string(), tag.to_string())]),
+        content_type: None,
+    };
+    let known = |id: &str| Current::Known(id.parse().expect("version"));
+    let cases: Vec<(&str, ListedObject, Vec<VersionInfo>, Current)> = vec![
+        (
+            "newest created wins, whatever the order",
+            listed(20, true, "a"),
+            vec![
+                version("bb", 20, 20, true, "a"),
+                version("aa", 10, 10, true, "a"),
+            ],
+            known("bb"),
+        ),
+        (
+            "a disabled current version is still the newest",
+            listed(20, false, "a"),
+            vec![
+                version("aa", 10, 10, true, "a"),
+                version("bb", 20, 20, false, "a"),
+            ],
+            known("bb"),
+        ),
+        (
+            "same second: the tags the listing reported decide",
+            listed(20, true, "one"),
+            vec![
+                version("aa", 20, 20, true, "one"),
+                version("bb", 20, 20, true, "two"),
+            ],
+            known("aa"),
+        ),
+        (
+            "same second: enabled decides",
+            listed(20, false, "a"),
+            vec![
+                version("aa", 20, 20, false, "a"),
+                version("bb", 20, 20, true, "a"),
+            ],
+            known("aa"),
+        ),
+        (
+            "same second: updated decides",
+            listed(25, true, "a"),
+            vec![
+                version("aa", 20, 25, true, "a"),
+                version("bb", 20, 20, true, "a"),
+            ],
+            known("aa"),
+        ),
+        (
+            "indistinguishable: the highest id, reported as ambiguous",
+            listed(20, true, "a"),
+            vec![
+                version("aa", 20, 20, true, "a"),
+                version("bb", 20, 20, true, "a"),
+            ],
+            Current::Ambiguous {
+                chosen: "bb".parse().expect("version"),
+                candidates: 2,
+            },
+        ),
+        (
+            "no versions",
+            listed(20, true, "a"),
+            Vec::new(),
+            Current::None,
+        ),
+    ];
+    for (what, object, versions, want) in cases {
+        assert_eq!(current_version(&object, &versions), want, "{what}");
+    }
 }

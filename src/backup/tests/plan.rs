@@ -11,7 +11,7 @@ use crate::backup::plan::{
 use crate::config::{PayloadMode, VaultConfig};
 use crate::index::LastCapture;
 use crate::model::{ObjectKind, ObjectName, ObjectVersion};
-use crate::source::ObjectSummary;
+use crate::source::{ObjectSummary, Tags, VersionInfo};
 
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
@@ -93,6 +93,18 @@ fn fp(version: &str, updated: i64, enabled: bool) -> VersionFingerprint {
         version: v(version),
         updated: Some(updated),
         enabled,
+    }
+}
+
+/// A version as the vault lists it.
+fn vi(version: &str, updated: i64, enabled: bool) -> VersionInfo {
+    VersionInfo {
+        version: v(version),
+        created: Some(1),
+        updated: Some(updated),
+        enabled,
+        tags: Tags::new(),
+        content_type: None,
     }
 }
 
@@ -185,7 +197,7 @@ fn each_object_is_captured_or_left_alone_for_the_right_reason() {
             listed(C, "a", None, 100),
             Some(last("v2", 100, stale)),
             Some(DeepScan {
-                current: vec![fp("v1", 50, true), fp("v2", 100, true)],
+                listed: vec![vi("v1", 50, true), vi("v2", 100, true)],
                 captured: vec![fp("v2", 100, true), fp("v1", 50, true)],
             }),
             Expect::Unchanged { deep_scanned: true },
@@ -195,7 +207,7 @@ fn each_object_is_captured_or_left_alone_for_the_right_reason() {
             listed(C, "a", None, 100),
             Some(last("v2", 100, stale)),
             Some(DeepScan {
-                current: vec![fp("v1", 150, false), fp("v2", 100, true)],
+                listed: vec![vi("v1", 150, false), vi("v2", 100, true)],
                 captured: vec![fp("v1", 50, true), fp("v2", 100, true)],
             }),
             Expect::Changed(ChangeReason::DeepScanChanged {
@@ -207,7 +219,7 @@ fn each_object_is_captured_or_left_alone_for_the_right_reason() {
             listed(S, "a", None, 100),
             Some(last("v2", 100, None)),
             Some(DeepScan {
-                current: vec![fp("v2", 100, true), fp("v3", 90, true)],
+                listed: vec![vi("v2", 100, true), vi("v3", 90, true)],
                 captured: vec![fp("v2", 100, true)],
             }),
             Expect::Changed(ChangeReason::DeepScanChanged {
@@ -219,7 +231,7 @@ fn each_object_is_captured_or_left_alone_for_the_right_reason() {
             listed(S, "a", None, 100),
             Some(last("v2", 100, recent)),
             Some(DeepScan {
-                current: vec![fp("v3", 90, true)],
+                listed: vec![vi("v3", 90, true)],
                 captured: vec![fp("v2", 100, true)],
             }),
             Expect::Unchanged {
@@ -241,12 +253,21 @@ fn each_object_is_captured_or_left_alone_for_the_right_reason() {
     for (what, object, last, scan, expect) in cases {
         let key = object_key(object.kind, &object.name);
         let known = known(&[(object.kind, object.name.as_str(), false, last)]);
+        let listed_by_scan = scan.as_ref().map(|s| s.listed.clone());
         let scans: HashMap<_, _> = scan.into_iter().map(|s| (key.clone(), s)).collect();
         let p = plan(&opts, std::slice::from_ref(&object), &known, &scans);
         assert!(p.gone.is_empty() && p.skipped.is_empty(), "{what}: {p:?}");
         match expect {
             Expect::Changed(why) => {
                 assert_eq!(p.changed.len(), 1, "{what}: {p:?}");
+                // The capture of what a deep scan found reuses the scan's version list (the
+                // versions are listed once); any other capture lists them itself.
+                let reused = matches!(why, ChangeReason::DeepScanChanged { .. });
+                assert_eq!(
+                    p.changed[0].versions,
+                    listed_by_scan.filter(|_| reused),
+                    "{what}"
+                );
                 assert_eq!(p.changed[0].why, why, "{what}");
                 assert!(p.unchanged.is_empty(), "{what}");
             }

@@ -134,6 +134,80 @@ fn blob_has_the_service_framing_and_is_opaque() {
     assert_eq!(&raw[1..39], b"AzureKeyVaultKeyBackupV1.microsoft.com");
 }
 
+/// The type tag, then a JWE compact serialization (five base64url segments), at the service's
+/// sizes (§8.1): ~4 KB for a small secret, ~10 KB for a key.
+#[test]
+fn blob_is_a_tagged_jwe_of_the_service_size() {
+    let mut v = vault();
+    set_secret(&mut v, "s", "small");
+    ok(
+        &mut v,
+        Op::CreateKey {
+            name: "k".into(),
+            body: json!({"kty": "RSA"}),
+        },
+    );
+    for (coll, name, tag, sizes) in [
+        (
+            Collection::Secrets,
+            "s",
+            &b"AzureKeyVaultSecretBackupV1.microsoft.com"[..],
+            3_500..5_000,
+        ),
+        (
+            Collection::Keys,
+            "k",
+            &b"AzureKeyVaultKeyBackupV1.microsoft.com"[..],
+            8_000..11_000,
+        ),
+    ] {
+        let blob = backup(&mut v, coll, name);
+        assert!(
+            sizes.contains(&blob.len()),
+            "{coll:?}: {} chars",
+            blob.len()
+        );
+        let raw = URL_SAFE_NO_PAD.decode(&blob).unwrap_or_default();
+        assert_eq!(&raw[1..=tag.len()], tag);
+        let jwe = std::str::from_utf8(&raw[1 + tag.len()..]).expect("ascii jwe");
+        let segments: Vec<&str> = jwe.split('.').collect();
+        assert_eq!(segments.len(), 5, "{jwe}");
+        for segment in &segments {
+            assert!(segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segments[0]).unwrap_or_default())
+                .expect("json header");
+        assert_eq!(
+            (&header["alg"], &header["enc"]),
+            (&json!("dir"), &json!("A256GCM"))
+        );
+        assert!(header["kid"].as_str().is_some_and(|k| k.len() == 36));
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(segments[2]).map(|iv| iv.len()),
+            Ok(12)
+        );
+
+        // A header edited to claim another kind is tampering like any other.
+        let mut edited = header.clone();
+        edited["kvemu-kind"] = json!("certificate");
+        let forged_jwe = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(edited.to_string()),
+            segments[1..].join(".")
+        );
+        let mut forged = raw[..=tag.len()].to_vec();
+        forged.extend_from_slice(forged_jwe.as_bytes());
+        let forged = URL_SAFE_NO_PAD.encode(forged);
+        assert_eq!(
+            err(&mut v, restore(Collection::Certificates, &forged)).code,
+            "Malformed backup blob"
+        );
+    }
+}
+
 #[test]
 fn backup_purge_restore_keeps_versions_and_timestamps_in_the_same_vault() {
     let mut v = vault();
