@@ -16,7 +16,7 @@ use super::{
 };
 use crate::restore::rebuild::{rebuild, RebuildReport};
 use crate::restore::verify::{drill, verify_blobs, VerifyReport};
-use crate::restore::{location_of, RestoreOptions, Restorer};
+use crate::restore::{location_of, same_vault, RestoreOptions, Restorer};
 
 /// Arguments of `kvkeep verify`.
 #[derive(Debug, clap::Args)]
@@ -96,6 +96,9 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
         Some(spec) if args.drill => Some(resolve_or_fail(&config, spec)?),
         _ => None,
     };
+    if let Some(scratch_cfg) = &scratch {
+        refuse_source_as_scratch(&config, &names, scratch_cfg)?;
+    }
     let index = open_index(&config)?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -152,6 +155,31 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
             EXIT_PARTIAL
         })
     })
+}
+
+/// A drill deletes and purges everything it restored into the scratch vault, so a scratch vault
+/// that is one of the vaults being verified would lose its production objects. Checked before
+/// the index, the store or any vault is touched.
+fn refuse_source_as_scratch(
+    config: &crate::config::Config,
+    names: &[String],
+    scratch: &crate::config::VaultConfig,
+) -> Result<(), Fail> {
+    for name in names {
+        let (location, _) = source_location(config, name)?;
+        if same_vault(&location.name, &location.url, &scratch.name, &scratch.url) {
+            return Err(Fail(
+                EXIT_USAGE,
+                format!(
+                    "verify --drill refused: the scratch vault {} ({}) is the source vault {}; a drill deletes and purges what it restores, so pass --scratch-vault an empty vault of its own",
+                    scratch.name,
+                    if scratch.url.is_empty() { "no url" } else { scratch.url.as_str() },
+                    location.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn print_verify(reports: &[VerifyReport], output: Output) {

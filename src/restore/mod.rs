@@ -114,6 +114,26 @@ pub fn location_of(vault: &VaultConfig) -> VaultLocation {
     }
 }
 
+/// Whether two vault references name the same vault: the same name (vault names are
+/// case-insensitive), or URLs of the same host. A scratch vault for a drill or a restore target
+/// that turns out to be the source must be recognised however the operator spelled it.
+pub fn same_vault(a_name: &VaultName, a_url: &str, b_name: &VaultName, b_url: &str) -> bool {
+    if a_name.as_str().eq_ignore_ascii_case(b_name.as_str()) {
+        return true;
+    }
+    match (url_host(a_url), url_host(b_url)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The lower-cased host of a vault URL, when it has one.
+fn url_host(url: &str) -> Option<String> {
+    let url = url::Url::parse(url.trim()).ok()?;
+    url.host_str()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+}
+
 /// Resolves `--to-vault`: a configured vault's name, or a URL (matched against configured URLs
 /// first, so a configured vault keeps its subscription and geography). An unconfigured URL's
 /// vault is named after its first host label, with subscription and geography unknown.
