@@ -33,13 +33,17 @@ use tokio_util::sync::CancellationToken;
 const CONTAINER: &str = "backups";
 const API_VERSION: &str = "7.5";
 const TOKEN: &str = "restore-e2e-token";
-/// Source; same geography (empty); another geography; same geography with purge protection.
-const VAULTS: [(&str, &str, bool); 4] = [
+/// Source; same geography (empty); another geography; same geography with purge protection;
+/// same geography but left out of the configuration (reached by URL, compatibility unknown).
+const VAULTS: [(&str, &str, bool); 5] = [
     ("kv1", "europe", false),
     ("kv2", "europe", false),
     ("kv3", "unitedstates", false),
     ("kv4", "europe", true),
+    ("kv5", "europe", false),
 ];
+/// The vault of [`VAULTS`] that is reachable but not configured.
+const UNCONFIGURED: &str = "kv5";
 
 struct Bed {
     _azurite: Azurite,
@@ -316,7 +320,9 @@ fn write_config(dir: &Path, azurite: &Azurite, emulator: &Emulator) -> PathBuf {
     for (name, geo, _) in VAULTS {
         let url = emulator.vault_url(name).expect("url");
         resolve.push(resolve_entry(url));
-        vaults.push_str(&vault_section(name, url, geo));
+        if name != UNCONFIGURED {
+            vaults.push_str(&vault_section(name, url, geo));
+        }
     }
     KvkeepToml {
         store: &format!(
@@ -576,6 +582,95 @@ async fn conflicts(bed: &Bed, at: &str, identity: &str) {
         "a 409 was retried: {kv2:?}"
     );
     assert_eq!(bed.snapshot("kv2").await, bed.snapshot("kv1").await);
+
+    // Where kvkeep cannot tell that key vault will accept the backup, purge-then-restore must
+    // not purge: a refused restore after the purge would lose the object from both vaults.
+    // kv5 is reached by URL only (subscription and geography unknown); a key into kv2 needs a
+    // premium vault if it is HSM-protected, and kv2's pricing tier is not configured.
+    let kv5 = bed.url(UNCONFIGURED);
+    bed.put_secret(UNCONFIGURED, "s-alpha", "kv5's own", json!({}))
+        .await;
+    bed.delete(UNCONFIGURED, "secrets", "s-alpha").await;
+    bed.create_key("kv2", "k-ec").await;
+    bed.delete("kv2", "keys", "k-ec").await;
+    let purge = |target: String, only: &'static str, assume: bool| {
+        let at = at.to_string();
+        let identity = identity.to_string();
+        async move {
+            let mut args = vec![
+                "--to-vault",
+                &target,
+                "--only",
+                only,
+                "--on-conflict",
+                "purge-then-restore",
+                "--identity",
+                &identity,
+                "--output",
+                "json",
+            ];
+            if assume {
+                args.push("--assume-compatible");
+            }
+            let out = bed.restore_kv1(&at, &args).await;
+            (
+                out.status.code(),
+                json_out(&out)["restore"]["objects"][0].clone(),
+            )
+        }
+    };
+    for (vault, target, only, kind, name, unknown) in [
+        (
+            UNCONFIGURED,
+            kv5.clone(),
+            "secrets/s-alpha",
+            "secrets",
+            "s-alpha",
+            "geography",
+        ),
+        (
+            "kv2",
+            "kv2".to_string(),
+            "keys/k-ec",
+            "keys",
+            "k-ec",
+            "pricing tier",
+        ),
+    ] {
+        bed.clear_counters().await;
+        let (code, o) = purge(target.clone(), only, false).await;
+        assert_eq!(
+            (code, o["outcome"].as_str()),
+            (Some(1), Some("failed")),
+            "{o}"
+        );
+        let reason = o["reason"].as_str().unwrap_or("");
+        assert!(
+            reason.contains("left alone")
+                && reason.contains(unknown)
+                && reason.contains("--assume-compatible"),
+            "{reason}"
+        );
+        // The soft-deleted copy survives, untouched: no purge and no restore was sent.
+        let deleted = bed
+            .call(vault, Method::GET, &format!("deleted{kind}/{name}"), None)
+            .await;
+        assert!(deleted["recoveryId"].is_string(), "{deleted}");
+        let requests = bed.requests_to(vault).await;
+        assert!(
+            requests
+                .keys()
+                .all(|op| !op.ends_with(".purge") && !op.ends_with(".restore")),
+            "{requests:?}"
+        );
+        // The operator vouches for the target: purged and restored.
+        let (code, o) = purge(target, only, true).await;
+        assert_eq!(
+            (code, o["outcome"].as_str()),
+            (Some(0), Some("restored")),
+            "{o}"
+        );
+    }
 
     // Purge protection in kv4: purge-then-restore is refused with the way out; recover works.
     let (code, _) = restore("kv4", "skip").await;

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::render::{bytes, Output, Table};
 use super::restore::{
-    load_identities, open_index, progress, resolve_or_fail, source, source_location, store,
+    cancel_on_stop_signal, load_identities, open_index, progress, resolve_or_fail, source,
+    source_location, store, store_with,
 };
 use super::{
     exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
@@ -102,7 +103,8 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
     let index = open_index(&config)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let store = store(&config).await?;
+        let cancel = cancel_on_stop_signal();
+        let store = store_with(&config, &cancel).await?;
         let mut reports: Vec<VerifyReport> = Vec::new();
         let now = crate::clock::now_unix;
         for name in &names {
@@ -111,13 +113,14 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
                 (Some(scratch_cfg), Some(ids)) => {
                     let restorer = Restorer {
                         store: store.clone(),
-                        target: source(&config, scratch_cfg)?,
+                        target: source(&config, scratch_cfg, &cancel)?,
                         identities: ids.clone(),
                         options: RestoreOptions {
                             concurrency: config.limits.concurrency,
                             ..RestoreOptions::default()
                         },
                         progress: progress(),
+                        cancel: cancel.clone(),
                     };
                     drill(
                         index.clone(),
@@ -136,6 +139,7 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
                         identities.clone(),
                         config.limits.concurrency,
                         now(),
+                        &cancel,
                     )
                     .await?
                 }
@@ -144,16 +148,21 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
         }
         print_verify(&reports, args.output);
         let bad = reports.iter().filter(|r| !r.ok()).count();
-        Ok(if bad == 0 {
-            EXIT_OK
-        } else if reports
-            .iter()
-            .all(|r| r.checked_blobs > 0 && r.problems.len() >= r.checked_blobs)
-        {
-            EXIT_FAILED
-        } else {
-            EXIT_PARTIAL
-        })
+        Ok(
+            if cancel.is_cancelled() || reports.iter().any(|r| r.interrupted()) {
+                // Interrupted: what was not reached is unverified.
+                EXIT_FAILED
+            } else if bad == 0 {
+                EXIT_OK
+            } else if reports
+                .iter()
+                .all(|r| r.checked_blobs > 0 && r.problems.len() >= r.checked_blobs)
+            {
+                EXIT_FAILED
+            } else {
+                EXIT_PARTIAL
+            },
+        )
     })
 }
 

@@ -74,6 +74,9 @@ pub struct RestoreRequest {
     pub only: Vec<ObjectRef>,
     /// The conflict policy.
     pub policy: ConflictPolicy,
+    /// `--assume-compatible`: purge-then-restore may purge where compatibility of the two
+    /// vaults cannot be checked (see [`plan::purge_blocker`]).
+    pub assume_compatible: bool,
 }
 
 /// Builds the plan: the point-in-time set from the index, filtered; the compatibility check
@@ -98,6 +101,7 @@ pub async fn plan_restore(
         request.target,
         at,
         request.policy,
+        request.assume_compatible,
         selected,
         &states,
         warnings,

@@ -27,7 +27,7 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use futures::TryStreamExt;
 
 use super::error::{SourceError, SourceErrorKind, SourceOp};
-use super::sdk_retry::{SdkRetryOptions, SdkRetryPolicy};
+use super::sdk_retry::{NoResendPolicy, SdkRetryOptions, SdkRetryPolicy};
 use super::translate::translate;
 use super::{
     warn_many_versions, BackupBlob, DeletedInfo, ObjectProperties, ObjectSummary, RestoredObject,
@@ -36,9 +36,10 @@ use super::{
 use crate::azure::AzureSetupError;
 use crate::config::{AzureConfig, VaultConfig};
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
+use tokio_util::sync::CancellationToken;
 
 /// Settings of the SDK clients beyond transport and credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AzureSourceOptions {
     /// Key Vault REST api-version; `None` keeps the SDK's default (2025-07-01 for the 1.x crates).
     pub api_version: Option<String>,
@@ -47,6 +48,8 @@ pub struct AzureSourceOptions {
     pub verify_challenge_resource: bool,
     /// The SDK-level retry of connection failures and 5xx (429 is never retried there).
     pub retry: SdkRetryOptions,
+    /// Ends the SDK's retry waits and stops its re-sends (Ctrl-C, SIGTERM).
+    pub cancel: CancellationToken,
 }
 
 impl Default for AzureSourceOptions {
@@ -55,6 +58,7 @@ impl Default for AzureSourceOptions {
             api_version: None,
             verify_challenge_resource: true,
             retry: SdkRetryOptions::default(),
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -126,8 +130,14 @@ impl AzureVaultSource {
         client_options: ClientOptions,
         options: AzureSourceOptions,
     ) -> Result<Self, AzureSourceSetupError> {
+        let mut per_try_policies = client_options.per_try_policies.clone();
+        per_try_policies.push(Arc::new(NoResendPolicy::new(options.cancel.clone())));
         let client_options = ClientOptions {
-            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(options.retry))),
+            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(
+                options.retry,
+                options.cancel.clone(),
+            ))),
+            per_try_policies,
             ..client_options
         };
         let verify = Some(options.verify_challenge_resource);

@@ -5,6 +5,7 @@
 use azure_core::error::ErrorKind;
 
 use super::error::{SourceError, SourceErrorKind, SourceOp};
+use super::sdk_retry::NotSent;
 use crate::azure::{error_chain, retry_after};
 use crate::model::{ObjectKind, VaultName};
 
@@ -83,14 +84,26 @@ pub(super) fn translate(
             name,
             format!("unexpected answer from key vault: {}", error_chain(e)),
         ),
-        _ => SourceError::new(
-            SourceErrorKind::Permanent,
-            op,
-            vault,
-            kind,
-            name,
-            error_chain(e),
-        ),
+        _ => match e.downcast_ref::<NotSent>() {
+            Some(NotSent::Interrupted) => SourceError::interrupted(op, vault, kind, name),
+            // Transient: the vault may well be fine; the caller checks what happened.
+            Some(lost @ NotSent::AnswerLost(_)) => SourceError::new(
+                SourceErrorKind::Transient,
+                op,
+                vault,
+                kind,
+                name,
+                lost.to_string(),
+            ),
+            None => SourceError::new(
+                SourceErrorKind::Permanent,
+                op,
+                vault,
+                kind,
+                name,
+                error_chain(e),
+            ),
+        },
     }
 }
 
