@@ -485,16 +485,33 @@ async fn remove(
     options: RestoreOptions,
 ) -> Result<(), String> {
     let what = format!("{} {}", singular(planned.kind), planned.name);
-    target
-        .delete(planned.kind, &planned.name)
-        .await
-        .map_err(|e| {
-            format!("drill cleanup: deleting {what} failed: {e}; delete and purge it by hand")
-        })?;
+    match target.delete(planned.kind, &planned.name).await {
+        Ok(()) => {}
+        // Delete is not re-sent after a lost answer: the object no longer being active means
+        // it was carried out.
+        Err(e)
+            if e.kind() == SourceErrorKind::Transient
+                && matches!(
+                    target.get_properties(planned.kind, &planned.name).await,
+                    Err(ref gone) if gone.kind() == SourceErrorKind::NotFound
+                ) => {}
+        Err(e) => {
+            return Err(format!(
+                "drill cleanup: deleting {what} failed: {e}; delete and purge it by hand"
+            ))
+        }
+    }
     let deadline = tokio::time::Instant::now() + options.purge_wait;
     loop {
         match target.purge(planned.kind, &planned.name).await {
             Ok(()) => return Ok(()),
+            // Likewise a purge whose answer was lost: the deleted object being gone settles it.
+            Err(e)
+                if e.kind() == SourceErrorKind::Transient
+                    && matches!(target.get_deleted(planned.kind, &planned.name).await, Ok(None)) =>
+            {
+                return Ok(())
+            }
             Err(e)
                 if matches!(e.kind(), SourceErrorKind::NotFound | SourceErrorKind::Conflict)
                     && tokio::time::Instant::now() < deadline =>

@@ -17,8 +17,8 @@ use crate::source::{
     RestoredObject, SourceError, SourceErrorKind, SourceOp, VaultSource, VersionInfo,
 };
 
-/// Carries out the first `lose` restores, purges and recovers but answers them with a lost
-/// connection, as a reset after the service acted would.
+/// Carries out the first `lose` restores, purges, recovers and deletes but answers them with a
+/// lost connection, as a reset after the service acted would.
 struct LosesAnswers {
     inner: Arc<InMemoryVaultSource>,
     lose: AtomicU32,
@@ -98,7 +98,8 @@ impl VaultSource for LosesAnswers {
         self.lost(done, SourceOp::Purge, kind)
     }
     async fn delete(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        self.inner.delete(kind, name).await
+        let done = self.inner.delete(kind, name).await;
+        self.lost(done, SourceOp::Delete, kind)
     }
     async fn get_properties(
         &self,
@@ -306,4 +307,37 @@ async fn cancellation_ends_the_409_window_at_once() {
         panic!("{report:?}")
     };
     assert!(reason.contains("rerun"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_drill_whose_every_answer_is_lost_still_restores_compares_and_cleans_up() {
+    let bed = Bed::new().await;
+    let inner = empty_vault("kv-scratch");
+    let target = LosesAnswers::new(inner.clone(), u32::MAX);
+    let report = crate::restore::verify::drill(
+        bed.index.clone(),
+        &bed.restorer(target, bed.store.clone()),
+        super::location("kv1", Some("europe")),
+        super::location("kv-scratch", Some("europe")),
+        T1,
+    )
+    .await
+    .expect("drill");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.drilled_objects, 4);
+    for kind in ObjectKind::ALL {
+        assert!(
+            inner.list(kind).await.expect("list").is_empty(),
+            "{kind} deleted"
+        );
+        assert!(
+            inner.list_deleted(kind).await.expect("list").is_empty(),
+            "{kind} purged"
+        );
+        assert_eq!(
+            inner.calls(SourceOp::Purge, kind),
+            inner.calls(SourceOp::Delete, kind),
+            "no purge sent twice"
+        );
+    }
 }
