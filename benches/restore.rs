@@ -93,6 +93,7 @@ fn planning(rt: &tokio::runtime::Runtime) {
                     at,
                     only: Vec::new(),
                     policy: ConflictPolicy::Skip,
+                    assume_compatible: false,
                 },
             ))
             .expect("plan");

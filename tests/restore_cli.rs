@@ -163,3 +163,59 @@ fn rebuild_of_an_empty_store_gives_an_empty_index() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_drill_refuses_the_source_vault_as_scratch_however_it_is_spelled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let config = d.join("drill.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{CONFIG}url = \"https://kv-prod.vault.azure.net\"\n\n[[vault]]\nname = \"kv-alias\"\nurl = \"https://KV-PROD.vault.azure.net/\"\n\n[[vault]]\nname = \"kv-dr\"\nurl = \"https://kv-dr.vault.azure.net\"\n"
+        ),
+    )
+    .expect("config");
+    let identity = d.join("identity.txt");
+    kvkeep::crypto::write_identity_file(
+        &identity,
+        &kvkeep::crypto::Identity::generate(),
+        "2026-01-01T00:00:00Z",
+        false,
+    )
+    .expect("identity");
+    let drill = |scratch: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+            .args(["verify", "--vault", "kv-prod", "--drill", "--scratch-vault"])
+            .arg(scratch)
+            .arg("--identity")
+            .arg(&identity)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env_remove("KVKEEP_CONFIG")
+            .output()
+            .expect("run kvkeep")
+    };
+    for scratch in [
+        "kv-prod",
+        "KV-Prod",
+        "https://kv-prod.vault.azure.net",
+        "https://KV-PROD.Vault.Azure.NET/",
+        "https://kv-prod.vault.azure.net:443/some/path",
+        "kv-alias",
+    ] {
+        let out = drill(scratch);
+        assert_eq!(out.status.code(), Some(2), "{scratch}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("is the source vault kv-prod") && err.contains("--scratch-vault"),
+            "{scratch}: {err}"
+        );
+    }
+    // Nothing was opened before the refusal: the index does not exist, and a real scratch vault
+    // gets as far as reporting that.
+    let out = drill("kv-dr");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no index"), "{}", stderr(&out));
+}

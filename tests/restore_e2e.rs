@@ -18,7 +18,7 @@ use kvkeep::crypto::Sealer;
 use kvkeep::index::Index;
 use kvkeep::source::{AzureSourceOptions, AzureVaultSource, VaultSource};
 use kvkeep_emulator::api::{Collection, SeedSpec};
-use kvkeep_emulator::server::Emulator;
+use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -33,13 +33,17 @@ use tokio_util::sync::CancellationToken;
 const CONTAINER: &str = "backups";
 const API_VERSION: &str = "7.5";
 const TOKEN: &str = "restore-e2e-token";
-/// Source; same geography (empty); another geography; same geography with purge protection.
-const VAULTS: [(&str, &str, bool); 4] = [
+/// Source; same geography (empty); another geography; same geography with purge protection;
+/// same geography but left out of the configuration (reached by URL, compatibility unknown).
+const VAULTS: [(&str, &str, bool); 5] = [
     ("kv1", "europe", false),
     ("kv2", "europe", false),
     ("kv3", "unitedstates", false),
     ("kv4", "europe", true),
+    ("kv5", "europe", false),
 ];
+/// The vault of [`VAULTS`] that is reachable but not configured.
+const UNCONFIGURED: &str = "kv5";
 
 struct Bed {
     _azurite: Azurite,
@@ -317,7 +321,9 @@ fn write_config(dir: &Path, azurite: &Azurite, emulator: &Emulator) -> PathBuf {
     for (name, geo, _) in VAULTS {
         let url = emulator.vault_url(name).expect("url");
         resolve.push(resolve_entry(url));
-        vaults.push_str(&vault_section(name, url, geo));
+        if name != UNCONFIGURED {
+            vaults.push_str(&vault_section(name, url, geo));
+        }
     }
     KvkeepToml {
         store: &format!(
@@ -335,6 +341,167 @@ prefix = "dr/"
         rest: &vaults,
     }
     .write(dir, TOKEN)
+}
+
+/// A fault on one operation of one vault for the next `count` requests.
+fn fault(vault: &str, op: &str, kind: FaultKind, retry_after_seconds: Option<u64>) -> FaultSpec {
+    FaultSpec {
+        vault: Some(vault.into()),
+        op: Some(op.into()),
+        kind,
+        count: Some(1),
+        rate: None,
+        retry_after_seconds,
+        retry_after_ms: None,
+        latency_ms: None,
+        page_size: None,
+        next_link_host: None,
+    }
+}
+
+/// Answers lost after key vault acted, and a 503 asking for an hour: a restore, purge or
+/// recover that took effect is reported done (not "name taken"), and none of them is sent
+/// twice; the hour is not waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_and_hour_long_retry_after_do_not_mislead_or_stall_a_restore() {
+    let bed = Bed::start().await;
+    let now = kvkeep::clock::now_unix();
+    bed.put_secret("kv1", "s-lost", "one", json!({})).await;
+    bed.put_secret("kv1", "s-lost", "two", json!({})).await;
+    bed.backup_at(now - 3_600).await;
+    let at = rfc3339(now - 60);
+    let identity = bed.identity();
+    let restore = |target: &'static str, policy: &'static str| {
+        let (at, identity) = (at.clone(), identity.clone());
+        let bed = &bed;
+        async move {
+            let args = [
+                "--to-vault",
+                target,
+                "--only",
+                "secrets/s-lost",
+                "--on-conflict",
+                policy,
+                "--identity",
+                &identity,
+                "--output",
+                "json",
+                "--purge-wait",
+                "30s",
+            ];
+            // Hang detector only: an hour-long wait would otherwise stall the suite.
+            let out = tokio::time::timeout(
+                std::time::Duration::from_secs(600),
+                bed.restore_kv1(&at, &args),
+            )
+            .await
+            .expect("the restore did not wait out the service's hour");
+            let doc = json_out(&out);
+            (out.status.code(), doc["restore"]["objects"][0].clone())
+        }
+    };
+    let versions = |vault: &'static str| {
+        let bed = &bed;
+        async move {
+            let mut v: Vec<String> = bed
+                .list(vault, "secrets/s-lost/versions")
+                .await
+                .iter()
+                .map(last_segment)
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let control = bed.emulator.control();
+    let count = |ops: &BTreeMap<String, u64>, op: &str| ops.get(op).copied().unwrap_or(0);
+
+    // Restore: carried out, answer lost. Recognised by the versions kv2 now holds.
+    bed.clear_counters().await;
+    control
+        .add_fault(&fault(
+            "kv2",
+            "secrets.restore",
+            FaultKind::ResetAfter,
+            None,
+        ))
+        .await
+        .expect("fault");
+    let (code, o) = restore("kv2", "skip").await;
+    assert_eq!(
+        (code, o["outcome"].as_str()),
+        (Some(0), Some("restored")),
+        "{o}"
+    );
+    assert_eq!(versions("kv2").await, versions("kv1").await);
+    assert_eq!(
+        count(&bed.requests_to("kv2").await, "secrets.restore"),
+        1,
+        "not sent twice"
+    );
+
+    // Purge: carried out, answer lost. Recognised by the deleted object being gone.
+    bed.delete("kv2", "secrets", "s-lost").await;
+    bed.clear_counters().await;
+    control
+        .add_fault(&fault("kv2", "secrets.purge", FaultKind::ResetAfter, None))
+        .await
+        .expect("fault");
+    let (code, o) = restore("kv2", "purge-then-restore").await;
+    assert_eq!(
+        (code, o["outcome"].as_str()),
+        (Some(0), Some("restored")),
+        "{o}"
+    );
+    assert_eq!(
+        count(&bed.requests_to("kv2").await, "secrets.purge"),
+        1,
+        "not sent twice"
+    );
+    assert_eq!(versions("kv2").await, versions("kv1").await);
+
+    // Recover: carried out, answer lost. Recognised by the object being active.
+    bed.delete("kv2", "secrets", "s-lost").await;
+    bed.clear_counters().await;
+    control
+        .add_fault(&fault(
+            "kv2",
+            "secrets.recover",
+            FaultKind::ResetAfter,
+            None,
+        ))
+        .await
+        .expect("fault");
+    let (code, o) = restore("kv2", "recover-then-skip").await;
+    assert_eq!(
+        (code, o["outcome"].as_str()),
+        (Some(0), Some("recovered")),
+        "{o}"
+    );
+    assert_eq!(
+        count(&bed.requests_to("kv2").await, "secrets.recover"),
+        1,
+        "not sent twice"
+    );
+
+    // 503 with Retry-After of an hour, on the survey's listing (repeatable: retried after the
+    // capped wait) and on the restore (not repeatable: kvkeep looks, then sends it again).
+    bed.clear_counters().await;
+    for op in ["secrets.list", "secrets.restore"] {
+        control
+            .add_fault(&fault("kv4", op, FaultKind::Error503, Some(3_600)))
+            .await
+            .expect("fault");
+    }
+    let (code, o) = restore("kv4", "skip").await;
+    assert_eq!(
+        (code, o["outcome"].as_str()),
+        (Some(0), Some("restored")),
+        "{o}"
+    );
+    let kv4 = bed.requests_to("kv4").await;
+    assert_eq!(count(&kv4, "secrets.restore"), 2, "{kv4:?}");
+    assert_eq!(versions("kv4").await, versions("kv1").await);
 }
 
 /// The disaster-recovery scenario of issue 4, then conflicts, rebuild and a corrupt index.
@@ -577,6 +744,95 @@ async fn conflicts(bed: &Bed, at: &str, identity: &str) {
         "a 409 was retried: {kv2:?}"
     );
     assert_eq!(bed.snapshot("kv2").await, bed.snapshot("kv1").await);
+
+    // Where kvkeep cannot tell that key vault will accept the backup, purge-then-restore must
+    // not purge: a refused restore after the purge would lose the object from both vaults.
+    // kv5 is reached by URL only (subscription and geography unknown); a key into kv2 needs a
+    // premium vault if it is HSM-protected, and kv2's pricing tier is not configured.
+    let kv5 = bed.url(UNCONFIGURED);
+    bed.put_secret(UNCONFIGURED, "s-alpha", "kv5's own", json!({}))
+        .await;
+    bed.delete(UNCONFIGURED, "secrets", "s-alpha").await;
+    bed.create_key("kv2", "k-ec").await;
+    bed.delete("kv2", "keys", "k-ec").await;
+    let purge = |target: String, only: &'static str, assume: bool| {
+        let at = at.to_string();
+        let identity = identity.to_string();
+        async move {
+            let mut args = vec![
+                "--to-vault",
+                &target,
+                "--only",
+                only,
+                "--on-conflict",
+                "purge-then-restore",
+                "--identity",
+                &identity,
+                "--output",
+                "json",
+            ];
+            if assume {
+                args.push("--assume-compatible");
+            }
+            let out = bed.restore_kv1(&at, &args).await;
+            (
+                out.status.code(),
+                json_out(&out)["restore"]["objects"][0].clone(),
+            )
+        }
+    };
+    for (vault, target, only, kind, name, unknown) in [
+        (
+            UNCONFIGURED,
+            kv5.clone(),
+            "secrets/s-alpha",
+            "secrets",
+            "s-alpha",
+            "geography",
+        ),
+        (
+            "kv2",
+            "kv2".to_string(),
+            "keys/k-ec",
+            "keys",
+            "k-ec",
+            "pricing tier",
+        ),
+    ] {
+        bed.clear_counters().await;
+        let (code, o) = purge(target.clone(), only, false).await;
+        assert_eq!(
+            (code, o["outcome"].as_str()),
+            (Some(1), Some("failed")),
+            "{o}"
+        );
+        let reason = o["reason"].as_str().unwrap_or("");
+        assert!(
+            reason.contains("left alone")
+                && reason.contains(unknown)
+                && reason.contains("--assume-compatible"),
+            "{reason}"
+        );
+        // The soft-deleted copy survives, untouched: no purge and no restore was sent.
+        let deleted = bed
+            .call(vault, Method::GET, &format!("deleted{kind}/{name}"), None)
+            .await;
+        assert!(deleted["recoveryId"].is_string(), "{deleted}");
+        let requests = bed.requests_to(vault).await;
+        assert!(
+            requests
+                .keys()
+                .all(|op| !op.ends_with(".purge") && !op.ends_with(".restore")),
+            "{requests:?}"
+        );
+        // The operator vouches for the target: purged and restored.
+        let (code, o) = purge(target, only, true).await;
+        assert_eq!(
+            (code, o["outcome"].as_str()),
+            (Some(0), Some("restored")),
+            "{o}"
+        );
+    }
 
     // Purge protection in kv4: purge-then-restore is refused with the way out; recover works.
     let (code, _) = restore("kv4", "skip").await;

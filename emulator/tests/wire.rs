@@ -1135,3 +1135,43 @@ async fn seeded_vaults_page_with_next_links_and_page_faults() {
     assert!(counters.vaults["kv1"]["secrets.list"] >= 10);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn reset_after_carries_the_request_out_and_loses_the_answer() {
+    let emu = start().await;
+    let control = emu.control();
+    put_secret(&emu, "kv1", "lost", "v").await;
+    control
+        .add_fault(&FaultSpec {
+            op: Some("secrets.delete".into()),
+            ..once(FaultKind::ResetAfter)
+        })
+        .await
+        .unwrap();
+    let delete = emu
+        .http_client()
+        .delete(url(&emu, "kv1", &format!("/secrets/lost?{API}")))
+        .header("authorization", "Bearer x")
+        .send()
+        .await;
+    assert!(
+        delete.is_err(),
+        "the connection is dropped without a response"
+    );
+    // The delete happened all the same.
+    let deleted = get(
+        &emu,
+        &url(&emu, "kv1", &format!("/deletedsecrets/lost?{API}")),
+    )
+    .await;
+    assert_eq!(deleted.status(), 200);
+    let gone = get(&emu, &url(&emu, "kv1", &format!("/secrets/lost?{API}"))).await;
+    assert_eq!(gone.status(), 404);
+    let log = control.log(Some("kv1")).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.fault.as_deref() == Some("resetAfter")
+            && e.op.as_deref() == Some("secrets.delete")),
+        "{log:?}"
+    );
+    emu.shutdown().await;
+}

@@ -17,7 +17,7 @@ use crate::model::RunId;
 use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
 };
-use crate::store::{open_store, BlobStore, StoreError};
+use crate::store::{open_store_cancellable, BlobStore, StoreError};
 
 /// Vaults backed up at once. Each vault already runs `limits.concurrency` objects in parallel
 /// and every request of a subscription shares its budget; a few vaults side by side keep a slow
@@ -31,8 +31,13 @@ pub fn azure_source(
     config: &Config,
     limiter: &Arc<RateLimiter>,
     vault: &VaultConfig,
+    cancel: &CancellationToken,
 ) -> Result<Arc<dyn VaultSource>, String> {
-    let source = AzureVaultSource::from_config(vault, &config.azure, AzureSourceOptions::default())
+    let options = AzureSourceOptions {
+        cancel: cancel.clone(),
+        ..AzureSourceOptions::default()
+    };
+    let source = AzureVaultSource::from_config(vault, &config.azure, options)
         .map_err(|e| format!("cannot reach vault {}: {e}", vault.name))?;
     Ok(Arc::new(
         limiter.wrap(source, vault.subscription.as_deref()),
@@ -61,6 +66,8 @@ pub struct Runner {
     sealer: Arc<Sealer>,
     limiter: Arc<RateLimiter>,
     clock: Clock,
+    /// Ends the waits of the rate limiter, the store's retries and the SDK.
+    cancel: CancellationToken,
 }
 
 impl Runner {
@@ -68,6 +75,17 @@ impl Runner {
     /// created: the store is not opened and a missing index is replaced by an empty one in
     /// memory (every object is then planned as new).
     pub async fn open(config: &Config, dry_run: bool, clock: Clock) -> Result<Self, SetupError> {
+        Self::open_cancellable(config, dry_run, clock, CancellationToken::new()).await
+    }
+
+    /// [`Runner::open`] whose waits (rate limiter, store retries, the SDK's backoff) end as soon
+    /// as `cancel` fires; pass the token given to [`Runner::backup`].
+    pub async fn open_cancellable(
+        config: &Config,
+        dry_run: bool,
+        clock: Clock,
+        cancel: CancellationToken,
+    ) -> Result<Self, SetupError> {
         let sealer = Arc::new(Sealer::from_config(&config.encryption)?);
         let index = if dry_run && !Path::new(&config.index_path).exists() {
             Index::open_in_memory()?
@@ -77,15 +95,19 @@ impl Runner {
         let store = if dry_run {
             None
         } else {
-            Some(open_store(&config.store, &config.azure).await?)
+            Some(open_store_cancellable(&config.store, &config.azure, cancel.clone()).await?)
         };
         Ok(Runner {
             config: config.clone(),
             store,
             index: Arc::new(index),
             sealer,
-            limiter: RateLimiter::new(RateLimitOptions::from_limits(&config.limits)),
+            limiter: RateLimiter::with_cancel(
+                RateLimitOptions::from_limits(&config.limits),
+                cancel.clone(),
+            ),
             clock,
+            cancel,
         })
     }
 
@@ -103,7 +125,7 @@ impl Runner {
     ) -> Result<VaultBackup, String> {
         Ok(VaultBackup {
             vault: vault.clone(),
-            source: azure_source(&self.config, &self.limiter, vault)?,
+            source: azure_source(&self.config, &self.limiter, vault, &self.cancel)?,
             store,
             index: self.index.clone(),
             sealer: self.sealer.clone(),

@@ -152,9 +152,11 @@ pub fn plan_table(plan: &BackupPlan) -> String {
 }
 
 async fn backup(config: &Config, vaults: &[VaultConfig], output: Output) -> Result<u8, Fail> {
-    let runner = open_runner(config, false).await?;
     // Ctrl-C or SIGTERM: finish the objects in flight, start no more, commit what is done.
     let cancel = super::cancel_on_stop_signal("finishing the objects in flight, then stopping");
+    let runner = Runner::open_cancellable(config, false, system_clock(), cancel.clone())
+        .await
+        .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         Arc::new(BarProgress {
             bar: progress_bar(),

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::render::{bytes, progress_bar, time, Output, Table};
 use super::{
     exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
     EXIT_USAGE,
 };
-use crate::backup::azure_source;
 use crate::config::{Config, VaultConfig};
 use crate::crypto::Identities;
 use crate::index::Index;
@@ -25,8 +25,10 @@ use crate::restore::{
     ObjectOutcome, ObjectRef, Outcome, Overall, PlanError, RestoreError, RestoreOptions,
     RestorePlan, RestoreProgress, RestoreReport, RestoreRequest, Restorer, VaultLocation,
 };
-use crate::source::{RateLimitOptions, RateLimiter, VaultSource};
-use crate::store::{open_store, BlobStore};
+use crate::source::{
+    AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
+};
+use crate::store::{open_store_cancellable, BlobStore};
 
 /// Arguments of `kvkeep restore`.
 #[derive(Debug, clap::Args)]
@@ -50,6 +52,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "POLICY", default_value = "skip",
           value_parser = ["skip", "fail", "recover-then-skip", "purge-then-restore"])]
     pub on_conflict: String,
+    /// With --on-conflict purge-then-restore: purge soft-deleted objects even where kvkeep cannot
+    /// check that key vault will accept the backups (subscription or geography of a vault not
+    /// configured, an unconfigured --to-vault URL, keys into a vault of unknown pricing tier).
+    /// Without it such objects are reported failed and their soft-deleted copies left alone.
+    #[arg(long)]
+    pub assume_compatible: bool,
     /// The age identity file that opens the backups (never logged).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
@@ -108,17 +116,40 @@ pub(crate) fn open_index(config: &Config) -> Result<Arc<Index>, Fail> {
         .map_err(|e| Fail(EXIT_FAILED, RestoreError::from(e).to_string()))
 }
 
-/// Opens the configured store.
-pub(crate) async fn store(config: &Config) -> Result<Arc<dyn BlobStore>, Fail> {
-    open_store(&config.store, &config.azure)
+/// Opens the configured store, its retry waits ending when `cancel` fires.
+pub(crate) async fn store_with(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<Arc<dyn BlobStore>, Fail> {
+    open_store_cancellable(&config.store, &config.azure, cancel.clone())
         .await
         .map_err(|e| Fail(EXIT_FAILED, format!("cannot open the store: {e}")))
 }
 
-/// The Azure source of a vault behind the configured rate limits.
-pub(crate) fn source(config: &Config, vault: &VaultConfig) -> Result<Arc<dyn VaultSource>, Fail> {
-    let limiter = RateLimiter::new(RateLimitOptions::from_limits(&config.limits));
-    azure_source(config, &limiter, vault).map_err(|e| Fail(EXIT_USAGE, e))
+/// The Azure source of a vault behind the configured rate limits; every wait in the SDK retry
+/// and the limiter ends when `cancel` fires.
+pub(crate) fn source(
+    config: &Config,
+    vault: &VaultConfig,
+    cancel: &CancellationToken,
+) -> Result<Arc<dyn VaultSource>, Fail> {
+    let limiter = RateLimiter::with_cancel(
+        RateLimitOptions::from_limits(&config.limits),
+        cancel.clone(),
+    );
+    let options = AzureSourceOptions {
+        cancel: cancel.clone(),
+        ..AzureSourceOptions::default()
+    };
+    let source = AzureVaultSource::from_config(vault, &config.azure, options).map_err(|e| {
+        Fail(
+            EXIT_USAGE,
+            format!("cannot reach vault {}: {e}", vault.name),
+        )
+    })?;
+    Ok(Arc::new(
+        limiter.wrap(source, vault.subscription.as_deref()),
+    ))
 }
 
 /// Resolves a `--to-vault` / `--scratch-vault` value (exit 2 when unusable).
@@ -181,20 +212,25 @@ fn restore(args: RestoreArgs) -> Result<u8, Fail> {
     let index = open_index(&config)?;
     let rt = runtime()?;
     rt.block_on(async {
+        let cancel =
+            super::cancel_on_stop_signal("finishing the objects in flight, starting no more");
         let job = RestoreJob {
             source: source_loc,
             target: target_cfg,
             at,
             only: args.only.clone(),
             policy,
+            assume_compatible: args.assume_compatible,
             purge_wait: args.purge_wait,
         };
         let Some(identities) = identities else {
-            let plan = job.plan(&config, index).await?.0;
+            let plan = job.plan(&config, index, &cancel).await?.0;
             print_plan(&plan, args.output);
             return Ok(EXIT_OK);
         };
-        let (_, report) = job.run(&config, index, identities, progress()).await?;
+        let (_, report) = job
+            .run(&config, index, identities, progress(), cancel)
+            .await?;
         print_report(&report, args.output);
         Ok(exit_code(report.overall()))
     })
@@ -214,6 +250,8 @@ pub(crate) struct RestoreJob {
     pub only: Vec<ObjectRef>,
     /// `--on-conflict`.
     pub policy: ConflictPolicy,
+    /// `--assume-compatible`.
+    pub assume_compatible: bool,
     /// `--purge-wait`.
     pub purge_wait: Duration,
 }
@@ -224,14 +262,16 @@ impl RestoreJob {
         &self,
         config: &Config,
         index: Arc<Index>,
+        cancel: &CancellationToken,
     ) -> Result<(RestorePlan, Arc<dyn VaultSource>), Fail> {
-        let target = source(config, &self.target)?;
+        let target = source(config, &self.target, cancel)?;
         let request = RestoreRequest {
             source: self.source.clone(),
             target: location_of(&self.target),
             at: self.at,
             only: self.only.clone(),
             policy: self.policy,
+            assume_compatible: self.assume_compatible,
         };
         let plan = plan_restore(index, target.as_ref(), request).await?;
         for w in &plan.warnings {
@@ -247,10 +287,11 @@ impl RestoreJob {
         index: Arc<Index>,
         identities: Arc<Identities>,
         progress: Arc<dyn RestoreProgress>,
+        cancel: CancellationToken,
     ) -> Result<(RestorePlan, RestoreReport), Fail> {
-        let (plan, target) = self.plan(config, index).await?;
+        let (plan, target) = self.plan(config, index, &cancel).await?;
         let restorer = Restorer {
-            store: store(config).await?,
+            store: store_with(config, &cancel).await?,
             target,
             identities,
             options: RestoreOptions {
@@ -259,6 +300,7 @@ impl RestoreJob {
                 ..RestoreOptions::default()
             },
             progress,
+            cancel,
         };
         let report = restorer.execute(&plan).await;
         Ok((plan, report))
@@ -270,7 +312,7 @@ pub(crate) fn exit_code(overall: Overall) -> u8 {
     match overall {
         Overall::Ok => EXIT_OK,
         Overall::Partial => EXIT_PARTIAL,
-        Overall::Failed => EXIT_FAILED,
+        Overall::Failed | Overall::Interrupted => EXIT_FAILED,
     }
 }
 
@@ -363,21 +405,28 @@ pub fn print_report(report: &RestoreReport, output: Output) {
         Output::Table => {
             let s = &report.stats;
             println!(
-                "restore of vault {} as of {} into {}: {} restored, {} recovered, {} skipped, {} failed",
+                "restore of vault {} as of {} into {}: {} restored, {} recovered, {} skipped, {} failed{}",
                 report.vault,
                 report.at,
                 report.target,
                 s.restored_objects,
                 s.recovered_objects,
                 s.skipped_objects,
-                s.failed_objects
+                s.failed_objects,
+                if s.interrupted_objects > 0 {
+                    format!(", {} interrupted", s.interrupted_objects)
+                } else {
+                    String::new()
+                }
             );
             let mut table = Table::new(["OUTCOME", "KIND", "NAME", "DETAIL"]);
             for o in &report.objects {
                 let detail = match &o.outcome {
                     Outcome::Restored { version } => format!("version {version}"),
                     Outcome::Recovered => "recovered from soft-delete".into(),
-                    Outcome::Skipped { reason } | Outcome::Failed { reason } => reason.clone(),
+                    Outcome::Skipped { reason }
+                    | Outcome::Failed { reason }
+                    | Outcome::Interrupted { reason } => reason.clone(),
                 };
                 table.row(vec![
                     o.outcome.word().into(),

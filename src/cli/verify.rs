@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::render::{bytes, Output, Table};
 use super::restore::{
-    load_identities, open_index, progress, resolve_or_fail, source, source_location, store,
+    load_identities, open_index, progress, resolve_or_fail, source, source_location, store_with,
 };
 use super::{
     exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::restore::rebuild::{rebuild, RebuildReport};
 use crate::restore::verify::{drill, verify_blobs, VerifyReport};
-use crate::restore::{location_of, RestoreOptions, Restorer};
+use crate::restore::{location_of, same_vault, RestoreOptions, Restorer};
 
 /// Arguments of `kvkeep verify`.
 #[derive(Debug, clap::Args)]
@@ -96,10 +96,15 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
         Some(spec) if args.drill => Some(resolve_or_fail(&config, spec)?),
         _ => None,
     };
+    if let Some(scratch_cfg) = &scratch {
+        refuse_source_as_scratch(&config, &names, scratch_cfg)?;
+    }
     let index = open_index(&config)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let store = store(&config).await?;
+        let cancel =
+            super::cancel_on_stop_signal("finishing the checks in flight, starting no more");
+        let store = store_with(&config, &cancel).await?;
         let mut reports: Vec<VerifyReport> = Vec::new();
         let now = crate::clock::now_unix;
         for name in &names {
@@ -108,13 +113,14 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
                 (Some(scratch_cfg), Some(ids)) => {
                     let restorer = Restorer {
                         store: store.clone(),
-                        target: source(&config, scratch_cfg)?,
+                        target: source(&config, scratch_cfg, &cancel)?,
                         identities: ids.clone(),
                         options: RestoreOptions {
                             concurrency: config.limits.concurrency,
                             ..RestoreOptions::default()
                         },
                         progress: progress(),
+                        cancel: cancel.clone(),
                     };
                     drill(
                         index.clone(),
@@ -133,6 +139,7 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
                         identities.clone(),
                         config.limits.concurrency,
                         now(),
+                        &cancel,
                     )
                     .await?
                 }
@@ -141,17 +148,47 @@ fn verify(args: VerifyArgs) -> Result<u8, Fail> {
         }
         print_verify(&reports, args.output);
         let bad = reports.iter().filter(|r| !r.ok()).count();
-        Ok(if bad == 0 {
-            EXIT_OK
-        } else if reports
-            .iter()
-            .all(|r| r.checked_blobs > 0 && r.problems.len() >= r.checked_blobs)
-        {
-            EXIT_FAILED
-        } else {
-            EXIT_PARTIAL
-        })
+        Ok(
+            if cancel.is_cancelled() || reports.iter().any(|r| r.interrupted()) {
+                // Interrupted: what was not reached is unverified.
+                EXIT_FAILED
+            } else if bad == 0 {
+                EXIT_OK
+            } else if reports
+                .iter()
+                .all(|r| r.checked_blobs > 0 && r.problems.len() >= r.checked_blobs)
+            {
+                EXIT_FAILED
+            } else {
+                EXIT_PARTIAL
+            },
+        )
     })
+}
+
+/// A drill deletes and purges everything it restored into the scratch vault, so a scratch vault
+/// that is one of the vaults being verified would lose its production objects. Checked before
+/// the index, the store or any vault is touched.
+fn refuse_source_as_scratch(
+    config: &crate::config::Config,
+    names: &[String],
+    scratch: &crate::config::VaultConfig,
+) -> Result<(), Fail> {
+    for name in names {
+        let (location, _) = source_location(config, name)?;
+        if same_vault(&location.name, &location.url, &scratch.name, &scratch.url) {
+            return Err(Fail(
+                EXIT_USAGE,
+                format!(
+                    "verify --drill refused: the scratch vault {} ({}) is the source vault {}; a drill deletes and purges what it restores, so pass --scratch-vault an empty vault of its own",
+                    scratch.name,
+                    if scratch.url.is_empty() { "no url" } else { scratch.url.as_str() },
+                    location.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn print_verify(reports: &[VerifyReport], output: Output) {
@@ -199,8 +236,8 @@ fn index_rebuild(args: RebuildArgs) -> Result<u8, Fail> {
     let identities = load_identities(args.identity.as_deref(), "index rebuild")?;
     let rt = runtime()?;
     rt.block_on(async {
-        let store = store(&config).await?;
         let cancel = super::cancel_on_stop_signal("stopping the rebuild; the old index stays");
+        let store = store_with(&config, &cancel).await?;
         let report = rebuild(
             store,
             identities,

@@ -74,6 +74,9 @@ pub struct RestoreRequest {
     pub only: Vec<ObjectRef>,
     /// The conflict policy.
     pub policy: ConflictPolicy,
+    /// `--assume-compatible`: purge-then-restore may purge where compatibility of the two
+    /// vaults cannot be checked (see [`plan::purge_blocker`]).
+    pub assume_compatible: bool,
 }
 
 /// Builds the plan: the point-in-time set from the index, filtered; the compatibility check
@@ -98,6 +101,7 @@ pub async fn plan_restore(
         request.target,
         at,
         request.policy,
+        request.assume_compatible,
         selected,
         &states,
         warnings,
@@ -112,6 +116,26 @@ pub fn location_of(vault: &VaultConfig) -> VaultLocation {
         subscription: vault.subscription.clone(),
         geography: vault.geography.clone(),
     }
+}
+
+/// Whether two vault references name the same vault: the same name (vault names are
+/// case-insensitive), or URLs of the same host. A scratch vault for a drill or a restore target
+/// that turns out to be the source must be recognised however the operator spelled it.
+pub fn same_vault(a_name: &VaultName, a_url: &str, b_name: &VaultName, b_url: &str) -> bool {
+    if a_name.as_str().eq_ignore_ascii_case(b_name.as_str()) {
+        return true;
+    }
+    match (url_host(a_url), url_host(b_url)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The lower-cased host of a vault URL, when it has one.
+fn url_host(url: &str) -> Option<String> {
+    let url = url::Url::parse(url.trim()).ok()?;
+    url.host_str()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// Resolves `--to-vault`: a configured vault's name, or a URL (matched against configured URLs

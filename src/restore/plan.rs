@@ -7,7 +7,9 @@
 //! 1. nothing existed at the time, or an `--only` name did not exist then → [`PlanError`];
 //! 2. a native blob cannot restore into the target (different known subscription or
 //!    geography) → [`PlanError::Incompatible`], before the target is even read;
-//! 3. per object, the target state and the conflict policy decide the action.
+//! 3. per object, the target state and the conflict policy decide the action; a purge of a
+//!    soft-deleted object is planned only when the restore after it is known to be accepted
+//!    ([`purge_blocker`]), otherwise that object fails untouched.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -239,6 +241,10 @@ pub struct RestorePlan {
     pub at: i64,
     /// The conflict policy.
     pub policy: ConflictPolicy,
+    /// `--assume-compatible`: the operator vouches that the target accepts the source's native
+    /// backups (same subscription, geography and, for HSM keys, a premium vault), so
+    /// purge-then-restore may purge where kvkeep cannot check that itself.
+    pub assume_compatible: bool,
     /// One entry per object, by kind then name.
     pub objects: Vec<PlannedObject>,
     /// Things the operator should know that do not stop the restore.
@@ -382,7 +388,9 @@ pub fn check_compatibility(
         .iter()
         .filter(|c| c.payload == PayloadMode::Native)
         .count();
-    if natives == 0 || source.name == target.name {
+    // Only the same URL proves the same vault: a `--to-vault` URL whose first label happens to
+    // be the source's name may be another vault entirely (another cloud, a look-alike host).
+    if natives == 0 || same_location(source, target) {
         return Ok(Vec::new());
     }
     let refuse = |why: String| {
@@ -430,13 +438,82 @@ pub fn check_compatibility(
     Ok(warnings)
 }
 
+/// Whether two locations are certainly the same vault: both URLs known and of the same host.
+/// Names alone prove nothing (an unconfigured `--to-vault` URL is named after its first label).
+pub fn same_location(a: &VaultLocation, b: &VaultLocation) -> bool {
+    let host = |u: &str| {
+        url::Url::parse(u.trim()).ok().and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        })
+    };
+    match (host(&a.url), host(&b.url)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Why purging a soft-deleted object of `kind` in `target` to make room for a native backup of
+/// `source` is not known to be safe, or `None` when it is. A purge is irreversible, and key vault
+/// checks the blob only when the restore that follows is sent: a blob it refuses (another
+/// subscription or geography, an HSM-protected key into a standard vault) would then leave the
+/// object in neither vault. So the purge needs proof that the restore can succeed — the same
+/// vault, or both vaults' subscription and geography configured and equal (and, for keys, the
+/// target's pricing tier, which kvkeep is never told) — or the operator's
+/// `--assume-compatible`.
+pub fn purge_blocker(
+    source: &VaultLocation,
+    target: &VaultLocation,
+    kind: ObjectKind,
+    assume_compatible: bool,
+) -> Option<String> {
+    if assume_compatible || same_location(source, target) {
+        return None;
+    }
+    let mut unknown: Vec<&str> = Vec::new();
+    let mut differ: Vec<String> = Vec::new();
+    for (what, s, t) in [
+        ("subscription", &source.subscription, &target.subscription),
+        ("geography", &source.geography, &target.geography),
+    ] {
+        match (s, t) {
+            (Some(s), Some(t)) if s.eq_ignore_ascii_case(t) => {}
+            (Some(s), Some(t)) => differ.push(format!("{what} {s} vs {t}")),
+            _ => unknown.push(what),
+        }
+    }
+    if kind == ObjectKind::Keys {
+        unknown.push("pricing tier (an HSM-protected key restores only into a premium vault)");
+    }
+    if differ.is_empty() && unknown.is_empty() {
+        return None;
+    }
+    let why = if differ.is_empty() {
+        format!(
+            "the {} of {} and {} is not known",
+            unknown.join(" and the "),
+            source.name,
+            target.name
+        )
+    } else {
+        format!("the vaults differ ({})", differ.join(", "))
+    };
+    Some(format!(
+        "not purged: {why}, so key vault may refuse the backup after the purge and the object would be lost from both; configure subscription and geography for both vaults, or rerun with --assume-compatible if you know key vault accepts the backup there, or use --on-conflict recover-then-skip"
+    ))
+}
+
 /// Step 3: one action per selected capture from the target's state and the policy. `states`
 /// maps `(kind, canonical name)` to the surveyed state; a name missing from it is absent.
+// Each argument is one independent input of the pure decision; bundling them would only move
+// the same list into a struct built once per call.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     source: VaultLocation,
     target: VaultLocation,
     at: i64,
     policy: ConflictPolicy,
+    assume_compatible: bool,
     selected: Vec<CaptureRecord>,
     states: &BTreeMap<(ObjectKind, String), TargetState>,
     warnings: Vec<String>,
@@ -448,7 +525,22 @@ pub fn decide(
                 .get(&(c.kind, c.name.canonical()))
                 .copied()
                 .unwrap_or(TargetState::Absent);
-            let action = action_for(&c, &target.name, state, policy);
+            let action = match action_for(&c, &target.name, state, policy) {
+                Action::PurgeThenRestore => {
+                    match purge_blocker(&source, &target, c.kind, assume_compatible) {
+                        Some(why) => Action::Fail {
+                            reason: format!(
+                                "{} {} is soft-deleted in {} and was left alone, {why}",
+                                singular(c.kind),
+                                c.name,
+                                target.name
+                            ),
+                        },
+                        None => Action::PurgeThenRestore,
+                    }
+                }
+                other => other,
+            };
             PlannedObject {
                 kind: c.kind,
                 name: c.name,
@@ -470,6 +562,7 @@ pub fn decide(
         target,
         at,
         policy,
+        assume_compatible,
         objects,
         warnings,
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::plan::{singular, ConflictPolicy, VaultLocation};
 use super::{plan_restore, RestoreError, RestoreOptions, RestoreRequest, Restorer};
@@ -61,12 +62,20 @@ pub struct VerifyReport {
     pub tags_unchecked_objects: usize,
     /// What is wrong (empty = all good).
     pub problems: Vec<VerifyProblem>,
+    /// Blobs (or drilled objects) not checked because the verification was interrupted
+    /// (Ctrl-C, SIGTERM); each is also listed as a problem.
+    pub interrupted_blobs: usize,
 }
 
 impl VerifyReport {
     /// Whether everything checked out.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Whether the verification was cut short.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted_blobs > 0
     }
 }
 
@@ -101,6 +110,7 @@ pub async fn verify_blobs(
     identities: Option<Arc<Identities>>,
     concurrency: usize,
     now: i64,
+    cancel: &CancellationToken,
 ) -> Result<VerifyReport, RestoreError> {
     let (captures, manifests) = {
         let index = index.clone();
@@ -115,10 +125,27 @@ pub async fn verify_blobs(
         VerificationDepth::Quick
     };
     let results: Vec<(u64, Option<VerifyProblem>)> = futures::stream::iter(captures.iter())
-        .map(|c| check_capture(store.as_ref(), vault, c, identities.clone()))
+        .map(|c| {
+            let identities = identities.clone();
+            let store = store.clone();
+            async move {
+                // No blob is started once the token fired; one being read finishes.
+                if cancel.is_cancelled() {
+                    return (
+                        0,
+                        Some(not_checked(&c.blob, format!("{}/{}", c.kind, c.name))),
+                    );
+                }
+                check_capture(store.as_ref(), vault, c, identities).await
+            }
+        })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    let interrupted_blobs = results
+        .iter()
+        .filter(|(_, p)| p.as_ref().is_some_and(|p| p.reason == NOT_CHECKED))
+        .count();
     let mut report = VerifyReport {
         vault: vault.clone(),
         depth: depth.as_str().to_string(),
@@ -128,15 +155,39 @@ pub async fn verify_blobs(
         drilled_objects: 0,
         tags_unchecked_objects: 0,
         problems: results.into_iter().filter_map(|(_, p)| p).collect(),
+        interrupted_blobs,
     };
     for (run, key) in &manifests {
+        if cancel.is_cancelled() {
+            report.interrupted_blobs += 1;
+            report
+                .problems
+                .push(not_checked(key, format!("manifest of run {run}")));
+            continue;
+        }
         if let Some(p) = check_manifest(store.as_ref(), vault, run, key, identities.clone()).await {
             report.problems.push(p);
         }
     }
     report.problems.sort_by(|a, b| a.blob.cmp(&b.blob));
-    record(index, &report, depth, now).await?;
+    // An interrupted verification proves nothing about the blobs it did not reach: it is not
+    // recorded as the vault's last verification.
+    if !report.interrupted() {
+        record(index, &report, depth, now).await?;
+    }
     Ok(report)
+}
+
+/// The reason of a blob left unchecked by an interrupted verification.
+const NOT_CHECKED: &str =
+    "not checked: the verification was interrupted; rerun `kvkeep verify` to check it";
+
+fn not_checked(blob: &BlobKey, object: String) -> VerifyProblem {
+    VerifyProblem {
+        blob: blob.clone(),
+        object,
+        reason: NOT_CHECKED.to_string(),
+    }
 }
 
 async fn check_capture(
@@ -277,6 +328,7 @@ pub async fn drill(
         at: now,
         only: Vec::new(),
         policy: ConflictPolicy::Fail,
+        assume_compatible: false,
     };
     let plan = plan_restore(index.clone(), restorer.target.as_ref(), request).await?;
     let restored = restorer.execute(&plan).await;
@@ -289,6 +341,7 @@ pub async fn drill(
         drilled_objects: 0,
         tags_unchecked_objects: 0,
         problems: Vec::new(),
+        interrupted_blobs: restored.stats.interrupted_objects,
     };
     let target = restorer.target.as_ref();
     for (planned, outcome) in plan.objects.iter().zip(&restored.objects) {
@@ -300,7 +353,9 @@ pub async fn drill(
         };
         match &outcome.outcome {
             super::Outcome::Restored { .. } => {}
-            super::Outcome::Failed { reason } | super::Outcome::Skipped { reason } => {
+            super::Outcome::Failed { reason }
+            | super::Outcome::Skipped { reason }
+            | super::Outcome::Interrupted { reason } => {
                 report.problems.push(problem(reason.clone()));
                 continue;
             }
@@ -421,16 +476,33 @@ async fn remove(
     options: RestoreOptions,
 ) -> Result<(), String> {
     let what = format!("{} {}", singular(planned.kind), planned.name);
-    target
-        .delete(planned.kind, &planned.name)
-        .await
-        .map_err(|e| {
-            format!("drill cleanup: deleting {what} failed: {e}; delete and purge it by hand")
-        })?;
+    match target.delete(planned.kind, &planned.name).await {
+        Ok(()) => {}
+        // Delete is not re-sent after a lost answer: the object no longer being active means
+        // it was carried out.
+        Err(e)
+            if e.kind() == SourceErrorKind::Transient
+                && matches!(
+                    target.get_properties(planned.kind, &planned.name).await,
+                    Err(ref gone) if gone.kind() == SourceErrorKind::NotFound
+                ) => {}
+        Err(e) => {
+            return Err(format!(
+                "drill cleanup: deleting {what} failed: {e}; delete and purge it by hand"
+            ))
+        }
+    }
     let deadline = tokio::time::Instant::now() + options.purge_wait;
     loop {
         match target.purge(planned.kind, &planned.name).await {
             Ok(()) => return Ok(()),
+            // Likewise a purge whose answer was lost: the deleted object being gone settles it.
+            Err(e)
+                if e.kind() == SourceErrorKind::Transient
+                    && matches!(target.get_deleted(planned.kind, &planned.name).await, Ok(None)) =>
+            {
+                return Ok(())
+            }
             Err(e)
                 if matches!(e.kind(), SourceErrorKind::NotFound | SourceErrorKind::Conflict)
                     && tokio::time::Instant::now() < deadline =>

@@ -29,7 +29,7 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use futures::TryStreamExt;
 
 use super::error::{SourceError, SourceErrorKind, SourceOp};
-use super::sdk_retry::{SdkRetryOptions, SdkRetryPolicy};
+use super::sdk_retry::{NoResendPolicy, SdkRetryOptions, SdkRetryPolicy};
 use super::translate::translate;
 use super::{
     warn_many_versions, BackupBlob, DeletedInfo, ObjectProperties, ObjectSummary, RestoredObject,
@@ -38,9 +38,10 @@ use super::{
 use crate::azure::{AzureSetupError, SameHostPolicy};
 use crate::config::{AzureConfig, VaultConfig};
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
+use tokio_util::sync::CancellationToken;
 
 /// Settings of the SDK clients beyond transport and credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AzureSourceOptions {
     /// Key Vault REST api-version; `None` keeps the SDK's default (2025-07-01 for the 1.x crates).
     pub api_version: Option<String>,
@@ -49,6 +50,8 @@ pub struct AzureSourceOptions {
     pub verify_challenge_resource: bool,
     /// The SDK-level retry of connection failures and 5xx (429 is never retried there).
     pub retry: SdkRetryOptions,
+    /// Ends the SDK's retry waits and stops its re-sends (Ctrl-C, SIGTERM).
+    pub cancel: CancellationToken,
 }
 
 impl Default for AzureSourceOptions {
@@ -57,6 +60,7 @@ impl Default for AzureSourceOptions {
             api_version: None,
             verify_challenge_resource: true,
             retry: SdkRetryOptions::default(),
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -145,9 +149,17 @@ impl AzureVaultSource {
         // token is attached (see `SameHostPolicy`).
         let mut per_call_policies = client_options.per_call_policies.clone();
         per_call_policies.push(same_host.shared());
+        // Writes are never re-sent blindly (see `NoResendPolicy`), and every SDK wait is capped
+        // and ends with the cancellation token.
+        let mut per_try_policies = client_options.per_try_policies.clone();
+        per_try_policies.push(Arc::new(NoResendPolicy::new(options.cancel.clone())));
         let client_options = ClientOptions {
-            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(options.retry))),
+            retry: RetryOptions::custom(Arc::new(SdkRetryPolicy::new(
+                options.retry,
+                options.cancel.clone(),
+            ))),
             per_call_policies,
+            per_try_policies,
             ..client_options
         };
         let verify = Some(options.verify_challenge_resource);

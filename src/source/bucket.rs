@@ -6,6 +6,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The longest pause [`TokenBucket::pause_for`] takes, whatever a service asked for.
+pub const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// The deepest debt [`TokenBucket::charge`] runs into, in seconds of refill: a listing of a huge
+/// vault charged after the fact must not hold the vault back for longer than this.
+pub const MAX_DEBT_SECS: f64 = 10.0;
+
+/// A wait for tokens ended because the cancellation token fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
 
 /// A token bucket: `rate` tokens per second, holding at most `capacity`.
 ///
@@ -94,17 +106,36 @@ impl TokenBucket {
         }
     }
 
-    /// Takes `weight` tokens without waiting, possibly running into debt.
+    /// Like [`TokenBucket::acquire`], but gives up as soon as `cancel` fires. Tokens available
+    /// at once are taken even after cancellation: only waiting is cut short, so work already
+    /// under way is not torn apart.
+    pub async fn acquire_or_cancel(
+        &self,
+        weight: f64,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        while let Err(wait) = self.try_take(weight) {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `weight` tokens without waiting, possibly running into debt (at most
+    /// [`MAX_DEBT_SECS`] of refill).
     pub fn charge(&self, weight: f64) {
         let now = Instant::now();
         let mut state = self.lock();
         self.refill(&mut state, now);
-        state.tokens -= weight;
+        state.tokens = (state.tokens - weight).max(-self.rate * MAX_DEBT_SECS);
     }
 
-    /// Lets nothing through for `delay` (extends, never shortens, a pause in force).
+    /// Lets nothing through for `delay`, at most [`MAX_PAUSE`] (extends, never shortens, a
+    /// pause in force).
     pub fn pause_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
+        let until = Instant::now() + delay.min(MAX_PAUSE);
         let mut state = self.lock();
         if state.paused_until.is_none_or(|u| u < until) {
             state.paused_until = Some(until);
@@ -159,6 +190,45 @@ mod tests {
         let paused_at = Instant::now();
         bucket.acquire(1.0).await;
         assert!(Instant::now() - paused_at >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_are_capped_and_end_when_cancelled() {
+        // A pause of an hour is cut to the cap; a debt of hours to ten seconds of refill.
+        let bucket = TokenBucket::new(10.0, Duration::from_secs(1));
+        bucket.pause_for(Duration::from_secs(3600));
+        let start = Instant::now();
+        bucket.acquire(1.0).await;
+        assert_eq!(Instant::now() - start, MAX_PAUSE);
+        bucket.charge(1_000_000.0);
+        let start = Instant::now();
+        bucket.acquire(1.0).await;
+        let waited = Instant::now() - start;
+        assert!(waited <= Duration::from_secs(11), "{waited:?}");
+
+        // Cancelled while waiting 5,000 s for a token: the wait ends at once.
+        let bucket = std::sync::Arc::new(TokenBucket::new(0.0002, Duration::from_secs(1)));
+        bucket.charge(1.0);
+        let cancel = CancellationToken::new();
+        let waiter = {
+            let (bucket, cancel) = (bucket.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let r = bucket.acquire_or_cancel(1.0, &cancel).await;
+                (r, Instant::now())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cancelled_at = Instant::now();
+        cancel.cancel();
+        let (r, ended_at) = waiter.await.expect("waiter");
+        assert_eq!(r, Err(Cancelled));
+        assert_eq!(
+            ended_at, cancelled_at,
+            "the wait ended when the token fired"
+        );
+        // Available tokens are still taken after cancellation.
+        let full = TokenBucket::new(10.0, Duration::from_secs(1));
+        assert_eq!(full.acquire_or_cancel(1.0, &cancel).await, Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -148,9 +148,36 @@ struct Inner {
     inner_code: Option<String>,
     detail: String,
     retry_after: Option<Duration>,
+    interrupted: bool,
 }
 
 impl SourceError {
+    /// The call was not made, or not repeated, because kvkeep was asked to stop (the
+    /// cancellation token fired while it waited for the rate limiter or a retry). Its kind is
+    /// `Transient`: the same call later would go ahead.
+    pub fn interrupted(
+        op: SourceOp,
+        vault: &VaultName,
+        object_kind: ObjectKind,
+        name: Option<&str>,
+    ) -> Self {
+        let mut e = SourceError::new(
+            SourceErrorKind::Transient,
+            op,
+            vault,
+            object_kind,
+            name,
+            "interrupted: kvkeep was asked to stop while waiting to send it",
+        );
+        e.0.interrupted = true;
+        e
+    }
+
+    /// Whether this is [`SourceError::interrupted`].
+    pub fn is_interrupted(&self) -> bool {
+        self.0.interrupted
+    }
+
     /// An error of `kind` for `op` on object `name` (none for `list` and `restore`) of
     /// `object_kind` in `vault`. `detail` is the service's message or the cause; it is scrubbed
     /// of SAS signatures here.
@@ -172,6 +199,7 @@ impl SourceError {
             inner_code: None,
             detail: scrub_secrets(detail.as_ref()),
             retry_after: None,
+            interrupted: false,
         }))
     }
 

@@ -19,6 +19,11 @@
 //!   configurable so tests run fast), minus up to `jitter` of it at random, for at most
 //!   `max_attempts` attempts. `Transient` failures are retried only for idempotent operations
 //!   (see [`SourceOp::is_idempotent`]); the SDK has already retried resets and 5xx briefly.
+//! - **Caps and cancellation.** Every wait is bounded: one backoff or service-requested delay
+//!   by `max_delay` (60 s), a bucket pause by [`super::bucket::MAX_PAUSE`], a bucket's debt by
+//!   [`super::bucket::MAX_DEBT_SECS`] of refill. And every wait ends at once when the limiter's
+//!   cancellation token fires (Ctrl-C, SIGTERM): the call fails as
+//!   [`SourceError::interrupted`] instead of being sent.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 pub use super::bucket::TokenBucket;
 use super::error::{SourceError, SourceErrorKind, SourceOp};
@@ -143,15 +149,23 @@ struct VaultBudget {
 #[derive(Debug)]
 pub struct RateLimiter {
     options: RateLimitOptions,
+    cancel: CancellationToken,
     vaults: Mutex<HashMap<VaultName, Arc<VaultBudget>>>,
     subscriptions: Mutex<HashMap<String, Arc<TokenBucket>>>,
 }
 
 impl RateLimiter {
-    /// A limiter with no buckets yet.
+    /// A limiter with no buckets yet, whose waits only end when they are over.
     pub fn new(options: RateLimitOptions) -> Arc<Self> {
+        Self::with_cancel(options, CancellationToken::new())
+    }
+
+    /// A limiter whose waits (for tokens, throttle pauses, backoff) end as soon as `cancel`
+    /// fires; the call then fails with [`SourceError::interrupted`].
+    pub fn with_cancel(options: RateLimitOptions, cancel: CancellationToken) -> Arc<Self> {
         Arc::new(RateLimiter {
             options,
+            cancel,
             vaults: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
         })
@@ -198,7 +212,13 @@ impl RateLimiter {
             vault,
             subscription,
             options: self.options,
+            cancel: self.cancel.clone(),
         }
+    }
+
+    /// The token that cuts this limiter's waits short.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// The current weight of key operations in `vault` (after adaptation to 429s).
@@ -221,6 +241,7 @@ pub struct RateLimitedSource<S> {
     vault: Arc<VaultBudget>,
     subscription: Arc<TokenBucket>,
     options: RateLimitOptions,
+    cancel: CancellationToken,
 }
 
 impl<S: VaultSource> RateLimitedSource<S> {
@@ -262,8 +283,23 @@ impl<S: VaultSource> RateLimitedSource<S> {
         loop {
             attempt += 1;
             let weight = self.weight(op, kind);
-            self.vault.bucket.acquire(weight).await;
-            self.subscription.acquire(weight).await;
+            let interrupted = || {
+                SourceError::interrupted(op, self.inner.vault(), kind, name.map(ObjectName::as_str))
+            };
+            if self
+                .vault
+                .bucket
+                .acquire_or_cancel(weight, &self.cancel)
+                .await
+                .is_err()
+                || self
+                    .subscription
+                    .acquire_or_cancel(weight, &self.cancel)
+                    .await
+                    .is_err()
+            {
+                return Err(interrupted());
+            }
             let error = match call().await {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
@@ -299,7 +335,10 @@ impl<S: VaultSource> RateLimitedSource<S> {
             } else {
                 tracing::debug!(vault = %vault, kind = %kind, name, op = %op, attempt,
                     delay_ms = delay.as_millis() as u64, error = %error, "retrying after a transient failure");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return Err(interrupted()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
         }
     }

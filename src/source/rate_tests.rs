@@ -312,3 +312,47 @@ async fn listing_pages_are_charged_after_the_fact() {
         .expect("get");
     assert!(elapsed(start) >= Duration::from_millis(100));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_hour_long_retry_after_is_capped_and_cancellation_ends_the_wait() {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let limiter = RateLimiter::with_cancel(options(), cancel.clone());
+    let source = Arc::new(limiter.wrap(fake("kv1"), None));
+    let throttled = |times| FailureRule {
+        op: Some(SourceOp::List),
+        kind: Some(ObjectKind::Secrets),
+        name: None,
+        error: SourceErrorKind::Throttled,
+        retry_after: Some(Duration::from_secs(3600)),
+        times,
+    };
+    // The service asks for an hour; kvkeep waits its cap of a minute, then goes on.
+    source.inner().fail(throttled(Some(1)));
+    let start = Instant::now();
+    source.list(ObjectKind::Secrets).await.expect("list");
+    assert_eq!(elapsed(start), Duration::from_secs(60));
+
+    // Throttled for good: Ctrl-C during the pause ends the call at once, with nothing resent.
+    source.inner().fail(throttled(None));
+    let calls_before = source.inner().calls(SourceOp::List, ObjectKind::Secrets);
+    let task = {
+        let source = source.clone();
+        tokio::spawn(async move {
+            let r = source.list(ObjectKind::Secrets).await;
+            (r, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let (r, ended_at) = task.await.expect("task");
+    let err = r.expect_err("interrupted");
+    assert!(err.is_interrupted(), "{err}");
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert_eq!(ended_at, cancelled_at);
+    assert_eq!(
+        source.inner().calls(SourceOp::List, ObjectKind::Secrets),
+        calls_before + 1,
+        "one throttled call, none after the cancellation"
+    );
+}

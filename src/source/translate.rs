@@ -5,6 +5,7 @@
 use azure_core::error::ErrorKind;
 
 use super::error::{SourceError, SourceErrorKind, SourceOp};
+use super::sdk_retry::NotSent;
 use crate::azure::{error_chain, retry_after};
 use crate::model::{ObjectKind, VaultName};
 
@@ -83,15 +84,47 @@ pub(super) fn translate(
             name,
             format!("unexpected answer from key vault: {}", error_chain(e)),
         ),
-        _ => SourceError::new(
-            SourceErrorKind::Permanent,
-            op,
-            vault,
-            kind,
-            name,
-            error_chain(e),
-        ),
+        _ => match not_sent(e) {
+            Some(NotSent::Interrupted) => SourceError::interrupted(op, vault, kind, name),
+            // Transient: the vault may well be fine; the caller checks what happened.
+            Some(lost @ NotSent::AnswerLost(_)) => SourceError::new(
+                SourceErrorKind::Transient,
+                op,
+                vault,
+                kind,
+                name,
+                lost.to_string(),
+            ),
+            None => SourceError::new(
+                SourceErrorKind::Permanent,
+                op,
+                vault,
+                kind,
+                name,
+                error_chain(e),
+            ),
+        },
     }
+}
+
+/// kvkeep's own "not sent" marker, wherever in the chain the SDK's retry put it (it wraps
+/// errors it will not retry in a context message).
+fn not_sent(e: &azure_core::Error) -> Option<&NotSent> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(marker) = err.downcast_ref::<NotSent>() {
+            return Some(marker);
+        }
+        if let Some(marker) = err
+            .downcast_ref::<azure_core::Error>()
+            .and_then(|az| az.get_ref())
+            .and_then(|inner| inner.downcast_ref::<NotSent>())
+        {
+            return Some(marker);
+        }
+        next = err.source();
+    }
+    None
 }
 
 #[cfg(test)]

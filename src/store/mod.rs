@@ -78,6 +78,15 @@ pub async fn open_store(
     store: &StoreConfig,
     azure: &AzureConfig,
 ) -> Result<Arc<dyn BlobStore>, StoreError> {
+    open_store_cancellable(store, azure, tokio_util::sync::CancellationToken::new()).await
+}
+
+/// [`open_store`] whose retry waits end as soon as `cancel` fires.
+pub async fn open_store_cancellable(
+    store: &StoreConfig,
+    azure: &AzureConfig,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<Arc<dyn BlobStore>, StoreError> {
     let inner: Arc<dyn BlobStore> = match store {
         StoreConfig::Local { path, prefix } => Arc::new(LocalStore::open(path, prefix)?),
         StoreConfig::Azure {
@@ -117,7 +126,9 @@ pub async fn open_store(
             )?)
         }
     };
-    Ok(Arc::new(RetryStore::new(inner, RetryOptions::default())))
+    Ok(Arc::new(
+        RetryStore::new(inner, RetryOptions::default()).with_cancel(cancel),
+    ))
 }
 
 /// Joins the configured store prefix and a key or list prefix. The configuration already ends

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use super::{BlobMeta, BlobStore, StoreError, StoreErrorKind};
 use crate::model::BlobKey;
@@ -64,12 +65,24 @@ impl RetryOptions {
 pub struct RetryStore {
     inner: Arc<dyn BlobStore>,
     options: RetryOptions,
+    cancel: CancellationToken,
 }
 
 impl RetryStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn BlobStore>, options: RetryOptions) -> Self {
-        RetryStore { inner, options }
+        RetryStore {
+            inner,
+            options,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Ends the waits between retries as soon as `cancel` fires (Ctrl-C, SIGTERM): the last
+    /// failure is returned instead of being retried.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Runs `op` until it succeeds, fails for good, or attempts run out. `settle` sees the
@@ -89,7 +102,10 @@ impl RetryStore {
                         .options
                         .delay(retry, rand::random::<f64>(), e.retry_after());
                     tracing::debug!(error = %e, retry = retry + 1, delay_ms = delay.as_millis() as u64, "retrying store operation");
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(e),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                     retry += 1;
                     after_failure = true;
                 }
@@ -185,6 +201,48 @@ mod tests {
         assert_eq!(
             o.delay(0, 0.0, Some(Duration::from_secs(700))),
             Duration::from_secs(10)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancellation_ends_an_hour_long_wait_at_once() {
+        let faulty = Arc::new(FaultyStore::new(Arc::new(InMemoryStore::new())));
+        let cancel = CancellationToken::new();
+        let retry = Arc::new(
+            RetryStore::new(
+                faulty.clone(),
+                RetryOptions {
+                    max_attempts: 6,
+                    initial_delay: Duration::from_secs(7200),
+                    max_delay: Duration::from_secs(7200),
+                },
+            )
+            .with_cancel(cancel.clone()),
+        );
+        faulty.fail_next(StoreOp::Get, 100, StoreErrorKind::Transient);
+        let task = {
+            let retry = retry.clone();
+            tokio::spawn(async move {
+                let r = retry.get(&key("a")).await;
+                (r, tokio::time::Instant::now())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cancelled_at = tokio::time::Instant::now();
+        cancel.cancel();
+        let (r, ended_at) = task.await.expect("task");
+        assert_eq!(
+            r.expect_err("the failure is returned").kind(),
+            StoreErrorKind::Transient
+        );
+        assert_eq!(
+            ended_at, cancelled_at,
+            "the wait ended when the token fired"
+        );
+        assert_eq!(
+            faulty.calls(StoreOp::Get),
+            1,
+            "nothing sent after the cancellation"
         );
     }
 

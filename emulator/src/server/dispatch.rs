@@ -166,6 +166,7 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::Error500 => "error500",
         FaultKind::Error503 => "error503",
         FaultKind::Reset => "reset",
+        FaultKind::ResetAfter => "resetAfter",
         FaultKind::Latency => "latency",
         FaultKind::EmptyPage => "emptyPage",
         FaultKind::ShortPage => "shortPage",
@@ -365,6 +366,13 @@ async fn data_plane(
             )
         }
     };
+    if fired
+        .as_ref()
+        .is_some_and(|f| f.kind == FaultKind::ResetAfter)
+    {
+        // The operation took effect; only its answer is lost.
+        return Err(ResetConnection);
+    }
     Ok(response)
 }
 
@@ -395,7 +403,8 @@ fn answer_fault(fault: &Fired, meta: &Meta) -> Result<Option<HttpResponse>, Rese
         FaultKind::Latency
         | FaultKind::EmptyPage
         | FaultKind::ShortPage
-        | FaultKind::ForeignNextLink => return Ok(None),
+        | FaultKind::ForeignNextLink
+        | FaultKind::ResetAfter => return Ok(None),
     };
     Ok(Some(response))
 }

@@ -19,8 +19,11 @@ pub enum FaultKind {
     Error500,
     /// `503 ServiceUnavailable`.
     Error503,
-    /// The TCP connection is closed without a response.
+    /// The TCP connection is closed without a response, before the request is carried out.
     Reset,
+    /// The request is carried out, then the TCP connection is closed without a response: the
+    /// lost answer of an operation that took effect.
+    ResetAfter,
     /// `latencyMs` of delay, then the request is served normally.
     Latency,
     /// List operations only: `{"value":[],"nextLink":...}` resuming at the same position.

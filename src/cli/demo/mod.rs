@@ -295,6 +295,7 @@ async fn restore_first_point(
         at,
         only: Vec::new(),
         policy: ConflictPolicy::Skip,
+        assume_compatible: false,
         purge_wait: std::time::Duration::from_secs(60),
     };
     println!(
@@ -307,7 +308,13 @@ async fn restore_first_point(
     let index = open_index(&config).map_err(fail)?;
     let identities = load_identities(Some(&paths.identity), "restore").map_err(fail)?;
     let (_, report) = job
-        .run(&config, index, identities, Arc::new(NoRestoreProgress))
+        .run(
+            &config,
+            index,
+            identities,
+            Arc::new(NoRestoreProgress),
+            CancellationToken::new(),
+        )
         .await
         .map_err(fail)?;
     print_report(&report, Output::Table);

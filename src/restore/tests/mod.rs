@@ -4,6 +4,7 @@
 //! name. Also rebuild: the point-in-time sets of a rebuilt index equal the original's; and the
 //! restore drill's tag check.
 
+mod cancel;
 mod damage;
 mod drill;
 mod plan;
@@ -143,8 +144,11 @@ impl Bed {
                 concurrency: 2,
                 purge_wait: Duration::from_millis(200),
                 purge_retry_interval: Duration::from_millis(10),
+                resend_attempts: 3,
+                resend_delay: Duration::from_millis(10),
             },
             progress: Arc::new(super::NoRestoreProgress),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -164,6 +168,7 @@ impl Bed {
                 at,
                 only,
                 policy,
+                assume_compatible: false,
             },
         )
         .await
@@ -334,17 +339,23 @@ async fn conflict_policies_on_active_soft_deleted_and_purge_protected_targets() 
 #[tokio::test]
 async fn a_name_blocked_after_purge_is_retried_then_reported() {
     use crate::source::{FailureRule, SourceErrorKind, SourceOp};
+    // A secret: a key would not be purged without --assume-compatible (the target's pricing
+    // tier is unknown), see the plan tests.
     let bed = Bed::new().await;
     for (blocked_calls, want) in [(2u32, "restored"), (u32::MAX, "failed")] {
         let target = empty_vault("kv-dr");
-        target.put(ObjectKind::Keys, &n("signing"), SeedObject::value("old"));
+        target.put(
+            ObjectKind::Secrets,
+            &n("api-token"),
+            SeedObject::value("old"),
+        );
         target
-            .delete(ObjectKind::Keys, &n("signing"))
+            .delete(ObjectKind::Secrets, &n("api-token"))
             .await
             .expect("delete");
         target.fail(FailureRule {
             op: Some(SourceOp::Restore),
-            kind: Some(ObjectKind::Keys),
+            kind: Some(ObjectKind::Secrets),
             name: None,
             error: SourceErrorKind::Conflict,
             retry_after: None,
@@ -354,7 +365,7 @@ async fn a_name_blocked_after_purge_is_retried_then_reported() {
             .plan(
                 target.as_ref(),
                 T1,
-                vec!["keys/signing".parse().expect("ref")],
+                vec!["secrets/api-token".parse().expect("ref")],
                 ConflictPolicy::PurgeThenRestore,
             )
             .await;
@@ -362,7 +373,7 @@ async fn a_name_blocked_after_purge_is_retried_then_reported() {
             .restorer(target.clone(), bed.store.clone())
             .execute(&plan)
             .await;
-        let outcome = outcome_of(&report, ObjectKind::Keys, "signing");
+        let outcome = outcome_of(&report, ObjectKind::Secrets, "api-token");
         assert_eq!(outcome.word(), want, "{outcome:?}");
         if let Outcome::Failed { reason } = outcome {
             assert!(reason.contains("stayed blocked"), "{reason}");

@@ -133,6 +133,17 @@ fn compatibility_refuses_known_differences_and_warns_on_unknowns() {
             refused: None,
             warnings: 0,
         },
+        // Named like the source but at another host (an unconfigured `--to-vault` URL is
+        // named after its first label): checked like any other vault.
+        Case {
+            target: VaultLocation {
+                url: "https://kv1.vault.example.org".into(),
+                ..with(Some("unitedstates"), Some("sub-1"))
+            },
+            selected: natives.clone(),
+            refused: Some("geography"),
+            warnings: 0,
+        },
         // Back into the source vault: always compatible.
         Case {
             target: src.clone(),
@@ -184,10 +195,11 @@ fn actions_for_every_state_and_policy() {
     for (state, policy, want) in cases {
         let states = BTreeMap::from([((ObjectKind::Secrets, "db-password".to_string()), *state)]);
         let plan = decide(
-            location("kv1", None),
-            location("kv-dr", None),
+            location("kv1", Some("europe")),
+            location("kv-dr", Some("europe")),
             T1,
             *policy,
+            false,
             set(),
             &states,
             Vec::new(),
@@ -221,6 +233,7 @@ fn portable_captures_are_reported_not_attempted() {
         location("kv1", None),
         T1,
         ConflictPolicy::Skip,
+        false,
         vec![capture(ObjectKind::Secrets, "p", PayloadMode::Portable)],
         &BTreeMap::new(),
         Vec::new(),
@@ -236,6 +249,7 @@ fn plan_json_shape_is_stable() {
         location("kv-dr", Some("europe")),
         T1,
         ConflictPolicy::Skip,
+        false,
         vec![capture(ObjectKind::Keys, "signing", PayloadMode::Native)],
         &BTreeMap::new(),
         Vec::new(),
@@ -249,4 +263,130 @@ fn plan_json_shape_is_stable() {
     assert_eq!(o["payload"], "native");
     assert_eq!(json["policy"], "skip");
     assert_eq!(json["at"], T1);
+}
+
+#[test]
+fn purge_then_restore_purges_only_when_the_restore_is_known_to_be_accepted() {
+    let deleted = TargetState::SoftDeleted {
+        scheduled_purge: None,
+    };
+    let src = location("kv1", Some("europe"));
+    let target = |name: &str, geo: Option<&str>, sub: Option<&str>| VaultLocation {
+        subscription: sub.map(str::to_string),
+        ..location(name, geo)
+    };
+    let lookalike = VaultLocation {
+        url: "https://kv1.vault.example.org".into(),
+        ..target("kv1", None, Some("sub-1"))
+    };
+    // (target, kind, --assume-compatible, planned action, words the reason must hold)
+    let cases: Vec<(VaultLocation, ObjectKind, bool, &str, &[&str])> = vec![
+        (
+            target("kv-dr", Some("Europe"), Some("SUB-1")),
+            ObjectKind::Secrets,
+            false,
+            "purge+restore",
+            &[],
+        ),
+        (
+            target("kv-dr", None, Some("sub-1")),
+            ObjectKind::Secrets,
+            false,
+            "fail",
+            &[
+                "left alone",
+                "geography",
+                "not known",
+                "--assume-compatible",
+                "recover-then-skip",
+            ],
+        ),
+        (
+            target("kv-dr", Some("europe"), None),
+            ObjectKind::Secrets,
+            false,
+            "fail",
+            &["subscription"],
+        ),
+        (
+            target("kv-dr", None, None),
+            ObjectKind::Secrets,
+            true,
+            "purge+restore",
+            &[],
+        ),
+        (
+            target("kv-dr", Some("unitedstates"), Some("sub-1")),
+            ObjectKind::Secrets,
+            false,
+            "fail",
+            &["differ", "europe vs unitedstates"],
+        ),
+        // An HSM key restores only into a premium vault, and kvkeep is never told the tier.
+        (
+            target("kv-dr", Some("europe"), Some("sub-1")),
+            ObjectKind::Keys,
+            false,
+            "fail",
+            &["pricing tier", "--assume-compatible"],
+        ),
+        (
+            target("kv-dr", Some("europe"), Some("sub-1")),
+            ObjectKind::Keys,
+            true,
+            "purge+restore",
+            &[],
+        ),
+        // Same name, another host: not the source vault, so not known to be compatible.
+        (
+            lookalike,
+            ObjectKind::Secrets,
+            false,
+            "fail",
+            &["geography"],
+        ),
+        // Back into the source vault itself (same URL): nothing can differ.
+        (
+            location("kv1", None),
+            ObjectKind::Keys,
+            false,
+            "purge+restore",
+            &[],
+        ),
+    ];
+    for (i, (target, kind, assume, want, words)) in cases.into_iter().enumerate() {
+        let name = if kind == ObjectKind::Keys {
+            "signing"
+        } else {
+            "db-password"
+        };
+        let states = BTreeMap::from([((kind, name.to_string()), deleted)]);
+        let plan = decide(
+            src.clone(),
+            target,
+            T1,
+            ConflictPolicy::PurgeThenRestore,
+            assume,
+            set(),
+            &states,
+            Vec::new(),
+        );
+        let o = plan
+            .objects
+            .iter()
+            .find(|o| o.name.canonical() == name)
+            .expect("planned");
+        assert_eq!(o.action.word(), want, "case {i}: {:?}", o.action);
+        if let Action::Fail { reason } = &o.action {
+            for w in words {
+                assert!(reason.contains(w), "case {i}: {w:?} missing from {reason}");
+            }
+        }
+        // Only the soft-deleted name is affected; the free names are restored.
+        assert!(plan
+            .objects
+            .iter()
+            .filter(|o| o.name.canonical() != name)
+            .all(|o| o.action == Action::Restore));
+    }
 }
