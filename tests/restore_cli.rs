@@ -97,7 +97,8 @@ fn usage_mistakes_exit_two_with_what_to_write() {
                 "--identity",
                 "/nonexistent/identity.txt",
             ],
-            "identity.txt",
+            // The path is not repeated (it may be an identity pasted as the argument).
+            "cannot read identity file given with --identity",
         ),
         (&["index", "rebuild"], "needs --identity FILE"),
         (&["verify", "--deep"], "needs --identity FILE"),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kvkeep::config::{AzureConfig, CredentialConfig, Limits, PayloadMode, VaultConfig};
+use kvkeep::config::{AzureConfig, CaScope, CredentialConfig, Limits, PayloadMode, VaultConfig};
 use kvkeep::model::{ObjectKind, ObjectName, VaultName};
 use kvkeep::source::{
     AzureSourceOptions, AzureVaultSource, BackoffOptions, FailureRule, InMemoryVaultSource,
@@ -268,6 +268,7 @@ fn azure_source(
             path: token_file.to_path_buf(),
         },
         ca_file: Some(ca.to_path_buf()),
+        ca_scope: CaScope::Services,
         resolve: BTreeMap::from([(host, "127.0.0.1".parse::<IpAddr>().expect("ip"))]),
         verify_challenge_resource: true,
     };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use azure_core::time::{Duration as AzDuration, OffsetDateTime};
 use bytes::Bytes;
-use kvkeep::config::{AzureConfig, CredentialConfig, StoreAuth, StoreConfig};
+use kvkeep::config::{AzureConfig, CaScope, CredentialConfig, StoreAuth, StoreConfig};
 use kvkeep::model::BlobKey;
 use kvkeep::store::{
     open_store, AzureAuth, AzureBlobStore, BlobStore, InMemoryStore, LocalStore, RetryOptions,
@@ -228,6 +228,7 @@ impl AzureFixture {
         AzureConfig {
             credential: CredentialConfig::TokenFile { path },
             ca_file: Some(self.azurite.ca_cert_path().to_path_buf()),
+            ca_scope: CaScope::Services,
             resolve: BTreeMap::new(),
             verify_challenge_resource: true,
         }

@@ -30,8 +30,9 @@ use crate::fsutil::SecretFileError;
 pub const TOKEN_FILE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Builds the credential configured in `[azure]`. `options` (normally
-/// [`super::client_options`]) is the transport the identity clients use to reach Entra ID or the
-/// managed identity endpoint, so `ca_file` and `resolve` apply to them too.
+/// [`super::identity_client_options`]) is the transport the identity clients use to reach Entra
+/// ID or the managed identity endpoint: `resolve` applies to it, `ca_file` only with
+/// `ca_scope = "all"`.
 ///
 /// Nothing is contacted here: a wrong tenant or a missing managed identity shows on the first
 /// token request. A client secret file is read now, so a missing file stops the start.

@@ -20,7 +20,7 @@ pub use credential::{credential, ChainedCredential, TokenFileCredential, TOKEN_F
 pub use host_policy::SameHostPolicy;
 pub use response::{error_chain, retry_after};
 pub use secret::{read_secret_file, scrub_secrets, Redacted};
-pub use transport::{client_options, http_client};
+pub use transport::{client_options, http_client, identity_client_options, identity_http_client};
 
 /// Why an Azure client, transport or credential could not be set up from the configuration.
 #[derive(Debug, thiserror::Error)]

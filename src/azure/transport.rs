@@ -9,7 +9,7 @@ use azure_core::http::{ClientOptions, Transport};
 
 use super::response::error_chain;
 use super::AzureSetupError;
-use crate::config::AzureConfig;
+use crate::config::{AzureConfig, CaScope};
 
 /// TCP + TLS connect budget; the SDK's own default client uses the same figure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -18,7 +18,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// download that keeps making progress must not be cut off.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Builds the reqwest client for Azure endpoints:
+/// Builds the reqwest client for the vault and store endpoints:
 ///
 /// - trusts the system roots **plus** `ca_file` when set (merged, so a private CA never stops
 ///   kvkeep from reaching the real Azure endpoints);
@@ -29,6 +29,18 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// - does no automatic decompression: the blob client downloads byte ranges and checks lengths,
 ///   which a transparently gunzipped body would break.
 pub fn http_client(azure: &AzureConfig) -> Result<reqwest::Client, AzureSetupError> {
+    build(azure, true)
+}
+
+/// The client for the credential's token endpoint (Entra ID, the managed identity endpoint):
+/// as [`http_client`], but it trusts `ca_file` only with `ca_scope = "all"`. Whoever holds a
+/// private CA's key could otherwise impersonate the identity provider and collect the client
+/// secret or federated token kvkeep presents there.
+pub fn identity_http_client(azure: &AzureConfig) -> Result<reqwest::Client, AzureSetupError> {
+    build(azure, azure.ca_scope == CaScope::All)
+}
+
+fn build(azure: &AzureConfig, trust_ca_file: bool) -> Result<reqwest::Client, AzureSetupError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_gzip()
@@ -37,7 +49,7 @@ pub fn http_client(azure: &AzureConfig) -> Result<reqwest::Client, AzureSetupErr
         .no_zstd()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT);
-    if let Some(path) = &azure.ca_file {
+    if let Some(path) = azure.ca_file.as_ref().filter(|_| trust_ca_file) {
         let pem = std::fs::read(path).map_err(|source| AzureSetupError::ReadFile {
             what: "ca file",
             path: path.clone(),
@@ -70,7 +82,15 @@ pub fn http_client(azure: &AzureConfig) -> Result<reqwest::Client, AzureSetupErr
 /// default; callers that retry at a higher level (the blob store does, see
 /// `store::RetryStore`) switch it off themselves.
 pub fn client_options(azure: &AzureConfig) -> Result<ClientOptions, AzureSetupError> {
-    let http = http_client(azure)?;
+    options_with(http_client(azure)?)
+}
+
+/// `azure_core` client options for the credential, over [`identity_http_client`].
+pub fn identity_client_options(azure: &AzureConfig) -> Result<ClientOptions, AzureSetupError> {
+    options_with(identity_http_client(azure)?)
+}
+
+fn options_with(http: reqwest::Client) -> Result<ClientOptions, AzureSetupError> {
     Ok(ClientOptions {
         transport: Some(Transport::new(Arc::new(http))),
         ..Default::default()
@@ -87,6 +107,7 @@ mod tests {
         AzureConfig {
             credential: CredentialConfig::Default,
             ca_file,
+            ca_scope: CaScope::Services,
             resolve: BTreeMap::from([(
                 "kv1.vault.localhost".to_string(),
                 "127.0.0.1".parse().expect("ip"),
@@ -115,5 +136,38 @@ mod tests {
         let missing = dir.path().join("missing.pem");
         let err = http_client(&config(Some(missing))).expect_err("missing CA");
         assert!(err.to_string().contains("cannot read ca file"), "{err}");
+    }
+
+    /// Whether a GET of `url` through `client` gets past TLS (any HTTP status will do).
+    async fn tls_accepted(client: &reqwest::Client, url: &str) -> bool {
+        client.get(url).send().await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn ca_file_is_trusted_for_the_identity_provider_only_with_scope_all() {
+        let emulator = kvkeep_emulator::server::Emulator::start(
+            kvkeep_emulator::server::EmulatorConfig::default(),
+        )
+        .await
+        .expect("emulator");
+        let url = emulator.info().control_url.clone();
+        let mut azure = config(Some(emulator.info().ca_cert.clone()));
+
+        // Default scope: the vault/store client trusts the private CA, the identity client not.
+        assert!(tls_accepted(&http_client(&azure).expect("client"), &url).await);
+        let identity = identity_http_client(&azure).expect("identity client");
+        assert!(
+            !tls_accepted(&identity, &url).await,
+            "identity client trusted ca_file"
+        );
+
+        azure.ca_scope = CaScope::All;
+        let identity = identity_http_client(&azure).expect("identity client");
+        assert!(
+            tls_accepted(&identity, &url).await,
+            "ca_scope = all must trust ca_file"
+        );
+        // The services client is unchanged by the scope.
+        assert!(tls_accepted(&http_client(&azure).expect("client"), &url).await);
     }
 }

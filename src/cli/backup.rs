@@ -3,6 +3,7 @@
 //! failed (or was interrupted), 2 usage or configuration error.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
@@ -10,8 +11,7 @@ use serde_json::json;
 
 use super::render::{bytes, progress_bar, Output, Table};
 use super::{
-    exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
-    EXIT_USAGE,
+    exit_code_of, load_config, runtime, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
 };
 use crate::backup::{system_clock, BackupPlan, BackupReport, Progress, Runner};
 use crate::config::{Config, VaultConfig};
@@ -21,9 +21,6 @@ use crate::model::{ObjectKind, ObjectName, VaultName};
 /// Arguments of `kvkeep backup`.
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArgs,
     /// Back up this vault (repeatable); without --vault or --all, every configured vault.
     #[arg(long = "vault", value_name = "NAME", conflicts_with = "all")]
     pub vaults: Vec<String>,
@@ -64,12 +61,12 @@ pub fn select_vaults(config: &Config, names: &[String]) -> Result<Vec<VaultConfi
 }
 
 /// Runs `kvkeep backup` and returns the exit code.
-pub fn run(args: BackupArgs) -> u8 {
-    exit_code_of(backup_command(args))
+pub fn run(args: BackupArgs, config: &Path) -> u8 {
+    exit_code_of(backup_command(args, config))
 }
 
-fn backup_command(args: BackupArgs) -> Result<u8, Fail> {
-    let config = load_config(&args.config.config)?;
+fn backup_command(args: BackupArgs, config: &Path) -> Result<u8, Fail> {
+    let config = load_config(config)?;
     let vaults = select_vaults(&config, &args.vaults).map_err(|e| Fail(EXIT_USAGE, e))?;
     let runtime = runtime()?;
     runtime.block_on(async {

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::render::{bytes, time, Output, Table};
-use super::{exit_code_of, load_config, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{exit_code_of, load_config, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::index::Index;
 use crate::model::{IdError, ObjectKind, ObjectName, VaultName};
 
@@ -24,9 +24,6 @@ pub enum ListAction {
 /// Arguments of `list runs` and `list objects`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArgs,
     /// Only this vault.
     #[arg(long)]
     pub vault: Option<String>,
@@ -38,9 +35,6 @@ pub struct ListArgs {
 /// Arguments of `list versions`.
 #[derive(Debug, clap::Args)]
 pub struct VersionsArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArgs,
     /// The vault.
     #[arg(long)]
     pub vault: String,
@@ -56,16 +50,12 @@ pub struct VersionsArgs {
 }
 
 /// Runs a `list` command and returns the exit code.
-pub fn run(action: ListAction) -> u8 {
-    exit_code_of(list(action))
+pub fn run(action: ListAction, config: &Path) -> u8 {
+    exit_code_of(list(action, config))
 }
 
-fn list(action: ListAction) -> Result<u8, Fail> {
-    let config_path = match &action {
-        ListAction::Runs(a) | ListAction::Objects(a) => &a.config.config,
-        ListAction::Versions(a) => &a.config.config,
-    };
-    let config = load_config(config_path)?;
+fn list(action: ListAction, config: &Path) -> Result<u8, Fail> {
+    let config = load_config(config)?;
     // A vault the configuration does not name may still be in the index (a decommissioned one),
     // so this is a note, not an error; it catches typos that would otherwise print nothing.
     let named = match &action {

@@ -91,6 +91,9 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace). Logs go to stderr.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Where the configuration file is: accepted before or after the subcommand.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -142,18 +145,21 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
     /// Validate the configuration file; exit 0 when valid, 2 with every problem listed otherwise.
-    Check(ConfigArgs),
+    Check,
     /// Print the effective configuration (defaults applied) as JSON.
-    Show(ConfigArgs),
+    Show,
 }
 
-/// Where the configuration file is.
+/// Where the configuration file is. One global option rather than one per subcommand, so
+/// `kvkeep --config X backup` and `kvkeep backup --config X` mean the same; commands that read
+/// no configuration (`version`, `keys`, `demo`) ignore it.
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
     /// The configuration file.
     #[arg(
         long,
         short,
+        global = true,
         env = "KVKEEP_CONFIG",
         default_value = "/etc/kvkeep/kvkeep.toml"
     )]
@@ -180,40 +186,36 @@ pub fn init_logging(verbose: u8) {
 
 /// Runs a parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
+    let config = cli.config.config.as_path();
     match cli.command {
         Command::Version => {
             println!("kvkeep {}", env!("CARGO_PKG_VERSION"));
             EXIT_OK
         }
-        Command::Config { action } => config_command(action),
+        Command::Config { action } => exit_code_of(config_command(action, config)),
         Command::Keys { action } => keys::run(action),
-        Command::Backup(args) => backup::run(args),
-        Command::List { what } => list::run(what),
-        Command::Restore(args) => restore::run(args),
-        Command::Verify(args) => verify::run(args),
-        Command::Index { action } => verify::run_index(action),
+        Command::Backup(args) => backup::run(args, config),
+        Command::List { what } => list::run(what, config),
+        Command::Restore(args) => restore::run(args, config),
+        Command::Verify(args) => verify::run(args, config),
+        Command::Index { action } => verify::run_index(action, config),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
 }
 
-fn config_command(action: ConfigAction) -> u8 {
-    exit_code_of(config(action))
-}
-
-fn config(action: ConfigAction) -> Result<u8, Fail> {
-    let (ConfigAction::Check(args) | ConfigAction::Show(args)) = &action;
-    let config = load_config(&args.config)?;
+fn config_command(action: ConfigAction, path: &std::path::Path) -> Result<u8, Fail> {
+    let config = load_config(path)?;
     match action {
-        ConfigAction::Check(_) => {
+        ConfigAction::Check => {
             println!(
                 "{}: ok ({} vault{})",
-                args.config.display(),
+                path.display(),
                 config.vaults.len(),
                 if config.vaults.len() == 1 { "" } else { "s" }
             );
         }
-        ConfigAction::Show(_) => {
+        ConfigAction::Show => {
             let json = serde_json::to_string_pretty(&config)
                 .map_err(|e| Fail(EXIT_FAILED, format!("cannot render the configuration: {e}")))?;
             println!("{json}");

@@ -14,8 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::{bytes, progress_bar, time, Output, Table};
 use super::{
-    exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
-    EXIT_USAGE,
+    exit_code_of, load_config, runtime, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
 };
 use crate::config::{Config, VaultConfig};
 use crate::crypto::Identities;
@@ -33,9 +32,6 @@ use crate::store::{open_store_cancellable, BlobStore};
 /// Arguments of `kvkeep restore`.
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArgs,
     /// The vault whose backups to restore.
     #[arg(long, value_name = "NAME")]
     pub vault: String,
@@ -65,12 +61,20 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// After a purge, how long to retry a restore the service refuses because the name is still
-    /// blocked (e.g. "60s", "2m").
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// blocked (e.g. "60s", "2m"; at most 1h).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_purge_wait)]
     pub purge_wait: Duration,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+/// The longest `--purge-wait`. Key Vault frees a purged name within seconds to minutes; an hour
+/// is generous, and a bound keeps the deadline `now + wait` from overflowing.
+const MAX_PURGE_WAIT: Duration = Duration::from_secs(3_600);
+
+fn parse_purge_wait(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration_within(text, Duration::ZERO, MAX_PURGE_WAIT)
 }
 
 impl From<RestoreError> for Fail {
@@ -83,8 +87,8 @@ impl From<RestoreError> for Fail {
     }
 }
 
-/// Loads identities (exit 2 when the file is missing or invalid). The message names the file,
-/// never its content.
+/// Loads identities (exit 2 when the file is missing or invalid). The message names the option,
+/// never the file's content or its path.
 pub(crate) fn load_identities(path: Option<&Path>, why: &str) -> Result<Arc<Identities>, Fail> {
     let path = path.ok_or_else(|| {
         Fail(
@@ -94,9 +98,15 @@ pub(crate) fn load_identities(path: Option<&Path>, why: &str) -> Result<Arc<Iden
             ),
         )
     })?;
-    Identities::from_file(path)
-        .map(Arc::new)
-        .map_err(|e| Fail(EXIT_USAGE, e.to_string()))
+    // The path is not repeated: an identity pasted as the argument would be printed back.
+    let shown = format!("identity file {}", path.display());
+    Identities::from_file(path).map(Arc::new).map_err(|e| {
+        Fail(
+            EXIT_USAGE,
+            e.to_string()
+                .replace(&shown, "identity file given with --identity"),
+        )
+    })
 }
 
 /// Opens an existing index; a missing file is not created (restore would find nothing) but
@@ -181,12 +191,12 @@ pub(crate) fn source_location(
 }
 
 /// Runs `kvkeep restore` and returns the exit code.
-pub fn run(args: RestoreArgs) -> u8 {
-    exit_code_of(restore(args))
+pub fn run(args: RestoreArgs, config: &Path) -> u8 {
+    exit_code_of(restore(args, config))
 }
 
-fn restore(args: RestoreArgs) -> Result<u8, Fail> {
-    let config = load_config(&args.config.config)?;
+fn restore(args: RestoreArgs, config: &Path) -> Result<u8, Fail> {
+    let config = load_config(config)?;
     let now = crate::clock::now_unix();
     let at = when::parse_at(&args.at, now).map_err(|e| Fail(EXIT_USAGE, format!("--at: {e}")))?;
     let policy: ConflictPolicy = args.on_conflict.parse().map_err(|e| Fail(EXIT_USAGE, e))?;

@@ -2,7 +2,7 @@
 //! prove backups restorable and recover the index from the store alone. Exit codes: 0 all good,
 //! 3 some problems, 1 nothing usable or the command could not run, 2 usage or configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -11,8 +11,7 @@ use super::restore::{
     load_identities, open_index, progress, resolve_or_fail, source, source_location, store_with,
 };
 use super::{
-    exit_code_of, load_config, runtime, ConfigArgs, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL,
-    EXIT_USAGE,
+    exit_code_of, load_config, runtime, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
 };
 use crate::restore::rebuild::{rebuild, RebuildReport};
 use crate::restore::verify::{drill, verify_blobs, VerifyReport};
@@ -21,9 +20,6 @@ use crate::restore::{location_of, same_vault, RestoreOptions, Restorer};
 /// Arguments of `kvkeep verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArgs,
     /// Verify this vault (repeatable); default: every configured vault.
     #[arg(long = "vault", value_name = "NAME")]
     pub vaults: Vec<String>,
@@ -55,9 +51,6 @@ pub enum IndexAction {
 /// Arguments of `kvkeep index rebuild`.
 #[derive(Debug, clap::Args)]
 pub struct RebuildArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArgs,
     /// The age identity file that opens the manifests (never logged).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
@@ -67,12 +60,12 @@ pub struct RebuildArgs {
 }
 
 /// Runs `kvkeep verify`.
-pub fn run(args: VerifyArgs) -> u8 {
-    exit_code_of(verify(args))
+pub fn run(args: VerifyArgs, config: &Path) -> u8 {
+    exit_code_of(verify(args, config))
 }
 
-fn verify(args: VerifyArgs) -> Result<u8, Fail> {
-    let config = load_config(&args.config.config)?;
+fn verify(args: VerifyArgs, config: &Path) -> Result<u8, Fail> {
+    let config = load_config(config)?;
     let names: Vec<String> = if args.vaults.is_empty() {
         config.vaults.iter().map(|v| v.name.to_string()).collect()
     } else {
@@ -226,13 +219,13 @@ fn print_verify(reports: &[VerifyReport], output: Output) {
 }
 
 /// Runs `kvkeep index ...`.
-pub fn run_index(action: IndexAction) -> u8 {
+pub fn run_index(action: IndexAction, config: &Path) -> u8 {
     let IndexAction::Rebuild(args) = action;
-    exit_code_of(index_rebuild(args))
+    exit_code_of(index_rebuild(args, config))
 }
 
-fn index_rebuild(args: RebuildArgs) -> Result<u8, Fail> {
-    let config = load_config(&args.config.config)?;
+fn index_rebuild(args: RebuildArgs, config: &Path) -> Result<u8, Fail> {
+    let config = load_config(config)?;
     let identities = load_identities(args.identity.as_deref(), "index rebuild")?;
     let rt = runtime()?;
     rt.block_on(async {

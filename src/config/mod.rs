@@ -5,17 +5,20 @@
 //! Secrets are never written inline: the file names where they live (`*_file` keys, suited to
 //! systemd's `LoadCredential=`), and [`Config`] holds only those paths.
 
+mod duration;
 mod model;
 mod raw;
 mod secret_files;
+mod toml_error;
 mod validate;
 
 use std::fmt;
 use std::path::Path;
 
+pub use duration::parse_duration_within;
 pub use model::{
-    AccessTier, AzureConfig, Config, CredentialConfig, EncryptionConfig, Limits, PayloadMode,
-    StoreAuth, StoreConfig, VaultConfig,
+    AccessTier, AzureConfig, CaScope, Config, CredentialConfig, EncryptionConfig, Limits,
+    PayloadMode, StoreAuth, StoreConfig, VaultConfig,
 };
 
 /// One problem in a configuration file.
@@ -99,11 +102,7 @@ impl Config {
     ) -> Result<Config, ConfigErrors> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigErrors {
             file: origin.to_string(),
-            errors: vec![ConfigError {
-                path: String::new(),
-                line: e.span().map(|s| line_of(text, s.start)),
-                message: e.message().trim().to_string(),
-            }],
+            errors: vec![toml_error::config_error(text, &e)],
         })?;
         validate::validate(raw, text, base, read).map_err(|errors| ConfigErrors {
             file: origin.to_string(),

@@ -93,11 +93,29 @@ pub struct AzureConfig {
     pub credential: CredentialConfig,
     /// Extra CA (PEM) to trust, e.g. the emulator's.
     pub ca_file: Option<PathBuf>,
+    /// Which endpoints trust `ca_file`.
+    pub ca_scope: CaScope,
     /// Host name → address overrides (lets a host such as `kv1.vault.localhost` resolve without
     /// editing system files).
     pub resolve: BTreeMap<String, IpAddr>,
     /// Check that Key Vault's challenge resource belongs to the vault's domain (keep on).
     pub verify_challenge_resource: bool,
+}
+
+/// Which endpoints trust `[azure] ca_file`.
+///
+/// A private CA is usually there for the vault and store hosts (an emulator, a TLS-inspecting
+/// proxy in front of them). Trusting it for the identity provider too would let whoever holds
+/// that CA's key impersonate Entra ID and collect the client secret or federated token kvkeep
+/// sends there, so that needs saying explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaScope {
+    /// Key Vault and Blob Storage hosts only (the default).
+    #[default]
+    Services,
+    /// Also the credential's token endpoint (Entra ID, the managed identity endpoint).
+    All,
 }
 
 /// Credential sources, from the `azure_identity` chain plus a token file for emulators.

@@ -90,6 +90,8 @@ pub struct RawAzure {
     pub token_file: Option<Spanned<String>>,
     /// Extra CA certificate (PEM) to trust.
     pub ca_file: Option<Spanned<String>>,
+    /// Which endpoints trust `ca_file`: `services` (vault and store) or `all`.
+    pub ca_scope: Option<Spanned<String>>,
     /// Host name → IP overrides.
     #[serde(default)]
     pub resolve: BTreeMap<String, Spanned<String>>,

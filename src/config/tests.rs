@@ -111,20 +111,20 @@ fn relative_files_resolve_against_the_config_directory() {
 fn malformed_files_each_get_a_clear_error() {
     let m = minimal();
     let cases: Vec<(String, &str, &str)> = vec![
-        (format!("{m}\n[store2]\n"), "", "unknown field"),
-        (m.replace("type = \"local\"", "type = \"local\"\ncolour = \"blue\""), "", "unknown field `colour`"),
+        (format!("{m}\n[store2]\n"), "store2", "unknown field"),
+        (m.replace("type = \"local\"", "type = \"local\"\ncolour = \"blue\""), "store.colour", "unknown field `colour`"),
         (m.replace("type = \"local\"", "type = \"s3\""), "store.type", "expected \"local\" or \"azure\""),
         (m.replace("path = \"/var/lib/kvkeep/store\"", ""), "store.path", "missing"),
         (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"not a url\""), "store.container_url", "not a URL"),
         (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"http://acct.blob.core.windows.net/c\""), "store.container_url", "https"),
         (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c?sv=2020&sig=SECRETSIG\""), "store.container_url", "query string"),
         (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c\"\nauth = \"sas\""), "store.sas_url_file", "missing"),
-        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c\"\nauth = \"sas\"\nsas_url_file = \"/run/missing\""), "store.sas_url_file", "cannot read"),
+        (m.replace("type = \"local\"\npath = \"/var/lib/kvkeep/store\"", "type = \"azure\"\ncontainer_url = \"https://acct.blob.core.windows.net/c\"\nauth = \"sas\"\nsas_url_file = \"/run/missing\""), "store.sas_url_file", "cannot be read"),
         (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients = []"), "encryption.recipients", "no recipients"),
         (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients = [\"age1nope\"]"), "encryption.recipients[0]", "not an age"),
-        (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients_file = \"nowhere.txt\""), "encryption.recipients_file", "cannot read"),
+        (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), "recipients_file = \"nowhere.txt\""), "encryption.recipients_file", "cannot be read"),
         (m.replace(&format!("recipients = [\"{RECIPIENT}\"]"), &format!("recipients = [\"{RECIPIENT}\"]\nzstd_level = 40")), "encryption.zstd_level", "between 1 and 22"),
-        (m.replace("[encryption]", "[encryption_]"), "", "unknown field"),
+        (m.replace("[encryption]", "[encryption_]"), "encryption_", "unknown field"),
         (m.replace("name = \"kv-prod\"", "name = \"kv_prod!\""), "vault[0].name", "invalid vault name"),
         (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nurl = \"https://kv-prod.vault.azure.net/some/path\""), "vault[0].url", "without a path"),
         (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nurl = \"kv-prod.vault.azure.net\""), "vault[0].url", "not a URL"),
@@ -137,12 +137,18 @@ fn malformed_files_each_get_a_clear_error() {
         (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\ndeep_scan_every = \"often\""), "vault[0].deep_scan_every", "not a duration"),
         (format!("{m}\n[[vault]]\nname = \"KV-PROD\"\n"), "vault[1].name", "listed twice"),
         (m.replace("[[vault]]\nname = \"kv-prod\"", ""), "vault", "no vaults"),
-        (format!("{m}\n[limits]\nvault_share = 1.5\n"), "limits.vault_share", "at most 1"),
+        (format!("{m}\n[limits]\nvault_share = 1.5\n"), "limits.vault_share", "between 0.001 and 1"),
+        (format!("{m}\n[limits]\nvault_share = 0.0009\n"), "limits.vault_share", "between 0.001 and 1"),
+        (format!("{m}\n[limits]\nsubscription_share = 0.0\n"), "limits.subscription_share", "between 0.001 and 1"),
+        (format!("{m}\n[limits]\nsubscription_share = nan\n"), "limits.subscription_share", "between 0.001 and 1"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\ndeep_scan_every = \"999999999999y\""), "vault[0].deep_scan_every", "at most 366d"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\ndeep_scan_every = \"30m\""), "vault[0].deep_scan_every", "at least 1h"),
+        (m.replace("name = \"kv-prod\"", "name = \"kv-prod\"\nschedule = \"0 0 * * 5-3\""), "vault[0].schedule", "\"0 0 * * 5-3\": day of week"),
         (format!("{m}\n[limits]\nconcurrency = 0\n"), "limits.concurrency", "between 1 and 64"),
         (format!("{m}\n[azure]\ncredential = \"magic\"\n"), "azure.credential", "unknown credential"),
         (format!("{m}\n[azure]\ncredential = \"client-secret\"\ntenant_id = \"t\"\n"), "azure.client_id", "missing"),
         (format!("{m}\n[azure]\ncredential = \"token-file\"\n"), "azure.token_file", "missing"),
-        (format!("{m}\n[azure]\nca_file = \"/nope/ca.pem\"\n"), "azure.ca_file", "cannot read"),
+        (format!("{m}\n[azure]\nca_file = \"/nope/ca.pem\"\n"), "azure.ca_file", "cannot be read"),
         (format!("{m}\n[azure]\nresolve = {{ \"kv1.vault.localhost\" = \"localhost\" }}\n"), "azure.resolve.kv1.vault.localhost", "not an IP address"),
         ("[store\n".to_string(), "", "line"),
     ];
@@ -205,4 +211,46 @@ fn the_shipped_example_parses() {
     assert_eq!(c.vaults.len(), 1);
     assert_eq!(c.vaults[0].name.as_str(), "kv-prod-weu");
     assert!(c.vaults[0].schedule.is_some());
+}
+
+#[test]
+fn ca_scope_defaults_to_the_services_and_can_widen_to_all() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let files = [("ca.pem", pem)];
+    let with = |lines: &str| format!("{}\n[azure]\nca_file = \"ca.pem\"\n{lines}\n", minimal());
+    let c = parse_with(&with(""), &files).expect("valid");
+    assert_eq!(c.azure.ca_scope, CaScope::Services);
+    let c = parse_with(&with("ca_scope = \"services\""), &files).expect("valid");
+    assert_eq!(c.azure.ca_scope, CaScope::Services);
+    let c = parse_with(&with("ca_scope = \"all\""), &files).expect("valid");
+    assert_eq!(c.azure.ca_scope, CaScope::All);
+    let shown = serde_json::to_value(&c).expect("json");
+    assert_eq!(shown["azure"]["ca_scope"], "all");
+
+    let err = parse_with(&with("ca_scope = \"everything\""), &files).expect_err("unknown");
+    assert!(
+        err.errors.iter().any(|e| e.path == "azure.ca_scope"
+            && e.line == Some(14)
+            && e.message.contains("\"services\"")),
+        "{err}"
+    );
+    let err = parse_with(
+        &format!("{}\n[azure]\nca_scope = \"all\"\n", minimal()),
+        &[],
+    )
+    .expect_err("scope without a file");
+    assert!(err.to_string().contains("only used with ca_file"), "{err}");
+}
+
+#[test]
+fn a_type_error_names_the_key_and_line_not_the_value() {
+    let canary =
+        "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQCANARY";
+    let text = minimal().replace(&format!("[\"{RECIPIENT}\"]"), &format!("\"{canary}\""));
+    let err = parse_with(&text, &[]).expect_err("a string is not a list");
+    assert_eq!(err.errors.len(), 1, "{err}");
+    let e = &err.errors[0];
+    assert_eq!(e.path, "encryption.recipients");
+    assert_eq!(e.line, Some(7));
+    assert_eq!(e.message, "wrong type: expected an array, found a string");
 }

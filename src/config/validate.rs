@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::model::*;
 use super::raw::*;
-use super::{line_of, ConfigError};
+use super::{line_of, parse_duration_within, ConfigError};
 use crate::model::{ObjectKind, VaultName};
 use crate::scheduler::Schedule;
 
@@ -19,8 +19,21 @@ use crate::scheduler::Schedule;
 const DEFAULT_INDEX: &str = "/var/lib/kvkeep/index.sqlite";
 const DEFAULT_ZSTD_LEVEL: i64 = 9;
 const DEFAULT_SHARE: f64 = 0.1;
+/// The smallest throttle share: 0.001 of a vault's 4,000 requests per 10 s is 4 per 10 s. Below
+/// that a token bucket holds less than one request, and every call would wait without end.
+const MIN_SHARE: f64 = 0.001;
+/// Deep scans at most hourly (each lists every version of every object) and at least yearly.
+const MIN_DEEP_SCAN: Duration = Duration::from_secs(3_600);
+const MAX_DEEP_SCAN: Duration = Duration::from_secs(366 * 86_400);
 const DEFAULT_CONCURRENCY: i64 = 4;
 const DEFAULT_DEEP_SCAN: &str = "7d";
+
+const UNKNOWN_TIME_ZONE: &str = "unknown time zone: use an IANA name such as UTC or Europe/Berlin";
+
+/// `e`'s message without the value it quotes: the key path and line say where it is.
+fn unquoted(e: impl std::fmt::Display, value: &str) -> String {
+    e.to_string().replace(&format!(" {value:?}"), "")
+}
 
 /// Collects errors with their lines.
 struct Check<'a> {
@@ -57,13 +70,19 @@ impl Check<'_> {
         }
     }
 
-    /// Resolves a file reference and checks it can be read; never echoes the contents.
+    /// Resolves a file reference and checks it can be read. Echoes neither the contents nor
+    /// the path: a SAS URL or client secret pasted where its file's path belongs would
+    /// otherwise be printed back as "cannot read <secret>".
     fn readable_file(&mut self, key: &str, value: &Spanned<String>) -> Option<(PathBuf, String)> {
         let path = self.path(value.get_ref());
         match (self.read)(&path) {
             Ok(text) => Some((path, text)),
             Err(e) => {
-                self.at(key, value, format!("cannot read {}: {e}", path.display()));
+                self.at(
+                    key,
+                    value,
+                    format!("the file cannot be read: {e}; check the path and that kvkeep's user may read it (the path is not shown: it may be a secret pasted into the wrong key)"),
+                );
                 None
             }
         }
@@ -201,12 +220,12 @@ fn store(c: &mut Check, raw: Option<Spanned<RawStore>>) -> Option<StoreConfig> {
                         None
                     }
                 },
-                Some(other) => {
+                Some(_) => {
                     if let Some(a) = &raw.auth {
                         c.at(
                             "store.auth",
                             a,
-                            format!("unknown auth {other:?}: expected \"credential\" or \"sas\""),
+                            "unknown auth: expected \"credential\" or \"sas\"",
                         );
                     }
                     None
@@ -218,8 +237,8 @@ fn store(c: &mut Check, raw: Option<Spanned<RawStore>>) -> Option<StoreConfig> {
                     "hot" => Some(Some(AccessTier::Hot)),
                     "cool" => Some(Some(AccessTier::Cool)),
                     "cold" => Some(Some(AccessTier::Cold)),
-                    other => {
-                        c.at("store.access_tier", t, format!("unknown access tier {other:?}: expected hot, cool or cold (archive cannot be restored from quickly)"));
+                    _ => {
+                        c.at("store.access_tier", t, "unknown access tier: expected hot, cool or cold (archive cannot be restored from quickly)");
                         None
                     }
                 },
@@ -231,11 +250,11 @@ fn store(c: &mut Check, raw: Option<Spanned<RawStore>>) -> Option<StoreConfig> {
                 access_tier: access_tier?,
             })
         }
-        other => {
+        _ => {
             c.at(
                 "store.type",
                 &raw.kind,
-                format!("unknown store type {other:?}: expected \"local\" or \"azure\""),
+                "unknown store type: expected \"local\" or \"azure\"",
             );
             None
         }
@@ -297,7 +316,7 @@ fn encryption(c: &mut Check, raw: Option<Spanned<RawEncryption>>) -> Option<Encr
         }
     }
     if let Some(file) = &raw.recipients_file {
-        if let Some((path, text)) = c.readable_file("encryption.recipients_file", file) {
+        if let Some((_, text)) = c.readable_file("encryption.recipients_file", file) {
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -309,7 +328,7 @@ fn encryption(c: &mut Check, raw: Option<Spanned<RawEncryption>>) -> Option<Encr
                         c.at(
                             "encryption.recipients_file",
                             file,
-                            format!("{} line {}: {msg}", path.display(), n + 1),
+                            format!("line {} of the file: {msg}", n + 1),
                         );
                         ok = false;
                     }
@@ -353,8 +372,7 @@ fn recipient(s: &str) -> Result<String, String> {
     age::x25519::Recipient::from_str(s)
         .map(|r| r.to_string())
         .map_err(|_| {
-            let shown: String = s.chars().take(12).collect();
-            format!("{shown:?}... is not an age X25519 recipient (expected age1 followed by 58 characters)")
+            "not an age X25519 recipient (expected age1 followed by 58 characters)".to_string()
         })
 }
 
@@ -465,9 +483,9 @@ fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
                 }
             }
         }
-        other => {
+        _ => {
             if let Some(cred) = &raw.credential {
-                c.at("azure.credential", cred, format!("unknown credential {other:?}: expected default, managed-identity, workload-identity, client-secret, azure-cli or token-file"));
+                c.at("azure.credential", cred, "unknown credential: expected default, managed-identity, workload-identity, client-secret, azure-cli or token-file");
             }
             None
         }
@@ -477,11 +495,11 @@ fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
         None => None,
         Some(f) => match c.readable_file("azure.ca_file", f) {
             Some((path, text)) if text.contains("-----BEGIN CERTIFICATE-----") => Some(path),
-            Some((path, _)) => {
+            Some(_) => {
                 c.at(
                     "azure.ca_file",
                     f,
-                    format!("{} holds no PEM certificate", path.display()),
+                    "the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                 );
                 ok = false;
                 None
@@ -492,6 +510,19 @@ fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
             }
         },
     };
+    let ca_scope = match raw.ca_scope.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "services")) => CaScope::Services,
+        Some((_, "all")) => CaScope::All,
+        Some((s, _)) => {
+            c.at("azure.ca_scope", s, "unknown scope: expected \"services\" (ca_file is trusted for the vault and store hosts only) or \"all\" (also for the identity provider)");
+            ok = false;
+            CaScope::Services
+        }
+    };
+    if let (Some(s), None) = (&raw.ca_scope, &raw.ca_file) {
+        c.at("azure.ca_scope", s, "only used with ca_file");
+        ok = false;
+    }
     let mut resolve = BTreeMap::new();
     for (host, addr) in &raw.resolve {
         let host_ok = !host.is_empty()
@@ -499,7 +530,11 @@ fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
         if !host_ok {
-            c.at(format!("azure.resolve.{host:?}"), addr, "not a host name");
+            c.at(
+                "azure.resolve",
+                addr,
+                "a key is not a host name (letters, digits, '-' and '.')",
+            );
             ok = false;
             continue;
         }
@@ -511,7 +546,7 @@ fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
                 c.at(
                     format!("azure.resolve.{host}"),
                     addr,
-                    format!("{:?} is not an IP address", addr.get_ref()),
+                    "not an IP address (e.g. 127.0.0.1 or ::1)",
                 );
                 ok = false;
             }
@@ -520,6 +555,7 @@ fn azure(c: &mut Check, raw: RawAzure) -> Option<AzureConfig> {
     Some(AzureConfig {
         credential: credential?,
         ca_file,
+        ca_scope,
         resolve,
         verify_challenge_resource: raw.verify_challenge_resource.unwrap_or(true),
     })
@@ -530,9 +566,9 @@ fn limits(c: &mut Check, raw: RawLimits) -> Option<Limits> {
     let mut ok = true;
     let mut share = |c: &mut Check, key: &str, v: &Option<Spanned<f64>>| match v {
         None => DEFAULT_SHARE,
-        Some(s) if *s.get_ref() > 0.0 && *s.get_ref() <= 1.0 => *s.get_ref(),
+        Some(s) if (MIN_SHARE..=1.0).contains(s.get_ref()) => *s.get_ref(),
         Some(s) => {
-            c.at(format!("limits.{key}"), s, "must be greater than 0 and at most 1 (a fraction of the service's throttle limit, e.g. 0.1)");
+            c.at(format!("limits.{key}"), s, "must be between 0.001 and 1 (a fraction of the service's throttle limit, e.g. 0.1; a smaller share would leave kvkeep waiting minutes for every request)");
             ok = false;
             DEFAULT_SHARE
         }
@@ -588,7 +624,7 @@ fn vault_settings(
                 Ok(kind) => {
                     set.insert(kind);
                 }
-                Err(e) => c.at(format!("{at}.kinds[{i}]"), k, e.to_string()),
+                Err(e) => c.at(format!("{at}.kinds[{i}]"), k, unquoted(e, k.get_ref())),
             }
         }
         if kinds.is_empty() {
@@ -626,25 +662,20 @@ fn vault_settings(
                 p,
                 "payload = \"portable\" is not available yet; use \"native\"",
             ),
-            other => c.at(
+            _ => c.at(
                 format!("{at}.payload"),
                 p,
-                format!("unknown payload mode {other:?}: expected \"native\""),
+                "unknown payload mode: expected \"native\"",
             ),
         }
     }
     if let Some(d) = &raw.deep_scan_every {
-        match humantime::parse_duration(d.get_ref()) {
-            Ok(dur) if dur >= Duration::from_secs(3600) => s.deep_scan_every = Some(dur),
-            Ok(_) => c.at(
+        match parse_duration_within(d.get_ref(), MIN_DEEP_SCAN, MAX_DEEP_SCAN) {
+            Ok(dur) => s.deep_scan_every = Some(dur),
+            Err(why) => c.at(
                 format!("{at}.deep_scan_every"),
                 d,
-                "must be at least 1h (a deep scan lists every version of every object)",
-            ),
-            Err(e) => c.at(
-                format!("{at}.deep_scan_every"),
-                d,
-                format!("not a duration ({e}); write e.g. \"7d\" or \"12h\""),
+                format!("{why} (a deep scan lists every version of every object)"),
             ),
         }
     }
@@ -677,13 +708,13 @@ fn vaults(
                     c.at(
                         format!("{at}.name"),
                         &v.name,
-                        format!("vault {n} is listed twice"),
+                        "this vault is listed twice (names are case-insensitive)",
                     );
                 }
                 Some(n)
             }
             Err(e) => {
-                c.at(format!("{at}.name"), &v.name, e.to_string());
+                c.at(format!("{at}.name"), &v.name, unquoted(e, v.name.get_ref()));
                 None
             }
         };
@@ -728,14 +759,14 @@ fn vaults(
                 match Schedule::parse(expr, tz_name) {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        let key = match (&e, &tz) {
+                        match (&e, &tz) {
                             (crate::scheduler::ScheduleError::TimeZone(_), Some(t)) => {
-                                c.at(format!("{at}.timezone"), t, e.to_string());
-                                continue;
+                                c.at(format!("{at}.timezone"), t, UNKNOWN_TIME_ZONE);
                             }
-                            _ => format!("{at}.schedule"),
-                        };
-                        c.at(key, span, e.to_string());
+                            // A schedule error quotes the expression only when it has the five
+                            // fields of cron, so a pasted secret is never repeated.
+                            _ => c.at(format!("{at}.schedule"), span, e.to_string()),
+                        }
                         continue;
                     }
                 }
@@ -744,14 +775,7 @@ fn vaults(
         if schedule.is_none() {
             if let Some(t) = &tz {
                 if chrono_tz::Tz::from_str(t.get_ref()).is_err() {
-                    c.at(
-                        format!("{at}.timezone"),
-                        t,
-                        format!(
-                            "unknown time zone {:?}: use an IANA name such as UTC or Europe/Berlin",
-                            t.get_ref()
-                        ),
-                    );
+                    c.at(format!("{at}.timezone"), t, UNKNOWN_TIME_ZONE);
                 }
             }
         }

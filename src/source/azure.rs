@@ -109,7 +109,8 @@ impl AzureVaultSource {
         options: AzureSourceOptions,
     ) -> Result<Self, AzureSourceSetupError> {
         let client_options = crate::azure::client_options(azure)?;
-        let credential = crate::azure::credential(&azure.credential, &client_options)?;
+        let identity_options = crate::azure::identity_client_options(azure)?;
+        let credential = crate::azure::credential(&azure.credential, &identity_options)?;
         let options = AzureSourceOptions {
             verify_challenge_resource: azure.verify_challenge_resource,
             ..options

@@ -110,7 +110,8 @@ pub async fn open_store_cancellable(
             options.retry = azure_core::http::RetryOptions::none();
             let auth = match auth {
                 StoreAuth::Credential => AzureAuth::Credential(
-                    crate::azure::credential(&azure.credential, &options)
+                    crate::azure::identity_client_options(azure)
+                        .and_then(|identity| crate::azure::credential(&azure.credential, &identity))
                         .map_err(|e| open_err(e.to_string()))?,
                 ),
                 StoreAuth::Sas { url_file } => {
