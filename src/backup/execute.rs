@@ -551,9 +551,15 @@ impl VaultBackup {
             // change detection compared (`updated` moves when tags change).
             tags: Some(planned.object.tags.clone()),
         };
-        self.index
-            .record_capture(run, &capture)
-            .map_err(|e| failure(planned, "index", e.to_string()))?;
+        // SQLite blocks: off the runtime threads. The capture comes back for the summary.
+        let (index, this_run) = (self.index.clone(), run.clone());
+        let (recorded, capture) = tokio::task::spawn_blocking(move || {
+            let recorded = index.record_capture(&this_run, &capture);
+            (recorded, capture)
+        })
+        .await
+        .map_err(|e| failure(planned, "index", format!("index task failed: {e}")))?;
+        recorded.map_err(|e| failure(planned, "index", e.to_string()))?;
         debug!(vault = %vault, kind = %kind, name = %name, blob = %capture.blob,
             stored_bytes, "captured");
         Ok(Captured { capture })
