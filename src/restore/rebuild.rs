@@ -121,7 +121,11 @@ async fn open_manifests(
     }
     // Replay order: a manifest's "unchanged" entries refer to captures of earlier runs.
     manifests.sort_by(|a, b| {
-        (a.started_at, a.finished_at, &a.key).cmp(&(b.started_at, b.finished_at, &b.key))
+        (a.head.started_at, a.head.finished_at, &a.key).cmp(&(
+            b.head.started_at,
+            b.head.finished_at,
+            &b.key,
+        ))
     });
     problems.sort();
     Ok((manifests, problems, total))
@@ -153,11 +157,11 @@ fn replay_part(
             current_version: o.current_version.clone(),
             updated: o.updated,
         };
-        if o.state == EntryState::Captured && o.run == m.run {
+        if o.state == EntryState::Captured && o.run == m.head.run {
             // An unrecognised word falls back to native rather than dropping the capture.
             let payload = o.payload.parse().unwrap_or(PayloadMode::Native);
             w.record_capture(
-                &m.run,
+                &m.head.run,
                 &NewCapture {
                     object: state,
                     blob: o.blob.clone(),
@@ -173,7 +177,7 @@ fn replay_part(
             stats.captured_objects += 1;
             stats.uploaded_bytes += o.stored_bytes;
         } else if w.has_capture(&o.blob)? {
-            w.record_unchanged(&m.run, &state, m.finished_at, false)?;
+            w.record_unchanged(&m.head.run, &state, m.head.finished_at, false)?;
             stats.unchanged_objects += 1;
         } else {
             orphans.count += 1;
@@ -186,19 +190,19 @@ fn replay_part(
         }
     }
     for d in &part.deleted {
-        if w.has_object(&m.vault, d.kind, &d.name)? {
-            w.record_deleted(&m.run, d.kind, &d.name, d.seen_at)?;
+        if w.has_object(&m.head.vault, d.kind, &d.name)? {
+            w.record_deleted(&m.head.run, d.kind, &d.name, d.seen_at)?;
             stats.deleted_objects += 1;
         }
     }
     for f in &part.failed {
         w.record_object_error(
-            &m.run,
+            &m.head.run,
             f.kind,
             &f.name,
             &f.error_kind,
             &f.message,
-            m.finished_at,
+            m.head.finished_at,
         )?;
         stats.failed_objects += 1;
     }
@@ -215,7 +219,7 @@ fn replay_run(
 ) -> Result<Result<u64, String>, IndexError> {
     let mut unusable: Option<String> = None;
     let outcome = index.write(|w| {
-        w.begin_run(&m.run, &m.vault, m.started_at)?;
+        w.begin_run(&m.head.run, &m.head.vault, m.head.started_at)?;
         let mut stats = RunStats::default();
         let mut orphans = Orphans::default();
         for i in 0..m.part_count() {
@@ -229,13 +233,19 @@ fn replay_run(
             };
             replay_part(w, m, &part, &mut stats, &mut orphans)?;
         }
-        let status: RunStatus = m.status.parse().unwrap_or(RunStatus::Completed);
+        let status: RunStatus = m.head.status.parse().unwrap_or(RunStatus::Completed);
         let status = if status == RunStatus::Running {
             RunStatus::Interrupted
         } else {
             status
         };
-        w.finish_run(&m.run, status, &stats, m.finished_at, Some(&m.key))?;
+        w.finish_run(
+            &m.head.run,
+            status,
+            &stats,
+            m.head.finished_at,
+            Some(&m.key),
+        )?;
         Ok((stats.captured_objects, orphans))
     });
     match (outcome, unusable) {
@@ -303,7 +313,7 @@ pub async fn rebuild(
         problems,
         ..RebuildReport::default()
     };
-    let vaults: BTreeSet<String> = manifests.iter().map(|m| m.vault.to_string()).collect();
+    let vaults: BTreeSet<String> = manifests.iter().map(|m| m.head.vault.to_string()).collect();
     report.vaults = vaults.into_iter().collect();
 
     let tmp = sibling(index_path, "rebuild");
@@ -317,21 +327,24 @@ pub async fn rebuild(
         .map_err(|e| RestoreError::Task(e.to_string()))??
     };
     let index = Arc::new(index);
-    let result = replay_all(&index, &store, &identities, manifests, &cancel, &mut report).await;
-    let result = match result {
-        Ok(()) => incomplete_runs(&index, store.as_ref())
+    let result = match replay_all(&index, &store, &identities, manifests, &cancel, report).await {
+        Ok(mut replayed) => incomplete_runs(&index, store.as_ref())
             .await
             .map(|incomplete| {
-                report.incomplete = incomplete;
+                replayed.incomplete = incomplete;
+                replayed
             }),
         Err(e) => Err(e),
     };
     // Closing the last connection checkpoints the WAL into the file and removes it.
     drop(index);
-    if let Err(e) = result {
-        remove_db(&tmp);
-        return Err(e);
-    }
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            remove_db(&tmp);
+            return Err(e);
+        }
+    };
     let final_path = index_path.to_path_buf();
     tokio::task::spawn_blocking(move || swap_in(&tmp, &final_path))
         .await
@@ -339,37 +352,44 @@ pub async fn rebuild(
     Ok(report)
 }
 
-/// Replays every run, in order, each on a blocking thread.
+/// Replays every run, in order, all on one blocking thread: each run's transaction spans the
+/// fetching and opening of its parts, and one thread keeps the allocator to one heap (see
+/// [`OpenedManifest::part_blocking`]).
 async fn replay_all(
     index: &Arc<Index>,
     store: &Arc<dyn BlobStore>,
     identities: &Arc<Identities>,
     manifests: Vec<OpenedManifest>,
     cancel: &CancellationToken,
-    report: &mut RebuildReport,
-) -> Result<(), RestoreError> {
-    for m in manifests {
-        if cancel.is_cancelled() {
-            return Err(interrupted());
-        }
-        let (index, store, identities) = (index.clone(), store.clone(), identities.clone());
-        let runtime = tokio::runtime::Handle::current();
-        let outcome = tokio::task::spawn_blocking(move || {
-            // Parts are fetched from this blocking thread, so one run's transaction spans them.
-            let mut read_part = |i| runtime.block_on(m.part(store.as_ref(), &identities, i));
-            replay_run(&index, &m, &mut read_part)
-        })
-        .await
-        .map_err(|e| RestoreError::Task(e.to_string()))??;
-        match outcome {
-            Ok(captures) => {
-                report.runs += 1;
-                report.captures += captures as usize;
+    report: RebuildReport,
+) -> Result<RebuildReport, RestoreError> {
+    let (index, store, identities, cancel) = (
+        index.clone(),
+        store.clone(),
+        identities.clone(),
+        cancel.clone(),
+    );
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut report = report;
+        for m in manifests {
+            if cancel.is_cancelled() {
+                return Err(interrupted());
             }
-            Err(problem) => report.problems.push(problem),
+            let mut read_part =
+                |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
+            match replay_run(&index, &m, &mut read_part)? {
+                Ok(captures) => {
+                    report.runs += 1;
+                    report.captures += captures as usize;
+                }
+                Err(problem) => report.problems.push(problem),
+            }
         }
-    }
-    Ok(())
+        Ok(report)
+    })
+    .await
+    .map_err(|e| RestoreError::Task(e.to_string()))?
 }
 
 /// Object blobs no replayed run references: captures of runs that never committed.

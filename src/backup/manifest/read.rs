@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{format_of, Manifest, ManifestHead, ManifestPart, PartRef, MANIFEST_FORMAT_V1};
+use super::{format_of, Manifest, ManifestHead, ManifestPart, MANIFEST_FORMAT_V1};
 use crate::crypto::{open_expecting, sha256_hex, Expected, Identities};
 use crate::model::{BlobKey, RunId, VaultName};
 use crate::store::BlobStore;
@@ -17,18 +17,9 @@ pub struct OpenedManifest {
     pub key: BlobKey,
     /// The format it was written in.
     pub format: u32,
-    /// The vault.
-    pub vault: VaultName,
-    /// The run.
-    pub run: RunId,
-    /// When the run started.
-    pub started_at: i64,
-    /// When the manifest was written.
-    pub finished_at: i64,
-    /// The run's status as of writing.
-    pub status: String,
-    /// Format 2: the parts, in order.
-    parts: Vec<PartRef>,
+    /// What the run was: its head as written (format 2), or as a format 1 manifest says, with
+    /// no parts.
+    pub head: ManifestHead,
     /// Format 1: the entries, unless [`Self::forget_entries`] dropped them.
     v1: Option<Box<Manifest>>,
 }
@@ -39,12 +30,7 @@ impl OpenedManifest {
         OpenedManifest {
             key,
             format: manifest.format,
-            vault: manifest.vault.clone(),
-            run: manifest.run.clone(),
-            started_at: manifest.started_at,
-            finished_at: manifest.finished_at,
-            status: manifest.status.clone(),
-            parts: Vec::new(),
+            head: head_of(&manifest),
             v1: Some(Box::new(manifest)),
         }
     }
@@ -54,7 +40,7 @@ impl OpenedManifest {
         if self.format == MANIFEST_FORMAT_V1 || self.v1.is_some() {
             1
         } else {
-            self.parts.len()
+            self.head.parts.len()
         }
     }
 
@@ -79,7 +65,20 @@ impl OpenedManifest {
         self.v1 = None;
     }
 
-    /// Reads part `index` (0-based) of the run's entries.
+    /// The blob that holds part `index`: the part's own blob (format 2), or the manifest
+    /// itself (format 1).
+    fn part_key(&self, index: usize) -> Result<&BlobKey, String> {
+        if self.format == MANIFEST_FORMAT_V1 {
+            return Ok(&self.key);
+        }
+        self.head
+            .parts
+            .get(index)
+            .map(|p| &p.blob)
+            .ok_or_else(|| format!("{}: has no part {index}", self.key))
+    }
+
+    /// Reads part `index` (0-based) of the run's entries, opening it off the runtime threads.
     pub async fn part(
         &self,
         store: &dyn BlobStore,
@@ -89,10 +88,41 @@ impl OpenedManifest {
         if let Some(part) = self.entries() {
             return Ok(part);
         }
+        let bytes = fetch(store, self.part_key(index)?).await?;
+        let (this, identities) = (self.clone(), identities.clone());
+        tokio::task::spawn_blocking(move || this.decode_part(index, bytes, &identities))
+            .await
+            .map_err(|e| format!("{}: opening stopped: {e}", self.key))?
+    }
+
+    /// [`Self::part`] for a caller on a blocking thread: the blob is fetched through `runtime`
+    /// and opened on the calling thread. A rebuild replays every run from one thread this way:
+    /// spreading the opening of thousands of parts over the blocking pool's threads made the
+    /// allocator keep a heap per thread, several times the memory one part needs.
+    pub fn part_blocking(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        store: &dyn BlobStore,
+        identities: &Identities,
+        index: usize,
+    ) -> Result<ManifestPart, String> {
+        if let Some(part) = self.entries() {
+            return Ok(part);
+        }
+        let bytes = runtime.block_on(fetch(store, self.part_key(index)?))?;
+        self.decode_part(index, bytes, identities)
+    }
+
+    /// Checks, opens and parses the stored bytes of part `index`. CPU-bound.
+    fn decode_part(
+        &self,
+        index: usize,
+        bytes: bytes::Bytes,
+        identities: &Identities,
+    ) -> Result<ManifestPart, String> {
         if self.format == MANIFEST_FORMAT_V1 {
-            // Its entries were forgotten: read the one blob again.
-            let bytes = fetch(store, &self.key).await?;
-            let payload = open(bytes, identities, &self.vault, &self.run, &self.key).await?;
+            // Its entries were forgotten: the one blob is read again.
+            let payload = open_here(&bytes, identities, &self.head, &self.key)?;
             let manifest =
                 Manifest::from_json(&payload).map_err(|e| format!("{}: {e}", self.key))?;
             return Ok(ManifestPart {
@@ -106,25 +136,26 @@ impl OpenedManifest {
             });
         }
         let reference = self
+            .head
             .parts
             .get(index)
             .ok_or_else(|| format!("{}: has no part {index}", self.key))?;
         let key = &reference.blob;
-        let bytes = fetch(store, key).await?;
         if bytes.len() as u64 != reference.stored_bytes || sha256_hex(&bytes) != reference.sha256 {
             return Err(format!(
                 "{key}: part {index} of the manifest of run {} is not the one its head records ({} bytes stored, {} recorded); the store was changed or damaged",
-                self.run,
+                self.head.run,
                 bytes.len(),
                 reference.stored_bytes
             ));
         }
-        let payload = open(bytes, identities, &self.vault, &self.run, key).await?;
+        let payload = open_here(&bytes, identities, &self.head, key)?;
         let part = ManifestPart::from_json(&payload).map_err(|e| format!("{key}: {e}"))?;
-        if part.vault != self.vault || part.run != self.run || part.part as usize != index {
+        if part.vault != self.head.vault || part.run != self.head.run || part.part as usize != index
+        {
             return Err(format!(
                 "{key}: the part inside names vault {} run {} part {}; expected part {index} of run {}",
-                part.vault, part.run, part.part, self.run
+                part.vault, part.run, part.part, self.head.run
             ));
         }
         let counts = [
@@ -139,6 +170,37 @@ impl OpenedManifest {
             ));
         }
         Ok(part)
+    }
+}
+
+/// Opens a sealed manifest blob on the calling thread; its envelope must name the head's vault
+/// and run.
+fn open_here(
+    bytes: &[u8],
+    identities: &Identities,
+    head: &ManifestHead,
+    key: &BlobKey,
+) -> Result<Vec<u8>, String> {
+    let expected = Expected::manifest(head.vault.clone()).with_run(head.run.clone());
+    open_expecting(bytes, identities, &expected)
+        .map(|opened| opened.payload)
+        .map_err(|e| format!("{key}: cannot be opened: {e}"))
+}
+
+/// The head a format 1 manifest would have had: what the run was, no parts.
+fn head_of(m: &Manifest) -> ManifestHead {
+    ManifestHead {
+        format: m.format,
+        vault: m.vault.clone(),
+        run: m.run.clone(),
+        started_at: m.started_at,
+        finished_at: m.finished_at,
+        status: m.status.clone(),
+        objects: Vec::new(),
+        object_count: m.objects.len() as u64,
+        deleted_count: m.deleted.len() as u64,
+        failed_count: m.failed.len() as u64,
+        parts: Vec::new(),
     }
 }
 
@@ -181,35 +243,20 @@ pub async fn open_manifest(
     let format = format_of(&payload).map_err(|e| format!("{key}: {e}"))?;
     let opened = if format == MANIFEST_FORMAT_V1 {
         let m = Manifest::from_json(&payload).map_err(|e| format!("{key}: {e}"))?;
-        OpenedManifest {
-            key: key.clone(),
-            format,
-            vault: m.vault.clone(),
-            run: m.run.clone(),
-            started_at: m.started_at,
-            finished_at: m.finished_at,
-            status: m.status.clone(),
-            parts: Vec::new(),
-            v1: Some(Box::new(m)),
-        }
+        OpenedManifest::from_manifest(key.clone(), m)
     } else {
         let head = ManifestHead::from_json(&payload).map_err(|e| format!("{key}: {e}"))?;
         OpenedManifest {
             key: key.clone(),
             format,
-            vault: head.vault,
-            run: head.run,
-            started_at: head.started_at,
-            finished_at: head.finished_at,
-            status: head.status,
-            parts: head.parts,
+            head,
             v1: None,
         }
     };
-    if opened.vault != *vault || opened.run != *run {
+    if opened.head.vault != *vault || opened.head.run != *run {
         return Err(format!(
             "{key}: the manifest inside names vault {} run {}",
-            opened.vault, opened.run
+            opened.head.vault, opened.head.run
         ));
     }
     Ok(opened)
@@ -225,13 +272,14 @@ pub async fn read_manifest(
     key: &BlobKey,
 ) -> Result<Manifest, String> {
     let opened = open_manifest(store, identities, vault, run, key).await?;
+    let head = &opened.head;
     let mut whole = Manifest {
         format: opened.format,
-        vault: opened.vault.clone(),
-        run: opened.run.clone(),
-        started_at: opened.started_at,
-        finished_at: opened.finished_at,
-        status: opened.status.clone(),
+        vault: head.vault.clone(),
+        run: head.run.clone(),
+        started_at: head.started_at,
+        finished_at: head.finished_at,
+        status: head.status.clone(),
         objects: Vec::new(),
         deleted: Vec::new(),
         failed: Vec::new(),
