@@ -819,3 +819,59 @@ async fn a_backup_reads_no_secret_value_and_makes_two_requests_per_object() {
     assert_eq!(current("twins"), version_of(&twin).as_str());
     assert_eq!(current("retired"), version_of(&retired).as_str());
 }
+
+/// Issue 7.6: the first interrupt lets the objects in flight finish and starts nothing more; a
+/// second one exits at once with status 130 instead of waiting for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_interrupt_exits_at_once_with_130() {
+    let bed = Bed::start().await;
+    bed.seed(Collection::Secrets, "secret-", 20, 1).await;
+    // Every backup answer is held for a minute, so objects are in flight when interrupted.
+    bed.emulator
+        .control()
+        .add_fault(&FaultSpec {
+            vault: Some(VAULT.into()),
+            op: Some("secrets.backup".into()),
+            kind: FaultKind::Latency,
+            count: None,
+            rate: None,
+            retry_after_seconds: None,
+            retry_after_ms: None,
+            latency_ms: Some(60_000),
+            page_size: None,
+            next_link_host: None,
+        })
+        .await
+        .expect("add fault");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["backup", "--output", "json", "--config"])
+        .arg(&bed.config)
+        .env_remove("RUST_LOG")
+        .env_remove("KVKEEP_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kvkeep");
+    let pid = child.id().expect("pid").to_string();
+    // Interrupt only once the run is capturing (its handlers are installed by then).
+    let mut polls = 0;
+    while calls(&bed.counters().await, ".list_versions") == 0 {
+        polls += 1;
+        assert!(polls < 3_000, "the backup never started capturing");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let interrupt = || {
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+    };
+    assert!(interrupt().success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(interrupt().success());
+    let out = child.wait_with_output().await.expect("kvkeep exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted twice"), "{stderr}");
+}
