@@ -205,7 +205,13 @@ impl VaultBackup {
             failures: Vec::new(),
             error: None,
         };
-        if let Err(e) = self.index.begin_run(&run, &vault, started_at) {
+        let (index, this_run, this_vault) = (self.index.clone(), run.clone(), vault.clone());
+        let begun = tokio::task::spawn_blocking(move || {
+            index.begin_run(&this_run, &this_vault, started_at)
+        })
+        .await
+        .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
+        if let Err(e) = begun {
             report.error = Some(format!("cannot record the run in the index: {e}"));
             report.finished_at = (self.clock)();
             self.progress.finished(&report);
@@ -214,7 +220,7 @@ impl VaultBackup {
         info!(vault = %vault, run = %run, "backup started");
         if self.cancel.is_cancelled() {
             report.error = Some("stopped before listing the vault: nothing was done".into());
-            self.finish(&mut report, RunStatus::Interrupted, None);
+            self.finish(&mut report, RunStatus::Interrupted, None).await;
             return report;
         }
         let plan = match self.survey_inner().await {
@@ -223,7 +229,7 @@ impl VaultBackup {
                 report.error = Some(format!(
                     "backup of vault {vault} failed before any object: {e}"
                 ));
-                self.finish(&mut report, RunStatus::Failed, None);
+                self.finish(&mut report, RunStatus::Failed, None).await;
                 return report;
             }
         };
@@ -338,7 +344,7 @@ impl VaultBackup {
         .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
         if let Err(e) = recorded {
             report.error = Some(format!("cannot record the run's objects in the index: {e}"));
-            self.finish(&mut report, RunStatus::Failed, None);
+            self.finish(&mut report, RunStatus::Failed, None).await;
             return report;
         }
         report.stats.unchanged_objects = plan.unchanged.len() as u64;
@@ -361,30 +367,41 @@ impl VaultBackup {
         {
             Ok((key, bytes)) => {
                 report.stats.uploaded_bytes += bytes;
-                self.finish(&mut report, status, Some(key));
+                self.finish(&mut report, status, Some(key)).await;
             }
             Err(e) => {
                 report.error = Some(format!(
                     "the run's manifest could not be written, so nothing it captured counts (the next run captures it again): {e}"
                 ));
-                self.finish(&mut report, RunStatus::Failed, None);
+                self.finish(&mut report, RunStatus::Failed, None).await;
             }
         }
         report
     }
 
     /// Records the end of the run and logs it.
-    fn finish(&self, report: &mut BackupReport, status: RunStatus, manifest: Option<BlobKey>) {
+    async fn finish(
+        &self,
+        report: &mut BackupReport,
+        status: RunStatus,
+        manifest: Option<BlobKey>,
+    ) {
         report.finished_at = (self.clock)();
         report.status = status;
         report.manifest = manifest;
-        if let Err(e) = self.index.finish_run(
-            &report.run,
-            status,
-            &(&report.stats).into(),
+        let (index, run, stats, at, key) = (
+            self.index.clone(),
+            report.run.clone(),
+            (&report.stats).into(),
             report.finished_at,
-            report.manifest.as_ref(),
-        ) {
+            report.manifest.clone(),
+        );
+        let finished = tokio::task::spawn_blocking(move || {
+            index.finish_run(&run, status, &stats, at, key.as_ref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
+        if let Err(e) = finished {
             // The blobs and the manifest are in the store; `kvkeep index rebuild` recovers the
             // index from them, so this is reported, not fatal to the data.
             let message = format!("cannot record the end of the run in the index: {e}");
