@@ -284,6 +284,9 @@ fn azure_source(
         skip_tags: BTreeMap::new(),
         payload: PayloadMode::Native,
         deep_scan_every: Duration::from_secs(86_400),
+        jitter: std::time::Duration::ZERO,
+        paused: false,
+        verify_schedule: None,
     };
     AzureVaultSource::from_config(
         &vault,

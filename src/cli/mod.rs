@@ -10,6 +10,7 @@ pub mod keys;
 pub mod list;
 pub mod render;
 pub mod restore;
+pub mod schedule;
 pub mod verify;
 
 /// Exit code for success.
@@ -122,6 +123,8 @@ pub enum Command {
     /// two backups with changes in between. No Azure, no set-up.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+    /// Show when each vault's next backups are due, local time and UTC (jitter applied).
+    Schedule(schedule::ScheduleArgs),
     /// Restore a vault (or selected objects) as it was at a point in time.
     Restore(restore::RestoreArgs),
     /// Check that backups are restorable: quick (blobs present and intact), --deep (they open),
@@ -197,6 +200,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Backup(args) => backup::run(args, config),
         Command::List { what } => list::run(what, config),
         Command::Restore(args) => restore::run(args, config),
+        Command::Schedule(args) => schedule::run(args, config),
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),
         #[cfg(feature = "demo")]

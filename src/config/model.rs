@@ -220,6 +220,14 @@ pub struct VaultConfig {
     /// How often to compare full version lists.
     #[serde(serialize_with = "duration_ser")]
     pub deep_scan_every: Duration,
+    /// Bound of the start offset added to every fire time (stable per vault, below the bound).
+    #[serde(serialize_with = "duration_ser")]
+    pub jitter: Duration,
+    /// The daemon leaves this vault's schedules alone (on-demand commands still work).
+    pub paused: bool,
+    /// Quick verify schedule; `None` when turned off with `""`.
+    #[serde(serialize_with = "schedule_ser")]
+    pub verify_schedule: Option<Schedule>,
 }
 
 fn schedule_ser<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S::Ok, S::Error> {

@@ -131,6 +131,12 @@ pub struct RawVaultDefaults {
     pub payload: Option<Spanned<String>>,
     /// How often a deep scan compares version lists (e.g. `7d`).
     pub deep_scan_every: Option<Spanned<String>>,
+    /// Bound of the per-vault start offset (e.g. `10m`).
+    pub jitter: Option<Spanned<String>>,
+    /// `true`: the daemon does not run this vault's schedule.
+    pub paused: Option<Spanned<bool>>,
+    /// Quick verify schedule (default `@weekly`; `""` turns it off).
+    pub verify_schedule: Option<Spanned<String>>,
 }
 
 /// `[[vault]]`: the same optional settings as `[defaults]`, plus the vault's identity. (The fields
@@ -163,4 +169,10 @@ pub struct RawVault {
     pub payload: Option<Spanned<String>>,
     /// See [`RawVaultDefaults::deep_scan_every`].
     pub deep_scan_every: Option<Spanned<String>>,
+    /// See [`RawVaultDefaults::jitter`].
+    pub jitter: Option<Spanned<String>>,
+    /// See [`RawVaultDefaults::paused`].
+    pub paused: Option<Spanned<bool>>,
+    /// See [`RawVaultDefaults::verify_schedule`].
+    pub verify_schedule: Option<Spanned<String>>,
 }

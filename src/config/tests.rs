@@ -254,3 +254,110 @@ fn a_type_error_names_the_key_and_line_not_the_value() {
     assert_eq!(e.line, Some(7));
     assert_eq!(e.message, "wrong type: expected an array, found a string");
 }
+
+#[test]
+fn scheduling_keys_default_and_override_one_key_at_a_time() {
+    let c = parse_with(&minimal(), &[]).expect("valid");
+    let v = &c.vaults[0];
+    assert_eq!(v.jitter, std::time::Duration::ZERO);
+    assert!(!v.paused);
+    assert_eq!(
+        v.verify_schedule.as_ref().map(|s| s.expr()),
+        Some("@weekly")
+    );
+    let text = format!(
+        "{}\n[defaults]\njitter = \"10m\"\npaused = true\nverify_schedule = \"0 4 * * 0\"\ntimezone = \"Europe/Berlin\"\n\n[[vault]]\nname = \"kv-b\"\npaused = false\n\n[[vault]]\nname = \"kv-c\"\njitter = \"0s\"\nverify_schedule = \"\"\n",
+        minimal()
+    );
+    let c = parse_with(&text, &[]).expect("valid");
+    let [a, b, cc] = [&c.vaults[0], &c.vaults[1], &c.vaults[2]];
+    assert_eq!(a.jitter, std::time::Duration::from_secs(600));
+    assert!(a.paused);
+    let verify = a
+        .verify_schedule
+        .as_ref()
+        .expect("inherited verify schedule");
+    assert_eq!(
+        (verify.expr(), verify.time_zone()),
+        ("0 4 * * 0", "Europe/Berlin")
+    );
+    assert_eq!(b.jitter, std::time::Duration::from_secs(600));
+    assert!(!b.paused, "a vault's own paused = false wins");
+    assert!(b.verify_schedule.is_some());
+    assert_eq!(cc.jitter, std::time::Duration::ZERO);
+    assert!(cc.paused);
+    assert!(cc.verify_schedule.is_none(), "\"\" turns quick verify off");
+}
+
+#[test]
+fn bad_scheduling_keys_name_key_and_line_and_never_echo_the_value() {
+    let m = minimal();
+    let with = |extra: &str| {
+        m.replace(
+            "name = \"kv-prod\"",
+            &format!("name = \"kv-prod\"\n{extra}"),
+        )
+    };
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (
+            with("jitter = \"SECRETSAUCE\""),
+            "vault[0].jitter",
+            "not a duration",
+            "SECRETSAUCE",
+        ),
+        (
+            with("jitter = \"2d\""),
+            "vault[0].jitter",
+            "at most 1d",
+            "2d",
+        ),
+        (
+            with("schedule = \"@every 250ms\""),
+            "vault[0].schedule",
+            "at least 1s",
+            "250ms",
+        ),
+        (
+            with("schedule = \"@every SECRETSAUCE\""),
+            "vault[0].schedule",
+            "not a duration",
+            "SECRETSAUCE",
+        ),
+        (
+            with("verify_schedule = \"SECRETSAUCE\""),
+            "vault[0].verify_schedule",
+            "5 fields",
+            "SECRETSAUCE",
+        ),
+        (
+            with("verify_schedule = \"0 0 30 2 *\""),
+            "vault[0].verify_schedule",
+            "never fires",
+            "@@",
+        ),
+        (with("paused = \"yes\""), "", "paused", "yes"),
+        (
+            format!("{m}\n[defaults]\njitter = \"-5m\"\n"),
+            "defaults.jitter",
+            "not a duration",
+            "-5m",
+        ),
+    ];
+    for (text, path, phrase, secret) in cases {
+        let errors = errors_of(&text);
+        let rendered = ConfigErrors {
+            file: "kvkeep.toml".into(),
+            errors: errors.clone(),
+        }
+        .to_string();
+        let hit = errors
+            .iter()
+            .find(|e| (path.is_empty() || e.path == path) && e.to_string().contains(phrase));
+        assert!(
+            hit.is_some(),
+            "expected {path:?} with {phrase:?}; got:\n{rendered}"
+        );
+        assert!(hit.is_some_and(|e| e.line.is_some()), "no line: {rendered}");
+        assert!(!rendered.contains(secret), "{secret} echoed: {rendered}");
+    }
+}

@@ -27,6 +27,10 @@ const MIN_DEEP_SCAN: Duration = Duration::from_secs(3_600);
 const MAX_DEEP_SCAN: Duration = Duration::from_secs(366 * 86_400);
 const DEFAULT_CONCURRENCY: i64 = 4;
 const DEFAULT_DEEP_SCAN: &str = "7d";
+/// Jitter spreads starts inside a window; past a day it would blur even daily schedules.
+const MAX_JITTER: Duration = Duration::from_secs(86_400);
+/// Quick verify reads every blob's metadata: weekly unless configured.
+const DEFAULT_VERIFY_SCHEDULE: &str = "@weekly";
 
 const UNKNOWN_TIME_ZONE: &str = "unknown time zone: use an IANA name such as UTC or Europe/Berlin";
 
@@ -602,6 +606,9 @@ struct Settings {
     skip_tags: Option<BTreeMap<String, String>>,
     payload: Option<PayloadMode>,
     deep_scan_every: Option<Duration>,
+    jitter: Option<Duration>,
+    paused: Option<bool>,
+    verify_schedule: Option<(String, Spanned<String>)>,
 }
 
 fn vault_settings(
@@ -615,6 +622,8 @@ fn vault_settings(
         schedule: raw.schedule.map(|v| (v.get_ref().clone(), v)),
         timezone: raw.timezone,
         skip_tags: raw.skip_tags,
+        paused: raw.paused.map(Spanned::into_inner),
+        verify_schedule: raw.verify_schedule.map(|v| (v.get_ref().clone(), v)),
         ..Settings::default()
     };
     if let Some(kinds) = raw.kinds {
@@ -676,6 +685,18 @@ fn vault_settings(
                 format!("{at}.deep_scan_every"),
                 d,
                 format!("{why} (a deep scan lists every version of every object)"),
+            ),
+        }
+    }
+    if let Some(j) = &raw.jitter {
+        match parse_duration_within(j.get_ref(), Duration::ZERO, MAX_JITTER) {
+            Ok(dur) => s.jitter = Some(dur),
+            Err(why) => c.at(
+                format!("{at}.jitter"),
+                j,
+                format!(
+                    "{why} (the bound of a vault's start offset, e.g. \"10m\"; \"0s\" for none)"
+                ),
             ),
         }
     }
@@ -745,6 +766,9 @@ fn vaults(
                 skip_tags: v.skip_tags,
                 payload: v.payload,
                 deep_scan_every: v.deep_scan_every,
+                jitter: v.jitter,
+                paused: v.paused,
+                verify_schedule: v.verify_schedule,
             },
             Some(defaults),
         );
@@ -779,6 +803,24 @@ fn vaults(
                 }
             }
         }
+        let tz_name = tz.as_ref().map(|t| t.get_ref().as_str()).unwrap_or("UTC");
+        let verify_schedule = match own
+            .verify_schedule
+            .or_else(|| defaults.verify_schedule.clone())
+        {
+            // `""` turns quick verify off for this vault.
+            Some((expr, _)) if expr.trim().is_empty() => None,
+            Some((expr, span)) => match Schedule::parse(&expr, tz_name) {
+                Ok(s) => Some(s),
+                // A bad time zone is reported once, above.
+                Err(crate::scheduler::ScheduleError::TimeZone(_)) => continue,
+                Err(e) => {
+                    c.at(format!("{at}.verify_schedule"), &span, e.to_string());
+                    continue;
+                }
+            },
+            None => Schedule::parse(DEFAULT_VERIFY_SCHEDULE, tz_name).ok(),
+        };
         let (Some(name), Some(url)) = (name, url) else {
             continue;
         };
@@ -813,6 +855,9 @@ fn vaults(
                 .or(defaults.deep_scan_every)
                 .or_else(|| humantime::parse_duration(DEFAULT_DEEP_SCAN).ok())
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
+            jitter: own.jitter.or(defaults.jitter).unwrap_or(Duration::ZERO),
+            paused: own.paused.or(defaults.paused).unwrap_or(false),
+            verify_schedule,
         });
     }
     (c.errors.len() == before).then_some(out)

@@ -190,5 +190,9 @@ pub fn resolve_target(config: &Config, spec: &str) -> Result<VaultConfig, String
         deep_scan_every: template
             .map(|t| t.deep_scan_every)
             .unwrap_or(std::time::Duration::from_secs(7 * 86_400)),
+        // An ad-hoc restore target is never scheduled.
+        jitter: std::time::Duration::ZERO,
+        paused: false,
+        verify_schedule: None,
     })
 }

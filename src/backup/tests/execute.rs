@@ -45,6 +45,9 @@ fn vault_config() -> VaultConfig {
         skip_tags: BTreeMap::from([("kvkeep".to_string(), "skip".to_string())]),
         payload: PayloadMode::Native,
         deep_scan_every: Duration::from_secs(7 * 86_400),
+        jitter: std::time::Duration::ZERO,
+        paused: false,
+        verify_schedule: None,
     }
 }
 

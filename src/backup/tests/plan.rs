@@ -37,6 +37,9 @@ fn vault() -> VaultConfig {
         skip_tags: BTreeMap::new(),
         payload: PayloadMode::Native,
         deep_scan_every: Duration::from_secs(7 * DAY as u64),
+        jitter: std::time::Duration::ZERO,
+        paused: false,
+        verify_schedule: None,
     }
 }
 

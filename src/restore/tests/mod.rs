@@ -65,6 +65,9 @@ fn vault_config(name: &str) -> VaultConfig {
         skip_tags: BTreeMap::new(),
         payload: PayloadMode::Native,
         deep_scan_every: Duration::from_secs(7 * 86_400),
+        jitter: std::time::Duration::ZERO,
+        paused: false,
+        verify_schedule: None,
     }
 }
 
