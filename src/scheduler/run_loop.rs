@@ -1,0 +1,70 @@
+//! The thin loop around [`Agenda`]: read the clock, start what is due (at most
+//! `max_parallel` vaults in flight), sleep until the next fire time or [`MAX_SLEEP`], and stop
+//! starting work when the token fires. What a run *is* comes from the caller, so the daemon and
+//! the tests share this loop.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::agenda::{Agenda, MAX_SLEEP};
+use crate::model::VaultName;
+
+/// The wall clock the loop reads (production: [`crate::clock::now`]).
+pub type WallClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Starts one vault's run; the future resolves when the run is over.
+pub type StartRun = Arc<dyn Fn(VaultName) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Runs `agenda` until `cancel` fires, then waits for the runs in flight (which take the same
+/// token and wind down) and returns the agenda. A due vault waits for one of `max_parallel`
+/// permits; while it waits or runs, its next ticks are skipped, never queued twice.
+pub async fn run_loop(
+    mut agenda: Agenda,
+    clock: WallClock,
+    start: StartRun,
+    max_parallel: usize,
+    cancel: CancellationToken,
+) -> Agenda {
+    let permits = Arc::new(Semaphore::new(max_parallel.max(1)));
+    let mut runs: JoinSet<VaultName> = JoinSet::new();
+    loop {
+        let now = clock();
+        for vault in agenda.take_due(now) {
+            let (permits, start) = (permits.clone(), start.clone());
+            let cancel = cancel.clone();
+            runs.spawn(async move {
+                // A vault queued behind the bound is not started once the loop stops.
+                let permit = tokio::select! {
+                    permit = permits.acquire_owned() => permit.ok(),
+                    () = cancel.cancelled() => None,
+                };
+                if permit.is_some() {
+                    start(vault.clone()).await;
+                }
+                vault
+            });
+        }
+        // Never sleep longer than MAX_SLEEP without reading the clock again.
+        let sleep = agenda.sleep_for(clock()).min(MAX_SLEEP);
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(sleep) => {}
+            Some(done) = runs.join_next(), if !runs.is_empty() => {
+                if let Ok(vault) = done {
+                    agenda.finished(&vault);
+                }
+            }
+        }
+    }
+    while let Some(done) = runs.join_next().await {
+        if let Ok(vault) = done {
+            agenda.finished(&vault);
+        }
+    }
+    agenda
+}
