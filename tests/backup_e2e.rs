@@ -875,3 +875,83 @@ async fn a_second_interrupt_exits_at_once_with_130() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted twice"), "{stderr}");
 }
+
+/// `kvkeep daemon` (issue 8, first part): a vault on `@every 2s` is backed up on schedule by
+/// the same pipeline as `kvkeep backup`, a change is captured at a following tick, and SIGTERM
+/// ends the daemon with exit 0 and no run left `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_backs_up_on_schedule_and_stops_cleanly_on_sigterm() {
+    let bed = Bed::start().await;
+    bed.seed(Collection::Secrets, "secret-", 5, 1).await;
+    // The vault's section is the last one in the file: give it a schedule.
+    let mut text = std::fs::read_to_string(&bed.config).expect("config");
+    text.push_str("schedule = \"@every 2s\"\n");
+    std::fs::write(&bed.config, text).expect("config");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["daemon", "--config"])
+        .arg(&bed.config)
+        .env_remove("RUST_LOG")
+        .env_remove("KVKEEP_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the daemon");
+    let pid = child.id().expect("pid").to_string();
+    let index_path = bed.dir.path().join("index.sqlite");
+    let vault: kvkeep::model::VaultName = VAULT.parse().expect("vault");
+    let committed = || -> Vec<kvkeep::index::RunRecord> {
+        if !index_path.exists() {
+            return Vec::new();
+        }
+        kvkeep::index::Index::open(&index_path)
+            .and_then(|index| index.list_runs(Some(&vault)))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.is_committed())
+            .collect()
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&[kvkeep::index::RunRecord]) -> bool| {
+        let mut polls = 0;
+        loop {
+            let runs = committed();
+            if done(&runs) {
+                return runs;
+            }
+            polls += 1;
+            assert!(polls < 1_500, "the daemon never {what}: {runs:?}");
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+    };
+    let first = wait_for("committed two runs", &|runs| runs.len() >= 2);
+    assert_eq!(first.last().map(|r| r.stats.captured_objects), Some(5));
+
+    bed.later().await;
+    bed.call(
+        reqwest::Method::PUT,
+        "secrets/secret-00001",
+        Some(json!({ "value": "rotated" })),
+    )
+    .await;
+    let seen = first.len();
+    wait_for("captured the rotated secret", &|runs| {
+        runs.len() > seen && runs.iter().any(|r| r.stats.captured_objects == 1)
+    });
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let out = child.wait_with_output().await.expect("the daemon exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let all = kvkeep::index::Index::open(&index_path)
+        .and_then(|index| index.list_runs(Some(&vault)))
+        .expect("runs");
+    assert!(
+        all.iter()
+            .all(|r| r.status != kvkeep::index::RunStatus::Running),
+        "{all:?}"
+    );
+}

@@ -50,7 +50,7 @@ pub use execute::{Clock, VaultBackup};
 pub use manifest::Manifest;
 pub use plan::{BackupPlan, ChangeReason, SkipReason};
 pub use report::{BackupReport, BackupStats, NoProgress, ObjectFailure, Progress};
-pub use runner::{azure_source, Runner, SetupError};
+pub use runner::{azure_source, Runner, SetupError, PARALLEL_VAULTS};
 
 /// The wall clock, Unix seconds (UTC): the one place the backup pipeline reads the time.
 pub fn system_clock() -> Clock {

@@ -146,36 +146,43 @@ impl Runner {
         cancel: CancellationToken,
         progress: Arc<dyn Progress>,
     ) -> Vec<BackupReport> {
-        let runs = vaults.iter().map(|vault| {
-            let cancel = cancel.clone();
-            let progress = progress.clone();
-            async move {
-                // A vault still queued when the backup is stopped is not started at all.
-                if cancel.is_cancelled() {
-                    let mut report = self.failed_report(
-                        vault,
-                        "not started: the backup was stopped before this vault's turn".into(),
-                    );
-                    report.status = RunStatus::Interrupted;
-                    return report;
-                }
-                let Some(store) = self.store.clone() else {
-                    return self.failed_report(vault, "the store is not open (dry run)".into());
-                };
-                let _lock = match self.claim(vault) {
-                    Ok(lock) => lock,
-                    Err(e) => return self.failed_report(vault, e),
-                };
-                match self.vault_backup(vault, store, cancel, progress) {
-                    Ok(backup) => backup.run().await,
-                    Err(e) => self.failed_report(vault, e),
-                }
-            }
-        });
+        let runs = vaults
+            .iter()
+            .map(|vault| self.backup_one(vault, cancel.clone(), progress.clone()));
         futures::stream::iter(runs)
             .buffered(PARALLEL_VAULTS)
             .collect()
             .await
+    }
+
+    /// Backs up one vault: the unit [`Runner::backup`] runs several of, and the daemon one at a
+    /// time. An `async fn` rather than a closure so its future is `Send` for `tokio::spawn`.
+    pub async fn backup_one(
+        &self,
+        vault: &VaultConfig,
+        cancel: CancellationToken,
+        progress: Arc<dyn Progress>,
+    ) -> BackupReport {
+        // A vault still queued when the backup is stopped is not started at all.
+        if cancel.is_cancelled() {
+            let mut report = self.failed_report(
+                vault,
+                "not started: the backup was stopped before this vault's turn".into(),
+            );
+            report.status = RunStatus::Interrupted;
+            return report;
+        }
+        let Some(store) = self.store.clone() else {
+            return self.failed_report(vault, "the store is not open (dry run)".into());
+        };
+        let _lock = match self.claim(vault) {
+            Ok(lock) => lock,
+            Err(e) => return self.failed_report(vault, e),
+        };
+        match self.vault_backup(vault, store, cancel, progress) {
+            Ok(backup) => backup.run().await,
+            Err(e) => self.failed_report(vault, e),
+        }
     }
 
     /// Takes the vault's lock beside the index for the whole run (refused, naming the holder,

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod backup;
+pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod keys;
@@ -125,6 +126,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Show when each vault's next backups are due, local time and UTC (jitter applied).
     Schedule(schedule::ScheduleArgs),
+    /// Run every vault's backups on its schedule, in the foreground, until SIGTERM or Ctrl-C.
+    Daemon,
     /// Restore a vault (or selected objects) as it was at a point in time.
     Restore(restore::RestoreArgs),
     /// Check that backups are restorable: quick (blobs present and intact), --deep (they open),
@@ -201,6 +204,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::List { what } => list::run(what, config),
         Command::Restore(args) => restore::run(args, config),
         Command::Schedule(args) => schedule::run(args, config),
+        Command::Daemon => daemon::run(config),
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),
         #[cfg(feature = "demo")]

@@ -1,0 +1,91 @@
+//! `kvkeep daemon`: the scheduled backups of every configured vault, in one long-running
+//! process (DESIGN §8). This first part wires the scheduler's loop ([`crate::scheduler`]) to the
+//! backup [`Runner`] that `kvkeep backup` uses, so a scheduled run is exactly a manual one:
+//! same locks, same rate limits, same manifest. SIGTERM or Ctrl-C stops starting runs, lets the
+//! objects in flight finish and commits them (`interrupted`).
+//!
+//! Not yet here (issue #8): SIGHUP reload, sd_notify, the health and metrics endpoint,
+//! notifications and the quick-verify schedule.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::{NoProgress, Runner, PARALLEL_VAULTS};
+use crate::config::Config;
+use crate::index::Index;
+use crate::model::VaultName;
+use crate::scheduler::{run_loop, Agenda, StartRun, Timetable, WallClock};
+
+/// When each scheduled vault last committed a run (its start), from the index.
+fn newest_committed(index: &Index, vault: &VaultName) -> Option<DateTime<Utc>> {
+    let runs = index
+        .list_runs(Some(vault))
+        .map_err(|e| tracing::warn!(vault = %vault, error = %e, "cannot read the vault's runs; treating it as never backed up"))
+        .ok()?;
+    runs.into_iter()
+        .find(|r| r.is_committed())
+        .and_then(|r| DateTime::from_timestamp(r.started_at, 0))
+}
+
+/// The agenda of `config` at `now`: every vault with a schedule that is not paused.
+pub fn agenda(config: &Config, index: &Index, now: DateTime<Utc>) -> Agenda {
+    let vaults = config.vaults.iter().filter_map(|vault| {
+        if vault.paused {
+            tracing::info!(vault = %vault.name, "paused: not scheduled");
+            return None;
+        }
+        let timetable = Timetable::for_vault(vault)?;
+        Some((
+            vault.name.clone(),
+            timetable,
+            newest_committed(index, &vault.name),
+        ))
+    });
+    Agenda::new(vaults, now)
+}
+
+/// Runs the schedules of `config` until `cancel` fires; returns once the runs in flight have
+/// wound down. `clock` is the wall clock (production: [`crate::clock::now`]).
+pub async fn run(
+    runner: Arc<Runner>,
+    config: &Config,
+    clock: WallClock,
+    cancel: CancellationToken,
+) {
+    let agenda = agenda(config, runner.index(), clock());
+    let vaults = Arc::new(config.vaults.clone());
+    let start: StartRun = {
+        let cancel = cancel.clone();
+        Arc::new(move |name: VaultName| {
+            let (runner, vaults, cancel) = (runner.clone(), vaults.clone(), cancel.clone());
+            async move {
+                let Some(vault) = vaults.iter().find(|v| v.name == name).cloned() else {
+                    return;
+                };
+                // The backup's future is not `Send` (the compiler cannot prove it for the
+                // borrowing closures of its object streams), so it is driven by `block_on` on a
+                // blocking thread, which needs no `Send`; its I/O still runs on the runtime.
+                let runtime = tokio::runtime::Handle::current();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    runtime.block_on(runner.backup_one(&vault, cancel, Arc::new(NoProgress)))
+                })
+                .await;
+                match outcome {
+                    Ok(r) => tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
+                        captured = r.stats.captured_objects, failed = r.stats.failed_objects,
+                        "scheduled backup finished"),
+                    Err(e) => {
+                        tracing::error!(vault = %name, error = %e, "scheduled backup task failed")
+                    }
+                }
+            }
+            .boxed()
+        })
+    };
+    tracing::info!(vaults = config.vaults.len(), "daemon started");
+    run_loop(agenda, clock, start, PARALLEL_VAULTS, cancel).await;
+    tracing::info!("daemon stopped");
+}
