@@ -887,11 +887,30 @@ async fn the_daemon_backs_up_on_schedule_and_stops_cleanly_on_sigterm() {
     let mut text = std::fs::read_to_string(&bed.config).expect("config");
     text.push_str("schedule = \"@every 2s\"\n");
     std::fs::write(&bed.config, text).expect("config");
+    // systemd's side of sd_notify: a datagram socket the daemon reports to.
+    let socket_path = bed.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let listener = {
+        let messages = messages.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                messages
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(text);
+            }
+        })
+    };
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
         .args(["daemon", "--config"])
         .arg(&bed.config)
         .env_remove("RUST_LOG")
         .env_remove("KVKEEP_CONFIG")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "2000000")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -954,4 +973,17 @@ async fn the_daemon_backs_up_on_schedule_and_stops_cleanly_on_sigterm() {
             .all(|r| r.status != kvkeep::index::RunStatus::Running),
         "{all:?}"
     );
+    listener.abort();
+    let messages = messages.lock().unwrap_or_else(|p| p.into_inner()).join("");
+    for expected in [
+        "READY=1",
+        "WATCHDOG=1",
+        "STATUS=1 vault(s) scheduled",
+        "STOPPING=1",
+    ] {
+        assert!(
+            messages.contains(expected),
+            "no {expected} sent to systemd: {messages}"
+        );
+    }
 }

@@ -4,8 +4,12 @@
 //! same locks, same rate limits, same manifest. SIGTERM or Ctrl-C stops starting runs, lets the
 //! objects in flight finish and commits them (`interrupted`).
 //!
-//! Not yet here (issue #8): SIGHUP reload, sd_notify, the health and metrics endpoint,
-//! notifications and the quick-verify schedule.
+//! Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are open,
+//! a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop, and STOPPING=1 when a
+//! stop begins.
+//!
+//! Not yet here (issue #8): SIGHUP reload, the health and metrics endpoint, notifications and
+//! the quick-verify schedule.
 
 use std::sync::Arc;
 
@@ -17,7 +21,27 @@ use crate::backup::{NoProgress, Runner, PARALLEL_VAULTS};
 use crate::config::Config;
 use crate::index::Index;
 use crate::model::VaultName;
-use crate::scheduler::{run_loop, Agenda, StartRun, Timetable, WallClock};
+use crate::scheduler::{run_loop, Agenda, LoopOptions, StartRun, Timetable, WallClock};
+
+/// Sends `states` to systemd when it supervises the process (`NOTIFY_SOCKET` set); a failure is
+/// logged, never fatal: the backups matter more than the status line.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// The one-line status systemd shows (`systemctl status kvkeep`).
+fn status_line(agenda: &Agenda, running: usize, now: DateTime<Utc>) -> String {
+    match agenda.next_due_overall() {
+        Some((vault, at)) => format!(
+            "{} vault(s) scheduled, {running} running; next: {vault} in {}s",
+            agenda.len(),
+            (at - now).num_seconds().max(0)
+        ),
+        None => format!("{} vault(s) scheduled, {running} running", agenda.len()),
+    }
+}
 
 /// When each scheduled vault last committed a run (its start), from the index.
 fn newest_committed(index: &Index, vault: &VaultName) -> Option<DateTime<Utc>> {
@@ -85,7 +109,35 @@ pub async fn run(
             .boxed()
         })
     };
+    let mut options = LoopOptions::new(PARALLEL_VAULTS);
+    // systemd's watchdog (WatchdogSec=): the loop pings it at every wake-up, and wakes at least
+    // twice per interval.
+    let watchdog = sd_notify::watchdog_enabled();
+    if let Some(interval) = watchdog {
+        options.max_sleep = interval / 2;
+    }
+    let wake_clock = clock.clone();
+    options.on_wake = Some(Arc::new(move |agenda: &Agenda, running: usize| {
+        let status = status_line(agenda, running, wake_clock());
+        let mut states = vec![sd_notify::NotifyState::Status(&status)];
+        if watchdog.is_some() {
+            states.push(sd_notify::NotifyState::Watchdog);
+        }
+        notify(&states);
+    }));
+    {
+        // Tell systemd at once that the stop has begun: the runs in flight may take a while.
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            notify(&[
+                sd_notify::NotifyState::Stopping,
+                sd_notify::NotifyState::Status("stopping: finishing the objects in flight"),
+            ]);
+        });
+    }
     tracing::info!(vaults = config.vaults.len(), "daemon started");
-    run_loop(agenda, clock, start, PARALLEL_VAULTS, cancel).await;
+    notify(&[sd_notify::NotifyState::Ready]);
+    run_loop(agenda, clock, start, options, cancel).await;
     tracing::info!("daemon stopped");
 }

@@ -112,6 +112,24 @@ impl Agenda {
         self.slots.get(vault).and_then(|s| s.next)
     }
 
+    /// The vault due first and when, if any is scheduled.
+    pub fn next_due_overall(&self) -> Option<(&VaultName, DateTime<Utc>)> {
+        self.slots
+            .iter()
+            .filter_map(|(name, slot)| slot.next.map(|at| (name, at)))
+            .min_by_key(|(_, at)| *at)
+    }
+
+    /// How many vaults are scheduled.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no vault is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// Ticks of `vault` skipped because its run was still going.
     pub fn skipped(&self, vault: &VaultName) -> u64 {
         self.slots.get(vault).map_or(0, |s| s.skipped)

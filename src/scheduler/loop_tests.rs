@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{run_loop, Agenda, Schedule, StartRun, Timetable, WallClock, MAX_SLEEP};
+use super::{run_loop, Agenda, LoopOptions, Schedule, StartRun, Timetable, WallClock, MAX_SLEEP};
 use crate::model::VaultName;
 
 fn v(s: &str) -> VaultName {
@@ -138,7 +138,7 @@ async fn runs_follow_the_schedule_without_overlap_and_within_the_parallel_bound(
         tokio::time::sleep(Duration::from_secs(30)).await;
         stopper.cancel();
     });
-    let agenda = run_loop(agenda, clock, start_run, 1, cancel).await;
+    let agenda = run_loop(agenda, clock, start_run, LoopOptions::new(1), cancel).await;
 
     let starts = starts.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let of = |name: &str| -> Vec<DateTime<Utc>> {
@@ -194,7 +194,7 @@ async fn a_wall_clock_jump_is_noticed_within_a_minute() {
         tokio::time::sleep(Duration::from_secs(600)).await;
         stopper.cancel();
     });
-    run_loop(agenda, clock, start_run, 4, cancel).await;
+    run_loop(agenda, clock, start_run, LoopOptions::new(4), cancel).await;
     let ran = started
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -13,6 +13,6 @@ mod tests;
 mod timetable;
 
 pub use agenda::{Agenda, MAX_SLEEP};
-pub use run_loop::{run_loop, StartRun, WallClock};
+pub use run_loop::{run_loop, LoopOptions, OnWake, StartRun, WallClock};
 pub use schedule::{Schedule, ScheduleError};
 pub use timetable::{jitter_offset, next_due, Timetable};

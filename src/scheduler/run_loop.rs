@@ -20,17 +20,45 @@ pub type WallClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// Starts one vault's run; the future resolves when the run is over.
 pub type StartRun = Arc<dyn Fn(VaultName) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Called each time the loop wakes, with the agenda and how many runs are in flight: the
+/// daemon pings systemd's watchdog and updates its status line from here, so a loop that stops
+/// waking is what the watchdog catches.
+pub type OnWake = Arc<dyn Fn(&Agenda, usize) + Send + Sync>;
+
+/// How the loop runs.
+#[derive(Clone)]
+pub struct LoopOptions {
+    /// Vaults in flight at once (`max_parallel_vaults`).
+    pub max_parallel: usize,
+    /// The longest sleep between wake-ups; [`MAX_SLEEP`] at most (a watchdog may want less).
+    pub max_sleep: std::time::Duration,
+    /// Called at every wake-up.
+    pub on_wake: Option<OnWake>,
+}
+
+impl LoopOptions {
+    /// `max_parallel` vaults at once, waking at least every [`MAX_SLEEP`], no hook.
+    pub fn new(max_parallel: usize) -> Self {
+        LoopOptions {
+            max_parallel,
+            max_sleep: MAX_SLEEP,
+            on_wake: None,
+        }
+    }
+}
+
 /// Runs `agenda` until `cancel` fires, then waits for the runs in flight (which take the same
 /// token and wind down) and returns the agenda. A due vault waits for one of `max_parallel`
-/// permits; while it waits or runs, its next ticks are skipped, never queued twice.
+/// permits (`options.max_parallel`); while it waits or runs, its next ticks are skipped,
+/// never queued twice.
 pub async fn run_loop(
     mut agenda: Agenda,
     clock: WallClock,
     start: StartRun,
-    max_parallel: usize,
+    options: LoopOptions,
     cancel: CancellationToken,
 ) -> Agenda {
-    let permits = Arc::new(Semaphore::new(max_parallel.max(1)));
+    let permits = Arc::new(Semaphore::new(options.max_parallel.max(1)));
     let mut runs: JoinSet<VaultName> = JoinSet::new();
     loop {
         let now = clock();
@@ -49,8 +77,13 @@ pub async fn run_loop(
                 vault
             });
         }
+        if let Some(on_wake) = &options.on_wake {
+            on_wake(&agenda, runs.len());
+        }
         // Never sleep longer than MAX_SLEEP without reading the clock again.
-        let sleep = agenda.sleep_for(clock()).min(MAX_SLEEP);
+        let sleep = agenda
+            .sleep_for(clock())
+            .min(options.max_sleep.min(MAX_SLEEP));
         tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(sleep) => {}
