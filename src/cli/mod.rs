@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod backup;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod doctor;
 pub mod keys;
 pub mod list;
 pub mod render;
@@ -127,6 +128,10 @@ pub enum Command {
     /// Check that backups are restorable: quick (blobs present and intact), --deep (they open),
     /// --drill (a restore into a scratch vault matches the index).
     Verify(verify::VerifyArgs),
+    /// Preflight: check the index, the store (probe write, read, delete) and each vault
+    /// (connection, token, list and backup permission per kind, clock skew, schedule); with
+    /// --identity, that the newest manifest opens.
+    Doctor(doctor::DoctorArgs),
     /// Maintain the index.
     Index {
         /// What to do.
@@ -199,6 +204,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Restore(args) => restore::run(args, config),
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),
+        Command::Doctor(args) => doctor::run(args, config),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }

@@ -1,0 +1,200 @@
+//! Unit tests of the pure parts of the doctor: the outcome of a report, the advice for each kind
+//! of failed call, and the clock-skew row.
+
+use chrono::{DateTime, Utc};
+
+use super::advice::advise;
+use super::vault::skew_check;
+use super::*;
+use crate::source::{SourceError, SourceErrorKind, SourceOp};
+
+fn vault(name: &str) -> VaultName {
+    name.parse().expect("vault name")
+}
+
+fn row(vault_name: Option<&str>, check: CheckName, status: CheckStatus) -> Check {
+    let v = vault_name.map(vault);
+    Check {
+        vault: v,
+        check,
+        status,
+        detail: String::new(),
+        fix: None,
+    }
+}
+
+#[test]
+fn the_outcome_is_ok_failed_or_nothing_reachable() {
+    use CheckStatus::*;
+    let store = |s| row(None, CheckName::Store, s);
+    let connect = |v, s| row(Some(v), CheckName::Connect, s);
+    let backup = |v, s| row(Some(v), CheckName::Backup(ObjectKind::Secrets), s);
+    let cases: Vec<(Vec<Check>, DoctorOutcome)> = vec![
+        (vec![], DoctorOutcome::Ok),
+        (
+            vec![store(Ok), connect("kv1", Ok), backup("kv1", Warn)],
+            DoctorOutcome::Ok,
+        ),
+        (
+            vec![store(Ok), connect("kv1", Ok), backup("kv1", Fail)],
+            DoctorOutcome::SomeFailed,
+        ),
+        (
+            vec![store(Fail), connect("kv1", Ok)],
+            DoctorOutcome::SomeFailed,
+        ),
+        (
+            vec![store(Ok), connect("kv1", Fail)],
+            DoctorOutcome::SomeFailed,
+        ),
+        (
+            vec![store(Fail), connect("kv1", Fail), connect("kv2", Ok)],
+            DoctorOutcome::SomeFailed,
+        ),
+        (
+            vec![store(Fail), connect("kv1", Fail), connect("kv2", Fail)],
+            DoctorOutcome::NothingReachable,
+        ),
+        // No vault selected and the store down: nothing that was asked for is reachable.
+        (vec![store(Fail)], DoctorOutcome::NothingReachable),
+        (
+            vec![row(None, CheckName::Index, Fail)],
+            DoctorOutcome::SomeFailed,
+        ),
+    ];
+    for (checks, expected) in cases {
+        let report = DoctorReport { checks };
+        assert_eq!(report.outcome(), expected, "{:?}", report.checks);
+    }
+}
+
+#[test]
+fn the_cli_maps_outcomes_to_exit_codes() {
+    use crate::cli::doctor::exit_code;
+    assert_eq!(exit_code(DoctorOutcome::Ok), 0);
+    assert_eq!(exit_code(DoctorOutcome::SomeFailed), 3);
+    assert_eq!(exit_code(DoctorOutcome::NothingReachable), 1);
+}
+
+#[test]
+fn checks_serialise_with_their_names_and_no_vault_as_null() {
+    let report = DoctorReport {
+        checks: vec![
+            Check::ok(None, CheckName::Store, "fine"),
+            Check::fail(
+                Some(&vault("kv1")),
+                CheckName::Backup(ObjectKind::Secrets),
+                "denied",
+                "grant it",
+            ),
+        ],
+    };
+    let json = crate::cli::doctor::report_json(&report);
+    assert_eq!(json["outcome"], "some_failed");
+    assert_eq!(json["checks"][0]["vault"], serde_json::Value::Null);
+    assert_eq!(json["checks"][0]["check"], "store");
+    assert_eq!(json["checks"][0]["status"], "ok");
+    assert_eq!(json["checks"][1]["check"], "backup secrets");
+    assert_eq!(json["checks"][1]["status"], "fail");
+    assert_eq!(json["checks"][1]["fix"], "grant it");
+    let table = crate::cli::doctor::report_table(&report);
+    assert!(table.contains("-      store"), "{table}");
+    assert!(
+        table.contains("fail kv1 backup secrets: grant it"),
+        "{table}"
+    );
+}
+
+fn error(kind: SourceErrorKind, op: SourceOp, detail: &str, code: Option<&str>) -> SourceError {
+    SourceError::new(
+        kind,
+        op,
+        &vault("kv1"),
+        ObjectKind::Secrets,
+        Some("s1"),
+        detail,
+    )
+    .with_codes(code.map(str::to_string), None)
+}
+
+#[test]
+fn failed_calls_say_what_to_fix() {
+    use SourceErrorKind::*;
+    let host = "kv1.vault.azure.net";
+    let cases: [(SourceError, CheckStatus, &str); 9] = [
+        (
+            error(Forbidden, SourceOp::Backup, "does not have secrets backup permission", Some("Forbidden")),
+            CheckStatus::Fail,
+            "lacks the `backup` permission on secrets: grant access policy `backup` on secrets, or with Azure RBAC the data action `Microsoft.KeyVault/vaults/secrets/backup/action` (e.g. the Key Vault Secrets Officer role)",
+        ),
+        (
+            error(Forbidden, SourceOp::List, "does not have secrets list permission", Some("Forbidden")),
+            CheckStatus::Fail,
+            "lacks the `list` permission on secrets: grant access policy `list` on secrets, or with Azure RBAC the data action `Microsoft.KeyVault/vaults/secrets/readMetadata/action`",
+        ),
+        (
+            error(Forbidden, SourceOp::List, "AKV10022: Invalid audience.", Some("Unauthorized")),
+            CheckStatus::Fail,
+            "did not accept kvkeep's token (401)",
+        ),
+        (
+            error(Forbidden, SourceOp::List, "no access token for key vault: expired; check the [azure] credential", None),
+            CheckStatus::Fail,
+            "did not accept kvkeep's token (401)",
+        ),
+        (
+            error(Transient, SourceOp::List, "connection to key vault failed: error sending request: dns error: failed to lookup address information", None),
+            CheckStatus::Fail,
+            "the host kv1.vault.azure.net does not resolve",
+        ),
+        (
+            error(Transient, SourceOp::List, "connection to key vault failed: invalid peer certificate: UnknownIssuer", None),
+            CheckStatus::Fail,
+            "tls to kv1.vault.azure.net failed",
+        ),
+        (
+            error(Transient, SourceOp::List, "connection to key vault failed: Connection refused (os error 111)", None),
+            CheckStatus::Fail,
+            "cannot connect to kv1.vault.azure.net",
+        ),
+        (
+            error(Permanent, SourceOp::List, "unexpected answer from key vault: invalid audience in challenge: Bearer resource=\"https://evil\"", None),
+            CheckStatus::Fail,
+            "challenge names a resource",
+        ),
+        (
+            error(Throttled, SourceOp::Backup, "", Some("Throttled")),
+            CheckStatus::Warn,
+            "throttling",
+        ),
+    ];
+    for (e, status, fix) in cases {
+        let (got_status, detail, got_fix) = advise(&e, host);
+        assert_eq!(got_status, status, "{e}");
+        assert!(got_fix.contains(fix), "{e}\n{got_fix}");
+        assert_eq!(detail, e.to_string());
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn clock_skew_above_five_minutes_warns() {
+    let now = at("2026-12-04T12:00:00Z");
+    let ok = skew_check(None, Some(at("2026-12-04T11:56:00Z")), now);
+    assert_eq!(
+        (ok.status, ok.detail.as_str()),
+        (CheckStatus::Ok, "local clock is 240s ahead of the vault's")
+    );
+    let warn = skew_check(None, Some(at("2026-12-04T12:05:01Z")), now);
+    assert_eq!(warn.status, CheckStatus::Warn);
+    assert_eq!(warn.detail, "local clock is 301s behind the vault's");
+    assert!(warn.fix.as_deref().unwrap_or("").contains("NTP"));
+    let skipped = skew_check(None, None, now);
+    assert_eq!(skipped.status, CheckStatus::Warn);
+    assert!(skipped.detail.starts_with("skipped"));
+}
