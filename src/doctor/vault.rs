@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::advice::{advise, cause};
+use super::advice::{advise, cause, Cause};
 use super::{Check, CheckName, CheckStatus};
 use crate::config::{Config, VaultConfig};
 use crate::model::ObjectKind;
@@ -62,14 +62,30 @@ pub(super) async fn check_vault(
         if cancel.is_cancelled() {
             break;
         }
-        let listed = source.list(kind).await;
+        let mut listed = source.list(kind).await;
+        let mut refused_once = false;
         if !connected {
+            // A token refused once may have been revoked or rotated under kvkeep: ask once more
+            // before calling the credential broken, and say that it happened.
+            if matches!(&listed, Err(e) if cause(e) == Cause::Token) {
+                refused_once = true;
+                listed = source.list(kind).await;
+            }
             // The first authenticated call proves (or not) the host, TLS and the token.
             match &listed {
                 Err(e) if !cause(e).reached() => {
                     let (_, detail, fix) = advise(e, &host);
                     checks.push(Check::fail(name, CheckName::Connect, detail, fix));
                     break;
+                }
+                _ if refused_once => {
+                    connected = true;
+                    checks.push(Check::warn(
+                        name,
+                        CheckName::Connect,
+                        format!("{host}: the vault refused kvkeep's token once (401), then accepted it"),
+                        Some("if this repeats, check [azure] credential: a token revoked or issued for another tenant or resource is refused".into()),
+                    ));
                 }
                 _ => {
                     connected = true;
@@ -86,7 +102,10 @@ pub(super) async fn check_vault(
                 checks.push(Check::ok(
                     name,
                     CheckName::List(kind),
-                    format!("{} {kind} listed", objects.len()),
+                    match objects.len() {
+                        1 => format!("1 {} listed", singular(kind)),
+                        n => format!("{n} {kind} listed"),
+                    },
                 ));
                 match objects.iter().find(|o| !o.managed) {
                     Some(object) => {
