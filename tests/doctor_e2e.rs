@@ -49,10 +49,15 @@ impl Bed {
 
     /// One object of each kind (a certificate brings its managed key and secret along).
     async fn seed(&self) {
-        for (kind, prefix) in [
-            (Collection::Secrets, "s-"),
-            (Collection::Keys, "k-"),
-            (Collection::Certificates, "c-"),
+        self.seed_counts(1).await;
+    }
+
+    /// `secrets` secrets, one key and one certificate.
+    async fn seed_counts(&self, secrets: usize) {
+        for (kind, prefix, count) in [
+            (Collection::Secrets, "s-", secrets),
+            (Collection::Keys, "k-", 1),
+            (Collection::Certificates, "c-", 1),
         ] {
             self.emulator
                 .control()
@@ -61,7 +66,7 @@ impl Bed {
                     &SeedSpec {
                         kind,
                         prefix: prefix.into(),
-                        count: 1,
+                        count,
                         versions: 1,
                         tags: Default::default(),
                         value_bytes: 32,
@@ -196,7 +201,8 @@ fn with_port(url: &str, port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_setup_passes_every_check_and_leaves_nothing_behind() {
     let bed = Bed::start().await;
-    bed.seed().await;
+    // More secrets than one page holds: doctor lists one page only.
+    bed.seed_counts(40).await;
     let config = bed.config(None, &bed.vault_url);
     // A backup first, so the newest manifest exists for --identity.
     let backup = run_kvkeep(&config, &["backup"], &[]).await;
@@ -258,11 +264,17 @@ async fn a_healthy_setup_passes_every_check_and_leaves_nothing_behind() {
             .is_some_and(|d| d.starts_with("0 3 * * * (Europe/Berlin): next run 20")),
         "{report:#}"
     );
-    // One backup per kind and never a read of a value.
+    assert_eq!(
+        row(&report, v, "list secrets")["detail"],
+        "25 secrets listed (one page; the rest not fetched)"
+    );
+    assert_eq!(row(&report, v, "list keys")["detail"], "2 keys listed");
+    // One page and one backup per kind, and never a read of a value.
     let counters = bed.emulator.control().counters().await.expect("counters");
     let ops = counters.vaults.get(VAULT).cloned().unwrap_or_default();
     for kind in ["secrets", "keys", "certificates"] {
         assert_eq!(ops.get(&format!("{kind}.backup")), Some(&1), "{ops:?}");
+        assert_eq!(ops.get(&format!("{kind}.list")), Some(&1), "{ops:?}");
         assert_eq!(ops.get(&format!("{kind}.get")), None, "{ops:?}");
     }
     // The probe is gone, and doctor recorded no run.
@@ -413,6 +425,7 @@ async fn an_unreachable_store_fails_with_what_to_check_and_nothing_reachable_exi
             .is_some_and(|f| f.contains("cannot connect to")),
         "{connect}"
     );
+    assert_eq!(row(&report, Some(VAULT), "clock")["status"], "warn");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,10 @@ use crate::source::{AzureSourceOptions, AzureVaultSource, SdkRetryOptions, Vault
 /// Clock skew beyond which tokens and SAS start failing in confusing ways.
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// Objects listed per kind: one page on Key Vault, enough to prove listing works and to find
+/// an object to back up, without walking a large vault to its end.
+const LIST_PROBE: usize = 25;
+
 /// How long the unauthenticated `Date` probe may take.
 const DATE_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -57,25 +61,32 @@ pub(super) async fn check_vault(
         }
     };
     let mut connected = false;
+    let mut no_route = false;
     for kind in &vault.kinds {
         let kind = *kind;
         if cancel.is_cancelled() {
             break;
         }
-        let mut listed = source.list(kind).await;
+        let mut listed = source.list_at_most(kind, LIST_PROBE).await;
         let mut refused_once = false;
         if !connected {
             // A token refused once may have been revoked or rotated under kvkeep: ask once more
             // before calling the credential broken, and say that it happened.
             if matches!(&listed, Err(e) if cause(e) == Cause::Token) {
                 refused_once = true;
-                listed = source.list(kind).await;
+                listed = source.list_at_most(kind, LIST_PROBE).await;
             }
             // The first authenticated call proves (or not) the host, TLS and the token.
             match &listed {
                 Err(e) if !cause(e).reached() => {
                     let (_, detail, fix) = advise(e, &host);
                     checks.push(Check::fail(name, CheckName::Connect, detail, fix));
+                    // Without a connection there is no Date header to read either; skipping
+                    // saves a second connect timeout on a host that does not answer.
+                    no_route = matches!(
+                        cause(e),
+                        Cause::UnknownHost | Cause::Unreachable | Cause::Tls
+                    );
                     break;
                 }
                 _ if refused_once => {
@@ -104,6 +115,9 @@ pub(super) async fn check_vault(
                     CheckName::List(kind),
                     match objects.len() {
                         1 => format!("1 {} listed", singular(kind)),
+                        n if n >= LIST_PROBE => {
+                            format!("{n} {kind} listed (one page; the rest not fetched)")
+                        }
                         n => format!("{n} {kind} listed"),
                     },
                 ));
@@ -114,7 +128,11 @@ pub(super) async fn check_vault(
                     None => checks.push(Check::warn(
                         name,
                         CheckName::Backup(kind),
-                        format!("no object to try: the vault holds no {kind} kvkeep backs up directly"),
+                        if objects.len() >= LIST_PROBE {
+                            format!("no object to try: the first {} {kind} listed are all certificate-managed (their certificate's backup covers them)", objects.len())
+                        } else {
+                            format!("no object to try: the vault holds no {kind} kvkeep backs up directly")
+                        },
                         Some(format!(
                             "the `backup` permission on {kind} is unproven; run kvkeep doctor again once the vault holds one"
                         )),
@@ -133,7 +151,16 @@ pub(super) async fn check_vault(
             }
         }
     }
-    checks.push(check_clock(config, vault).await);
+    if no_route {
+        checks.push(Check::warn(
+            name,
+            CheckName::Clock,
+            "skipped: the vault cannot be reached",
+            None,
+        ));
+    } else {
+        checks.push(check_clock(config, vault).await);
+    }
     checks.push(check_schedule(vault));
     checks
 }
