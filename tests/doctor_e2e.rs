@@ -82,6 +82,11 @@ impl Bed {
     ///
     /// Each call writes into a fresh directory (its own identity, token, SAS and index).
     fn config(&self, container_url: Option<&str>, vault_url: &str) -> PathBuf {
+        self.config_trusting(container_url, vault_url, self.azurite.ca_cert_path())
+    }
+
+    /// [`Bed::config`] with `ca` as `[azure] ca_file`.
+    fn config_trusting(&self, container_url: Option<&str>, vault_url: &str, ca: &Path) -> PathBuf {
         let dir = self.dir.path().join(format!(
             "c{}",
             self.configs
@@ -94,7 +99,7 @@ impl Bed {
             store: &format!(
                 "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"e2e/\"\n"
             ),
-            ca: self.azurite.ca_cert_path(),
+            ca,
             resolve: &[resolve_entry(vault_url)],
             concurrency: 4,
             rest: &format!(
@@ -458,4 +463,28 @@ async fn usage_errors_exit_2_before_anything_is_contacted() {
         counters.vaults.get(VAULT).is_none_or(|ops| ops.is_empty()),
         "{counters:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_reported_as_a_tls_problem() {
+    let bed = Bed::start().await;
+    bed.seed().await;
+    // Another emulator's CA: valid PEM, but not the one that signed the vault's and Azurite's
+    // certificates.
+    let other = Emulator::start(Default::default())
+        .await
+        .expect("other emulator");
+    let config = bed.config_trusting(None, &bed.vault_url, &other.info().ca_cert);
+
+    let (code, report, _) = doctor(&config, &[]).await;
+    assert_eq!(code, 1, "{:#?}", statuses(&report));
+    let connect = row(&report, Some(VAULT), "connect");
+    assert!(
+        connect["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("tls to kv-doctor.vault.localhost failed")
+                && f.contains("[azure] ca_file")),
+        "{connect}"
+    );
+    assert_eq!(row(&report, None, "store")["status"], "fail");
 }

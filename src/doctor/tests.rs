@@ -121,7 +121,27 @@ fn error(kind: SourceErrorKind, op: SourceOp, detail: &str, code: Option<&str>) 
 fn failed_calls_say_what_to_fix() {
     use SourceErrorKind::*;
     let host = "kv1.vault.azure.net";
-    let cases: [(SourceError, CheckStatus, &str); 9] = [
+    let cases: [(SourceError, CheckStatus, &str); 11] = [
+        (
+            error(
+                Forbidden,
+                SourceOp::Backup,
+                "Caller is not authorized to perform action on resource. Action: 'Microsoft.KeyVault/vaults/secrets/backup/action'",
+                Some("Forbidden"),
+            ),
+            CheckStatus::Fail,
+            "lacks the `backup` permission on secrets",
+        ),
+        (
+            error(
+                Forbidden,
+                SourceOp::List,
+                "Client address is not authorized and caller is not a trusted service. Client address: 203.0.113.9",
+                Some("Forbidden"),
+            ),
+            CheckStatus::Fail,
+            "the vault's network rules refuse this host",
+        ),
         (
             error(Forbidden, SourceOp::Backup, "does not have secrets backup permission", Some("Forbidden")),
             CheckStatus::Fail,
