@@ -218,3 +218,71 @@ fn clock_skew_above_five_minutes_warns() {
     assert_eq!(skipped.status, CheckStatus::Warn);
     assert!(skipped.detail.starts_with("skipped"));
 }
+
+fn local_config(store: &std::path::Path, index: &std::path::Path) -> Config {
+    let identity = crate::crypto::Identity::generate();
+    let text = format!(
+        "[store]\ntype = \"local\"\npath = \"{}\"\n[index]\npath = \"{}\"\n[encryption]\nrecipients = [\"{}\"]\n[[vault]]\nname = \"kv-one\"\n",
+        store.display(),
+        index.display(),
+        identity.recipient()
+    );
+    Config::parse(&text, "t.toml", std::path::Path::new("/tmp"), &|p| {
+        std::fs::read_to_string(p)
+    })
+    .expect("config")
+}
+
+#[tokio::test]
+async fn readiness_proves_the_index_and_store_and_leaves_no_probe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir(&store_dir).expect("store dir");
+    let config = local_config(&store_dir, &dir.path().join("index.sqlite"));
+    let checks = readiness(&config, &CancellationToken::new()).await;
+    let names: Vec<String> = checks.iter().map(|c| c.check.to_string()).collect();
+    assert_eq!(names, ["config", "index", "store"]);
+    assert!(
+        checks.iter().all(|c| c.status == CheckStatus::Ok),
+        "{checks:#?}"
+    );
+    // The index exists now, with no run in it; the store holds nothing.
+    let index = crate::index::Index::open(dir.path().join("index.sqlite")).expect("index");
+    assert!(index.list_runs(None).expect("runs").is_empty());
+    let mut left = Vec::new();
+    for entry in walk(&store_dir) {
+        left.push(entry);
+    }
+    assert!(left.is_empty(), "{left:?}");
+
+    // An index in a directory that does not exist: a failure that says what to do.
+    let config = local_config(&store_dir, &dir.path().join("missing/index.sqlite"));
+    let checks = readiness(&config, &CancellationToken::new()).await;
+    let index = &checks[1];
+    assert_eq!(
+        (index.check, index.status),
+        (CheckName::Index, CheckStatus::Fail)
+    );
+    assert!(
+        index
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("[index] path")),
+        "{index:?}"
+    );
+    assert_eq!(DoctorReport { checks }.outcome(), DoctorOutcome::SomeFailed);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
