@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod doctor;
 pub mod fsutil;
 pub mod index;
 pub mod model;

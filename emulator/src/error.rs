@@ -111,6 +111,18 @@ impl KvError {
         )
     }
 
+    /// 403 for a caller without the access-policy permission for `op` (`secrets.backup`): the
+    /// service names the collection and the verb (`does not have secrets backup permission`).
+    pub fn forbidden_by_policy(vault: &str, op: &str) -> Self {
+        let permission = op.replacen('.', " ", 1);
+        KvError::new(
+            403,
+            "Forbidden",
+            format!("The user, group or application 'appid=00000000-0000-0000-0000-000000000000;oid=00000000-0000-0000-0000-000000000000;iss=https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/' does not have {permission} permission on key vault '{vault};location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287"),
+        )
+        .with_inner("ForbiddenByPolicy")
+    }
+
     /// 403 for reading a disabled version.
     pub fn disabled(coll: Collection) -> Self {
         let noun = coll.noun();

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod doctor;
 pub mod keys;
 pub mod list;
 pub mod render;
@@ -133,6 +134,10 @@ pub enum Command {
     /// Check that backups are restorable: quick (blobs present and intact), --deep (they open),
     /// --drill (a restore into a scratch vault matches the index).
     Verify(verify::VerifyArgs),
+    /// Preflight: check the index, the store (probe write, read, delete) and each vault
+    /// (connection, token, list and backup permission per kind, clock skew, schedule); with
+    /// --identity, that the newest manifest opens.
+    Doctor(doctor::DoctorArgs),
     /// Maintain the index.
     Index {
         /// What to do.
@@ -207,6 +212,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Daemon => daemon::run(config),
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),
+        Command::Doctor(args) => doctor::run(args, config),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }

@@ -296,12 +296,19 @@ attrs_from!(CertificateAttributes);
 
 /// Collects every item of an SDK pager (all pages, empty ones included).
 macro_rules! collect_pager {
-    ($self:ident, $pager:expr, $op:expr, $kind:expr, $name:expr) => {{
+    ($self:ident, $pager:expr, $op:expr, $kind:expr, $name:expr) => {
+        collect_pager!($self, $pager, $op, $kind, $name, usize::MAX)
+    };
+    // At most `$limit` items: the pager fetches pages lazily, so a small limit costs one page.
+    ($self:ident, $pager:expr, $op:expr, $kind:expr, $name:expr, $limit:expr) => {{
         let err = $self.err($op, $kind, $name);
         let mut pager = $pager.map_err(&err)?;
         let mut items = Vec::new();
-        while let Some(item) = pager.try_next().await.map_err(&err)? {
-            items.push(item);
+        while items.len() < $limit {
+            match pager.try_next().await.map_err(&err)? {
+                Some(item) => items.push(item),
+                None => break,
+            }
         }
         items
     }};
@@ -323,13 +330,15 @@ macro_rules! per_kind {
     };
 }
 
-#[async_trait]
-impl VaultSource for AzureVaultSource {
-    fn vault(&self) -> &VaultName {
-        &self.vault
-    }
-
-    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectSummary>, SourceError> {
+impl AzureVaultSource {
+    /// The first `limit` objects of `kind` as the vault lists them: [`VaultSource::list`] that
+    /// stops early. `kvkeep doctor` proves listing works with one page (25 objects on Key
+    /// Vault) instead of walking a large vault to its end.
+    pub async fn list_at_most(
+        &self,
+        kind: ObjectKind,
+        limit: usize,
+    ) -> Result<Vec<ObjectSummary>, SourceError> {
         let op = SourceOp::List;
         // (id, attributes, tags, managed, content type), as in get_properties, so the three item
         // types share one conversion below.
@@ -339,7 +348,8 @@ impl VaultSource for AzureVaultSource {
                 self.secrets.list_secret_properties(None),
                 op,
                 kind,
-                None
+                None,
+                limit
             )
             .into_iter()
             .map(|i| {
@@ -347,18 +357,24 @@ impl VaultSource for AzureVaultSource {
                 (i.id, attrs, i.tags, i.managed, i.content_type)
             })
             .collect(),
-            ObjectKind::Keys => {
-                collect_pager!(self, self.keys.list_key_properties(None), op, kind, None)
-                    .into_iter()
-                    .map(|i| (i.kid, Attrs::from(i.attributes), i.tags, i.managed, None))
-                    .collect()
-            }
+            ObjectKind::Keys => collect_pager!(
+                self,
+                self.keys.list_key_properties(None),
+                op,
+                kind,
+                None,
+                limit
+            )
+            .into_iter()
+            .map(|i| (i.kid, Attrs::from(i.attributes), i.tags, i.managed, None))
+            .collect(),
             ObjectKind::Certificates => collect_pager!(
                 self,
                 self.certificates.list_certificate_properties(None),
                 op,
                 kind,
-                None
+                None,
+                limit
             )
             .into_iter()
             .map(|i| (i.id, Attrs::from(i.attributes), i.tags, None, None))
@@ -379,6 +395,17 @@ impl VaultSource for AzureVaultSource {
             });
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl VaultSource for AzureVaultSource {
+    fn vault(&self) -> &VaultName {
+        &self.vault
+    }
+
+    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectSummary>, SourceError> {
+        self.list_at_most(kind, usize::MAX).await
     }
 
     async fn list_versions(

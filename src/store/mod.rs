@@ -87,6 +87,17 @@ pub async fn open_store_cancellable(
     azure: &AzureConfig,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<Arc<dyn BlobStore>, StoreError> {
+    open_store_with(store, azure, RetryOptions::default(), cancel).await
+}
+
+/// [`open_store_cancellable`] with its own retry patience: `kvkeep doctor` reports an
+/// unreachable store after a retry or two instead of the backup path's quarter of a minute.
+pub async fn open_store_with(
+    store: &StoreConfig,
+    azure: &AzureConfig,
+    retry: RetryOptions,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<Arc<dyn BlobStore>, StoreError> {
     let inner: Arc<dyn BlobStore> = match store {
         StoreConfig::Local { path, prefix } => Arc::new(LocalStore::open(path, prefix)?),
         StoreConfig::Azure {
@@ -127,9 +138,7 @@ pub async fn open_store_cancellable(
             )?)
         }
     };
-    Ok(Arc::new(
-        RetryStore::new(inner, RetryOptions::default()).with_cancel(cancel),
-    ))
+    Ok(Arc::new(RetryStore::new(inner, retry).with_cancel(cancel)))
 }
 
 /// Joins the configured store prefix and a key or list prefix. The configuration already ends

@@ -171,6 +171,7 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::EmptyPage => "emptyPage",
         FaultKind::ShortPage => "shortPage",
         FaultKind::ForeignNextLink => "foreignNextLink",
+        FaultKind::Forbidden => "forbidden",
     }
 }
 
@@ -286,7 +287,7 @@ async fn data_plane(
         }
     }
     if let Some(fault) = &fired {
-        if let Some(response) = answer_fault(fault, &meta)? {
+        if let Some(response) = answer_fault(fault, &meta, vault_name, &op_name)? {
             return Ok(response);
         }
     }
@@ -377,7 +378,12 @@ async fn data_plane(
 }
 
 /// The response of a fault that answers on its own (`None`: serve the request after all).
-fn answer_fault(fault: &Fired, meta: &Meta) -> Result<Option<HttpResponse>, ResetConnection> {
+fn answer_fault(
+    fault: &Fired,
+    meta: &Meta,
+    vault: &str,
+    op: &str,
+) -> Result<Option<HttpResponse>, ResetConnection> {
     let retry = |response| {
         response::with_retry_after(response, fault.retry_after_seconds, fault.retry_after_ms)
     };
@@ -399,6 +405,7 @@ fn answer_fault(fault: &Fired, meta: &Meta) -> Result<Option<HttpResponse>, Rese
             ),
             meta,
         )),
+        FaultKind::Forbidden => response::error(&KvError::forbidden_by_policy(vault, op), meta),
         FaultKind::Reset => return Err(ResetConnection),
         FaultKind::Latency
         | FaultKind::EmptyPage

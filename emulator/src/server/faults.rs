@@ -34,6 +34,9 @@ pub enum FaultKind {
     /// `nextLinkHost` instead of the vault's (on a last page, a link that would repeat the
     /// page). A client that follows it would send its bearer token to that host.
     ForeignNextLink,
+    /// `403 Forbidden` / `ForbiddenByPolicy`: the caller lacks the permission for the operation,
+    /// worded as the service words a missing access-policy permission.
+    Forbidden,
 }
 
 impl FaultKind {
