@@ -145,46 +145,92 @@ impl VaultBackup {
         due: &[(ObjectKind, ObjectName)],
         known: &HashMap<ObjectKey, KnownObject>,
     ) -> HashMap<ObjectKey, DeepScan> {
-        let results: Vec<Option<(ObjectKey, DeepScan)>> = stream::iter(due)
-            .map(|(kind, name)| async move {
-                if self.cancel.is_cancelled() {
-                    return None;
-                }
-                let key = object_key(*kind, name);
-                let blob = known.get(&key)?.last.as_ref()?.blob.clone();
-                let current = match self.source.list_versions(*kind, name).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
-                            "deep scan skipped: listing the versions failed; it is due again next run");
-                        return None;
-                    }
-                };
-                let captured = match self.index.capture_versions(&blob) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
-                            "deep scan skipped: reading the captured versions failed");
-                        return None;
-                    }
-                };
-                let scan = DeepScan {
-                    listed: current,
-                    captured: captured
-                        .into_iter()
-                        .map(|v| VersionFingerprint {
-                            version: v.version,
-                            updated: v.updated,
-                            enabled: v.enabled,
-                        })
-                        .collect(),
-                };
-                Some((key, scan))
-            })
+        let results: Vec<Option<(ObjectKey, DeepScan)>> = stream::iter(0..due.len())
+            // By index, not by reference: a closure over borrowed items makes the future
+            // impossible to prove `Send`, and the daemon spawns it.
+            .map(|i| self.deep_scan_one(due[i].0, &due[i].1, known))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
         results.into_iter().flatten().collect()
+    }
+
+    /// One deep scan: the object's versions as listed now and as its last capture holds them.
+    /// `None` when the run was stopped or the scan failed (logged).
+    async fn deep_scan_one(
+        &self,
+        kind: ObjectKind,
+        name: &ObjectName,
+        known: &HashMap<ObjectKey, KnownObject>,
+    ) -> Option<(ObjectKey, DeepScan)> {
+        if self.cancel.is_cancelled() {
+            return None;
+        }
+        let key = object_key(kind, name);
+        let blob = known.get(&key)?.last.as_ref()?.blob.clone();
+        let current = match self.source.list_versions(kind, name).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
+                    "deep scan skipped: listing the versions failed; it is due again next run");
+                return None;
+            }
+        };
+        let captured = match self.index.capture_versions(&blob) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
+                    "deep scan skipped: reading the captured versions failed");
+                return None;
+            }
+        };
+        let scan = DeepScan {
+            listed: current,
+            captured: captured
+                .into_iter()
+                .map(|v| VersionFingerprint {
+                    version: v.version,
+                    updated: v.updated,
+                    enabled: v.enabled,
+                })
+                .collect(),
+        };
+        Some((key, scan))
+    }
+
+    /// One object of the run: not started once the run is stopped (the only cancellation
+    /// point, between objects, never inside one), else captured and reported to the progress
+    /// hooks. Only a summary of the capture is kept.
+    async fn capture_one(
+        &self,
+        run: &RunId,
+        started_at: i64,
+        planned: &PlannedCapture,
+        backup_calls: &AtomicU64,
+    ) -> Result<CaptureSummary, ObjectFailure> {
+        if self.cancel.is_cancelled() {
+            return Err(failure(
+                planned,
+                "interrupted",
+                "not started: the run was stopped",
+            ));
+        }
+        let outcome = self
+            .capture(run, started_at, planned, backup_calls)
+            .await
+            .map(|c| CaptureSummary {
+                kind: c.capture.object.kind,
+                name: c.capture.object.name,
+                blob: c.capture.blob,
+                stored_bytes: c.capture.stored_bytes,
+            });
+        self.progress.object_done(
+            &self.vault.name,
+            planned.object.kind,
+            &planned.object.name,
+            outcome.is_ok(),
+        );
+        outcome
     }
 
     /// Runs a backup of the vault and reports how it went. Never panics on external input and
@@ -242,40 +288,13 @@ impl VaultBackup {
         let backup_calls = AtomicU64::new(0);
         // Only a summary of each capture is kept: its versions are in the index, and holding
         // them for every object of a large vault would cost hundreds of MiB.
-        let outcomes: Vec<Result<CaptureSummary, ObjectFailure>> = stream::iter(&plan.changed)
-            .map(|planned| {
-                let run = &run;
-                let backup_calls = &backup_calls;
-                async move {
-                    // The only cancellation point: between objects, never inside one.
-                    if self.cancel.is_cancelled() {
-                        return Err(failure(
-                            planned,
-                            "interrupted",
-                            "not started: the run was stopped",
-                        ));
-                    }
-                    let outcome = self
-                        .capture(run, started_at, planned, backup_calls)
-                        .await
-                        .map(|c| CaptureSummary {
-                            kind: c.capture.object.kind,
-                            name: c.capture.object.name,
-                            blob: c.capture.blob,
-                            stored_bytes: c.capture.stored_bytes,
-                        });
-                    self.progress.object_done(
-                        &self.vault.name,
-                        planned.object.kind,
-                        &planned.object.name,
-                        outcome.is_ok(),
-                    );
-                    outcome
-                }
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let outcomes: Vec<Result<CaptureSummary, ObjectFailure>> =
+            stream::iter(0..plan.changed.len())
+                // By index, for the same reason as the deep scans.
+                .map(|i| self.capture_one(&run, started_at, &plan.changed[i], &backup_calls))
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
         report.stats.backup_calls = backup_calls.load(Ordering::Relaxed);
 
         let mut captured: Vec<CaptureSummary> = Vec::new();

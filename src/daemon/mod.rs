@@ -86,25 +86,13 @@ pub async fn run(
         Arc::new(move |name: VaultName| {
             let (runner, vaults, cancel) = (runner.clone(), vaults.clone(), cancel.clone());
             async move {
-                let Some(vault) = vaults.iter().find(|v| v.name == name).cloned() else {
+                let Some(vault) = vaults.iter().find(|v| v.name == name) else {
                     return;
                 };
-                // The backup's future is not `Send` (the compiler cannot prove it for the
-                // borrowing closures of its object streams), so it is driven by `block_on` on a
-                // blocking thread, which needs no `Send`; its I/O still runs on the runtime.
-                let runtime = tokio::runtime::Handle::current();
-                let outcome = tokio::task::spawn_blocking(move || {
-                    runtime.block_on(runner.backup_one(&vault, cancel, Arc::new(NoProgress)))
-                })
-                .await;
-                match outcome {
-                    Ok(r) => tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
-                        captured = r.stats.captured_objects, failed = r.stats.failed_objects,
-                        "scheduled backup finished"),
-                    Err(e) => {
-                        tracing::error!(vault = %name, error = %e, "scheduled backup task failed")
-                    }
-                }
+                let r = runner.backup_one(vault, cancel, Arc::new(NoProgress)).await;
+                tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
+                    captured = r.stats.captured_objects, failed = r.stats.failed_objects,
+                    "scheduled backup finished");
             }
             .boxed()
         })
