@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    kvkeep::cli::init_logging(cli.verbose);
+    kvkeep::cli::init_logging(cli.verbose, cli.log_format);
     let code = kvkeep::cli::run(cli);
     ExitCode::from(code)
 }

@@ -134,3 +134,42 @@ fn listing_a_vault_the_config_does_not_name_says_so() {
         "list never creates an index"
     );
 }
+
+/// `--log-format json` (before or after the subcommand): every log line on stderr is one JSON
+/// object with a level and the event's fields, for log shippers. The daemon logs its start and,
+/// on SIGTERM, its stop; a vault without a schedule makes no request.
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(
+        dir.path(),
+        &format!("{GOOD}url = \"https://127.0.0.1:9\"\n\n[index]\npath = \"index.sqlite\"\n"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["daemon", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines
+        .next()
+        .expect("a log line")
+        .expect("readable log line");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+    let all: Vec<&String> = std::iter::once(&first).chain(rest.iter()).collect();
+    for line in &all {
+        let doc: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(doc["level"].is_string(), "{line}");
+    }
+    assert!(all.iter().any(|l| l.contains("daemon started")), "{all:?}");
+}

@@ -94,6 +94,9 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace). Logs go to stderr.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines as text (default) or one JSON object per line (for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// Where the configuration file is: accepted before or after the subcommand.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -178,7 +181,7 @@ pub struct ConfigArgs {
 }
 
 /// Sets up `tracing` to stderr; `RUST_LOG` overrides the verbosity flags.
-pub fn init_logging(verbose: u8) {
+pub fn init_logging(verbose: u8, format: LogFormat) {
     // kvkeep's own events at info; the SDK's per-request chatter only when asked for (-v).
     let default = match verbose {
         0 => "warn,kvkeep=info",
@@ -187,12 +190,26 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // One JSON object per line, for log shippers.
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
         // Colour codes only for a person at a terminal, never into log files or journals.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Runs a parsed command and returns the process exit code.
