@@ -488,3 +488,49 @@ async fn an_untrusted_certificate_is_reported_as_a_tls_problem() {
     );
     assert_eq!(row(&report, None, "store")["status"], "fail");
 }
+
+/// The backup probe only tries an object kvkeep would back up: a secret tagged
+/// `kvkeep = "skip"` (the default skip tag) is never backed up by the doctor either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_probe_skips_objects_the_configuration_leaves_out() {
+    let bed = Bed::start().await;
+    bed.emulator
+        .control()
+        .seed(
+            VAULT,
+            &SeedSpec {
+                kind: Collection::Secrets,
+                prefix: "skipped-".into(),
+                count: 1,
+                versions: 1,
+                tags: [("kvkeep".to_string(), "skip".to_string())].into(),
+                value_bytes: 32,
+            },
+        )
+        .await
+        .expect("seed");
+    let config = bed.config(None, &bed.vault_url);
+    let (_, report, out) = doctor(&config, &[]).await;
+    let probe = row(&report, Some(VAULT), "backup secrets");
+    assert_eq!(
+        probe["status"],
+        "warn",
+        "{probe}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        probe["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no object to try"),
+        "{probe}"
+    );
+    let counters = bed.emulator.control().counters().await.expect("counters");
+    let backups = counters
+        .vaults
+        .get(VAULT)
+        .and_then(|c| c.get("secrets.backup"))
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(backups, 0, "the skip-tagged secret was backed up");
+}

@@ -60,6 +60,13 @@ pub(super) async fn check_vault(
             return checks;
         }
     };
+    // The backup probe tries an object kvkeep would really back up: not certificate-managed and
+    // not left out by include/exclude/skip_tags. (Globs were validated with the configuration.)
+    let filter = crate::backup::plan::PlanOptions::from_vault(vault, 0).ok();
+    let backed_up = |o: &crate::source::ObjectSummary| match &filter {
+        Some(f) => f.skip_reason(o).is_none(),
+        None => !o.managed,
+    };
     let mut connected = false;
     let mut no_route = false;
     for kind in &vault.kinds {
@@ -121,7 +128,7 @@ pub(super) async fn check_vault(
                         n => format!("{n} {kind} listed"),
                     },
                 ));
-                match objects.iter().find(|o| !o.managed) {
+                match objects.iter().find(|o| backed_up(o)) {
                     Some(object) => {
                         checks.push(check_backup(&source, kind, &object.name, &host).await);
                     }
@@ -129,9 +136,9 @@ pub(super) async fn check_vault(
                         name,
                         CheckName::Backup(kind),
                         if objects.len() >= LIST_PROBE {
-                            format!("no object to try: the first {} {kind} listed are all certificate-managed (their certificate's backup covers them)", objects.len())
+                            format!("no object to try: the first {} {kind} listed are all certificate-managed or left out by include/exclude/skip_tags", objects.len())
                         } else {
-                            format!("no object to try: the vault holds no {kind} kvkeep backs up directly")
+                            format!("no object to try: the vault holds no {kind} kvkeep backs up (certificate-managed ones and those left out by include/exclude/skip_tags are not tried)")
                         },
                         Some(format!(
                             "the `backup` permission on {kind} is unproven; run kvkeep doctor again once the vault holds one"
