@@ -130,12 +130,21 @@ fn temp_beside(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Removes a temporary database and any `-wal`/`-shm`/`-journal` SQLite left beside it.
-fn remove_db_files(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+/// The files SQLite keeps beside a database: its write-ahead log, shared memory and rollback
+/// journal (`index.sqlite-wal`, ...).
+pub fn side_files(path: &Path) -> [PathBuf; 3] {
+    ["-wal", "-shm", "-journal"].map(|suffix| {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
-        // Absent is the normal case for all but the first.
-        let _ = fs::remove_file(PathBuf::from(name));
+        PathBuf::from(name)
+    })
+}
+
+/// Removes a database and any side files SQLite left beside it.
+pub fn remove_db_files(path: &Path) {
+    // Absent is the normal case for the side files.
+    let _ = fs::remove_file(path);
+    for side in side_files(path) {
+        let _ = fs::remove_file(side);
     }
 }

@@ -19,7 +19,7 @@
 //! the other case: another process (say `kvkeep report` next to the daemon) holding the file.
 
 mod error;
-mod file;
+pub(crate) mod file;
 pub mod lock;
 mod migrate;
 mod read;

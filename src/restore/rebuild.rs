@@ -25,6 +25,7 @@ use super::RestoreError;
 use crate::backup::manifest::{open_manifest, EntryState, Manifest, ManifestPart, OpenedManifest};
 use crate::config::PayloadMode;
 use crate::crypto::Identities;
+use crate::index::file::{remove_db_files, side_files};
 use crate::index::{
     lock_index, CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStats, RunStatus,
     Writer,
@@ -316,11 +317,15 @@ pub async fn rebuild(
     let vaults: BTreeSet<String> = manifests.iter().map(|m| m.head.vault.to_string()).collect();
     report.vaults = vaults.into_iter().collect();
 
-    let tmp = sibling(index_path, "rebuild");
+    let tmp = {
+        let mut name = index_path.as_os_str().to_owned();
+        name.push(".rebuild");
+        PathBuf::from(name)
+    };
     let index = {
         let tmp = tmp.clone();
         tokio::task::spawn_blocking(move || {
-            remove_db(&tmp);
+            remove_db_files(&tmp);
             Index::open(&tmp)
         })
         .await
@@ -341,7 +346,7 @@ pub async fn rebuild(
     let report = match result {
         Ok(report) => report,
         Err(e) => {
-            remove_db(&tmp);
+            remove_db_files(&tmp);
             return Err(e);
         }
     };
@@ -433,7 +438,9 @@ fn swap_in(tmp: &Path, final_path: &Path) -> Result<(), RestoreError> {
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(moved)?;
-    for p in [sibling(final_path, "wal"), sibling(final_path, "shm")] {
+    // The old index's log and shared memory, never the new file's: SQLite would replay the old
+    // log into the new file.
+    for p in side_files(final_path) {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -448,25 +455,6 @@ fn swap_in(tmp: &Path, final_path: &Path) -> Result<(), RestoreError> {
             .map_err(moved)?;
     }
     Ok(())
-}
-
-/// `index.sqlite` → `index.sqlite.{suffix}`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{suffix}"));
-    PathBuf::from(s)
-}
-
-/// Removes a SQLite file and its WAL and shared-memory files, if present.
-fn remove_db(path: &Path) {
-    for p in [
-        path.to_path_buf(),
-        sibling(path, "wal"),
-        sibling(path, "shm"),
-    ] {
-        // Absent files are the normal case; anything else surfaces when the file is opened.
-        let _ = std::fs::remove_file(p);
-    }
 }
 
 #[cfg(test)]

@@ -213,11 +213,19 @@ async fn an_interrupted_or_failed_rebuild_leaves_the_old_index_as_it_was() {
     assert_eq!(std::fs::read(&path).expect("index bytes"), before);
     assert!(!dir.path().join("index.sqlite.rebuild").exists());
 
+    // The old index's write-ahead log must go before the swap: SQLite would replay it into
+    // the new file. (A stand-in: any file there is the old index's.)
+    let old_wal = dir.path().join("index.sqlite-wal");
+    std::fs::write(&old_wal, b"the old index's log").expect("old wal");
     // A second rebuild replaces the file: the old one's runs are all there again.
     let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
         .await
         .expect("again");
     assert_eq!(report.runs, 3);
+    assert!(
+        !old_wal.exists(),
+        "the old index's -wal file survived the swap"
+    );
     assert_eq!(
         Index::open(&path)
             .expect("index")
