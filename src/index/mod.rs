@@ -9,7 +9,7 @@
 //!
 //! Commit rule: a run counts only once its manifest is written ([`RunRecord::is_committed`]).
 //! Until then its captures are invisible to restore ([`Index::captures_as_of`]), retention and
-//! change detection ([`Index::last_capture_of`]); `partially_failed`, `failed` and `interrupted`
+//! change detection ([`Index::committed_objects`]); `partially_failed`, `failed` and `interrupted`
 //! runs that wrote a manifest do count, for exactly what they captured.
 //!
 //! Concurrency: [`Index`] owns one connection behind a `std::sync::Mutex`. Every method is

@@ -74,42 +74,6 @@ impl Index {
         })
     }
 
-    /// What change detection compares a listing against: the newest committed capture of the
-    /// object and when its versions were last compared in full. `None` when it was never
-    /// captured by a committed run (so it must be captured).
-    pub fn last_capture_of(
-        &self,
-        vault: &VaultName,
-        kind: ObjectKind,
-        name: &ObjectName,
-    ) -> Result<Option<LastCapture>, IndexError> {
-        self.read("looking up the last capture of an object", |conn| {
-            conn.prepare_cached(
-                "SELECT c.current_version, c.updated, c.captured_at, c.blob_key, o.last_deep_scan
-                 FROM objects AS o
-                 JOIN captures AS c ON c.object = o.id
-                 JOIN runs AS r ON r.id = c.run
-                 WHERE o.vault = ?1 AND o.kind = ?2 AND o.name = ?3
-                   AND r.manifest_key IS NOT NULL
-                 ORDER BY c.captured_at DESC, c.id DESC
-                 LIMIT 1",
-            )?
-            .query_row(
-                params![vault.as_str(), kind.as_str(), name.canonical()],
-                |r| {
-                    Ok(LastCapture {
-                        current_version: parsed(r, 0)?,
-                        updated: r.get(1)?,
-                        captured_at: r.get(2)?,
-                        blob: parsed(r, 3)?,
-                        last_deep_scan: r.get(4)?,
-                    })
-                },
-            )
-            .optional()
-        })
-    }
-
     /// What change detection knows of every object of `vault`, in one query (planning reads the
     /// index once per vault, not once per listed object): the newest committed capture of each
     /// and whether a committed run saw it gone since. Deletions seen by runs that never wrote a
