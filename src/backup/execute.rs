@@ -87,6 +87,18 @@ struct CaptureSummary {
 const ENTRY_BATCH: usize = 256;
 
 impl VaultBackup {
+    /// Runs `f` on the index off the async runtime threads: SQLite blocks. A task that dies
+    /// becomes an index error like any other.
+    async fn on_index<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || f(&index))
+            .await
+            .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))))
+    }
+
     /// Lists the vault, reads the index and carries out the deep scans that are due, then plans.
     /// Writes nothing: this is `--dry-run`, and the first half of [`VaultBackup::run`].
     pub async fn survey(&self) -> Result<BackupPlan, String> {
@@ -117,11 +129,10 @@ impl VaultBackup {
     /// What committed runs say of the vault's objects, read in one query off the async runtime
     /// threads (SQLite blocks).
     async fn known_objects(&self) -> Result<HashMap<ObjectKey, KnownObject>, IndexError> {
-        let index = self.index.clone();
         let vault = self.vault.name.clone();
-        let objects = tokio::task::spawn_blocking(move || index.committed_objects(&vault))
-            .await
-            .map_err(|e| IndexError::InvalidInput(format!("index task failed: {e}")))??;
+        let objects = self
+            .on_index(move |index| index.committed_objects(&vault))
+            .await?;
         Ok(objects
             .into_iter()
             .map(|o| {
@@ -176,7 +187,10 @@ impl VaultBackup {
                 return None;
             }
         };
-        let captured = match self.index.capture_versions(&blob) {
+        let captured = match self
+            .on_index(move |index| index.capture_versions(&blob))
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 warn!(vault = %self.vault.name, kind = %kind, name = %name, error = %e,
@@ -251,12 +265,10 @@ impl VaultBackup {
             failures: Vec::new(),
             error: None,
         };
-        let (index, this_run, this_vault) = (self.index.clone(), run.clone(), vault.clone());
-        let begun = tokio::task::spawn_blocking(move || {
-            index.begin_run(&this_run, &this_vault, started_at)
-        })
-        .await
-        .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
+        let (this_run, this_vault) = (run.clone(), vault.clone());
+        let begun = self
+            .on_index(move |index| index.begin_run(&this_run, &this_vault, started_at))
+            .await;
         if let Err(e) = begun {
             report.error = Some(format!("cannot record the run in the index: {e}"));
             report.finished_at = (self.clock)();
@@ -337,30 +349,30 @@ impl VaultBackup {
         let gone: Vec<(ObjectKind, ObjectName)> =
             plan.gone.iter().map(|g| (g.kind, g.name.clone())).collect();
         let failures = report.failures.clone();
-        let (index, this_run) = (self.index.clone(), run.clone());
-        let recorded = tokio::task::spawn_blocking(move || {
-            index.write(|w| {
-                for (state, deep_scanned) in &unchanged {
-                    w.record_unchanged(&this_run, state, seen_at, *deep_scanned)?;
-                }
-                for (kind, name) in &gone {
-                    w.record_deleted(&this_run, *kind, name, seen_at)?;
-                }
-                for f in &failures {
-                    w.record_object_error(
-                        &this_run,
-                        f.kind,
-                        &f.name,
-                        &f.error_kind,
-                        &f.message,
-                        seen_at,
-                    )?;
-                }
-                Ok(())
+        let this_run = run.clone();
+        let recorded = self
+            .on_index(move |index| {
+                index.write(|w| {
+                    for (state, deep_scanned) in &unchanged {
+                        w.record_unchanged(&this_run, state, seen_at, *deep_scanned)?;
+                    }
+                    for (kind, name) in &gone {
+                        w.record_deleted(&this_run, *kind, name, seen_at)?;
+                    }
+                    for f in &failures {
+                        w.record_object_error(
+                            &this_run,
+                            f.kind,
+                            &f.name,
+                            &f.error_kind,
+                            &f.message,
+                            seen_at,
+                        )?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .await
-        .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
+            .await;
         if let Err(e) = recorded {
             report.error = Some(format!("cannot record the run's objects in the index: {e}"));
             self.finish(&mut report, RunStatus::Failed, None).await;
@@ -408,18 +420,15 @@ impl VaultBackup {
         report.finished_at = (self.clock)();
         report.status = status;
         report.manifest = manifest;
-        let (index, run, stats, at, key) = (
-            self.index.clone(),
+        let (run, stats, at, key) = (
             report.run.clone(),
             (&report.stats).into(),
             report.finished_at,
             report.manifest.clone(),
         );
-        let finished = tokio::task::spawn_blocking(move || {
-            index.finish_run(&run, status, &stats, at, key.as_ref())
-        })
-        .await
-        .unwrap_or_else(|e| Err(IndexError::InvalidInput(format!("index task failed: {e}"))));
+        let finished = self
+            .on_index(move |index| index.finish_run(&run, status, &stats, at, key.as_ref()))
+            .await;
         if let Err(e) = finished {
             // The blobs and the manifest are in the store; `kvkeep index rebuild` recovers the
             // index from them, so this is reported, not fatal to the data.
@@ -588,14 +597,11 @@ impl VaultBackup {
             tags: Some(planned.object.tags.clone()),
         };
         // SQLite blocks: off the runtime threads. The capture comes back for the summary.
-        let (index, this_run) = (self.index.clone(), run.clone());
-        let (recorded, capture) = tokio::task::spawn_blocking(move || {
-            let recorded = index.record_capture(&this_run, &capture);
-            (recorded, capture)
-        })
-        .await
-        .map_err(|e| failure(planned, "index", format!("index task failed: {e}")))?;
-        recorded.map_err(|e| failure(planned, "index", e.to_string()))?;
+        let this_run = run.clone();
+        let capture = self
+            .on_index(move |index| index.record_capture(&this_run, &capture).map(|()| capture))
+            .await
+            .map_err(|e| failure(planned, "index", e.to_string()))?;
         debug!(vault = %vault, kind = %kind, name = %name, blob = %capture.blob,
             stored_bytes, "captured");
         Ok(Captured { capture })
