@@ -86,6 +86,22 @@ impl Runner {
         clock: Clock,
         cancel: CancellationToken,
     ) -> Result<Self, SetupError> {
+        let limiter = RateLimiter::with_cancel(
+            RateLimitOptions::from_limits(&config.limits),
+            cancel.clone(),
+        );
+        Self::open_with_limiter(config, dry_run, clock, cancel, limiter).await
+    }
+
+    /// [`Runner::open_cancellable`] drawing on an existing rate limiter: the daemon keeps one
+    /// across reloads, so the throttle budgets already spent are not handed out again.
+    pub async fn open_with_limiter(
+        config: &Config,
+        dry_run: bool,
+        clock: Clock,
+        cancel: CancellationToken,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<Self, SetupError> {
         let sealer = Arc::new(Sealer::from_config(&config.encryption)?);
         let index = if dry_run && !Path::new(&config.index_path).exists() {
             Index::open_in_memory()?
@@ -102,10 +118,7 @@ impl Runner {
             store,
             index: Arc::new(index),
             sealer,
-            limiter: RateLimiter::with_cancel(
-                RateLimitOptions::from_limits(&config.limits),
-                cancel.clone(),
-            ),
+            limiter,
             clock,
             cancel,
         })
@@ -114,6 +127,21 @@ impl Runner {
     /// The index in use.
     pub fn index(&self) -> &Arc<Index> {
         &self.index
+    }
+
+    /// The store in use (`None` for a dry run).
+    pub fn store(&self) -> Option<&Arc<dyn BlobStore>> {
+        self.store.as_ref()
+    }
+
+    /// The rate limiter every source of this runner draws on.
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     fn vault_backup(

@@ -5,6 +5,7 @@
 //! Secrets are never written inline: the file names where they live (`*_file` keys, suited to
 //! systemd's `LoadCredential=`), and [`Config`] holds only those paths.
 
+mod daemon;
 mod duration;
 mod model;
 mod raw;
@@ -15,6 +16,7 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use daemon::DaemonConfig;
 pub use duration::parse_duration_within;
 pub use model::{
     AccessTier, AzureConfig, CaScope, Config, CredentialConfig, EncryptionConfig, Limits,

@@ -26,6 +26,8 @@ pub struct Config {
     pub limits: Limits,
     /// The vaults to back up.
     pub vaults: Vec<VaultConfig>,
+    /// How `kvkeep daemon` runs.
+    pub daemon: super::daemon::DaemonConfig,
 }
 
 /// The blob store.
@@ -150,7 +152,7 @@ pub enum CredentialConfig {
 }
 
 /// Rate and concurrency limits.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Limits {
     /// Fraction (0–1] of a vault's throttle budget kvkeep may use.
     pub vault_share: f64,

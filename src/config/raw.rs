@@ -30,6 +30,9 @@ pub struct RawConfig {
     /// `[[vault]]`: the vaults to back up.
     #[serde(default, rename = "vault")]
     pub vaults: Vec<Spanned<RawVault>>,
+    /// `[daemon]`
+    #[serde(default)]
+    pub daemon: super::daemon::RawDaemon,
 }
 
 /// `[store]`

@@ -40,7 +40,7 @@ fn unquoted(e: impl std::fmt::Display, value: &str) -> String {
 }
 
 /// Collects errors with their lines.
-struct Check<'a> {
+pub(super) struct Check<'a> {
     text: &'a str,
     base: &'a Path,
     read: &'a dyn Fn(&Path) -> std::io::Result<String>,
@@ -48,7 +48,12 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn at<T>(&mut self, path: impl Into<String>, value: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn at<T>(
+        &mut self,
+        path: impl Into<String>,
+        value: &Spanned<T>,
+        message: impl Into<String>,
+    ) {
         let line = Some(line_of(self.text, value.span().start));
         self.errors.push(ConfigError {
             path: path.into(),
@@ -57,7 +62,7 @@ impl Check<'_> {
         });
     }
 
-    fn here(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn here(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             path: path.into(),
             line: None,
@@ -120,8 +125,9 @@ pub(super) fn validate(
     let limits = limits(&mut c, raw.limits);
     let defaults = vault_settings(&mut c, "defaults", raw.defaults, None);
     let vaults = vaults(&mut c, raw.vaults, defaults.as_ref());
+    let daemon = super::daemon::validate(&mut c, raw.daemon);
 
-    match (store, encryption, index_path, azure, limits, vaults) {
+    match (store, encryption, index_path, azure, limits, vaults, daemon) {
         (
             Some(store),
             Some(encryption),
@@ -129,6 +135,7 @@ pub(super) fn validate(
             Some(azure),
             Some(limits),
             Some(vaults),
+            Some(daemon),
         ) if c.errors.is_empty() => Ok(Config {
             store,
             encryption,
@@ -136,6 +143,7 @@ pub(super) fn validate(
             azure,
             limits,
             vaults,
+            daemon,
         }),
         _ => {
             c.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));

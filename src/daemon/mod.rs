@@ -1,27 +1,37 @@
-//! `kvkeep daemon`: the scheduled backups of every configured vault, in one long-running
-//! process (DESIGN §8). This first part wires the scheduler's loop ([`crate::scheduler`]) to the
-//! backup [`Runner`] that `kvkeep backup` uses, so a scheduled run is exactly a manual one:
-//! same locks, same rate limits, same manifest. SIGTERM or Ctrl-C stops starting runs, lets the
-//! objects in flight finish and commits them (`interrupted`).
+//! `kvkeep daemon`: the scheduled backups and quick verifications of every configured vault, in
+//! one long-running process (DESIGN §8). The scheduler's loop ([`crate::scheduler`]) starts
+//! each job through the backup [`Runner`] that `kvkeep backup` uses, so a scheduled run is
+//! exactly a manual one: same locks, same rate limits, same manifest.
 //!
-//! Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are open,
-//! a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop, and STOPPING=1 when a
-//! stop begins.
-//!
-//! Not yet here (issue #8): SIGHUP reload, the health and metrics endpoint, notifications and
-//! the quick-verify schedule.
+//! - SIGTERM or Ctrl-C stops starting runs, lets the objects in flight finish and commits them
+//!   (`interrupted`), within `[daemon] shutdown_timeout`.
+//! - SIGHUP re-reads the configuration. A file with problems is logged problem by problem and
+//!   the previous configuration stays in force; a good one replaces the runner for every run
+//!   started from then on (runs in flight keep theirs) and the schedules are re-planned:
+//!   removed vaults stop being scheduled, added ones are scheduled. The rate limiter survives,
+//!   so throttle budgets already spent are not handed out twice.
+//! - Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are
+//!   open, a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop,
+//!   RELOADING=1 with MONOTONIC_USEC while reloading, and STOPPING=1 when a stop begins.
 
-use std::sync::Arc;
+mod jobs;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::{NoProgress, Runner, PARALLEL_VAULTS};
-use crate::config::Config;
-use crate::index::Index;
-use crate::model::VaultName;
-use crate::scheduler::{run_loop, Agenda, LoopOptions, StartRun, Timetable, WallClock};
+pub use jobs::{jobs_of, Job, Task};
+
+use crate::backup::{Clock, NoProgress, Runner};
+use crate::config::{Config, VaultConfig};
+use crate::restore::verify::verify_blobs;
+use crate::scheduler::{run_loop, Agenda, Jobs, LoopOptions, StartRun, WallClock};
+use crate::source::{RateLimitOptions, RateLimiter};
 
 /// Sends `states` to systemd when it supervises the process (`NOTIFY_SOCKET` set); a failure is
 /// logged, never fatal: the backups matter more than the status line.
@@ -32,87 +42,285 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// The one-line status systemd shows (`systemctl status kvkeep`).
-fn status_line(agenda: &Agenda, running: usize, now: DateTime<Utc>) -> String {
-    match agenda.next_due_overall() {
-        Some((vault, at)) => format!(
-            "{} vault(s) scheduled, {running} running; next: {vault} in {}s",
-            agenda.len(),
+fn status_line(
+    agenda: &Agenda<Job>,
+    running: usize,
+    now: DateTime<Utc>,
+    problem: Option<&str>,
+) -> String {
+    // Vaults, not jobs: a vault's backup and its quick verify are one vault to an operator.
+    let vaults = agenda
+        .jobs()
+        .map(|job| &job.vault)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let mut line = match agenda.next_due_overall() {
+        Some((job, at)) => format!(
+            "{vaults} vault(s) scheduled, {running} running; next: {job} in {}s",
             (at - now).num_seconds().max(0)
         ),
-        None => format!("{} vault(s) scheduled, {running} running", agenda.len()),
+        None => format!("{vaults} vault(s) scheduled, {running} running"),
+    };
+    if let Some(problem) = problem {
+        line.push_str("; ");
+        line.push_str(problem);
+    }
+    line
+}
+
+/// How the daemon was started.
+pub struct DaemonOptions {
+    /// The configuration file, re-read on SIGHUP.
+    pub config_path: PathBuf,
+    /// The wall clock the scheduler reads (production: [`crate::clock::now`]).
+    pub clock: WallClock,
+    /// The clock runs stamp their records with (production: [`crate::backup::system_clock`]).
+    pub run_clock: Clock,
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every run in flight wound down and was committed.
+    Cleanly,
+    /// `shutdown_timeout` passed with runs still going; they are left `running` in the index
+    /// and marked interrupted by the next run of their vault.
+    TimedOut,
+}
+
+/// What the daemon runs with now; a successful reload replaces it.
+struct State {
+    runner: RwLock<Arc<Runner>>,
+    /// Why the last reload was refused, shown in STATUS= until a reload succeeds.
+    reload_problem: Mutex<Option<String>>,
+}
+
+impl State {
+    fn runner(&self) -> Arc<Runner> {
+        self.runner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.reload_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *self
+            .reload_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = problem;
     }
 }
 
-/// When each scheduled vault last committed a run (its start), from the index.
-fn newest_committed(index: &Index, vault: &VaultName) -> Option<DateTime<Utc>> {
-    let runs = index
-        .list_runs(Some(vault))
-        .map_err(|e| tracing::warn!(vault = %vault, error = %e, "cannot read the vault's runs; treating it as never backed up"))
-        .ok()?;
-    runs.into_iter()
-        .find(|r| r.is_committed())
-        .and_then(|r| DateTime::from_timestamp(r.started_at, 0))
-}
-
-/// The agenda of `config` at `now`: every vault with a schedule that is not paused.
-pub fn agenda(config: &Config, index: &Index, now: DateTime<Utc>) -> Agenda {
-    let vaults = config.vaults.iter().filter_map(|vault| {
-        if vault.paused {
-            tracing::info!(vault = %vault.name, "paused: not scheduled");
-            return None;
+/// Runs `job` with `runner`: the vault's backup or its quick verification.
+async fn run_job(runner: Arc<Runner>, job: Job, clock: WallClock, cancel: CancellationToken) {
+    // A vault removed by a reload after its tick was taken is not started.
+    let Some(vault) = runner.config().vault(&job.vault).cloned() else {
+        return;
+    };
+    match job.task {
+        Task::Backup => {
+            let r = runner
+                .backup_one(&vault, cancel, Arc::new(NoProgress))
+                .await;
+            tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
+                captured = r.stats.captured_objects, failed = r.stats.failed_objects,
+                "scheduled backup finished");
         }
-        let timetable = Timetable::for_vault(vault)?;
-        Some((
-            vault.name.clone(),
-            timetable,
-            newest_committed(index, &vault.name),
-        ))
-    });
-    Agenda::new(vaults, now)
+        Task::Verify => quick_verify(&runner, &vault, clock, &cancel).await,
+    }
 }
 
-/// Runs the schedules of `config` until `cancel` fires; returns once the runs in flight have
-/// wound down. `clock` is the wall clock (production: [`crate::clock::now`]).
+/// The scheduled quick verification of `vault`: every blob its committed runs reference is in
+/// the store with its recorded size. The result is recorded in the index like `kvkeep verify`'s.
+async fn quick_verify(
+    runner: &Runner,
+    vault: &VaultConfig,
+    clock: WallClock,
+    cancel: &CancellationToken,
+) {
+    let Some(store) = runner.store().cloned() else {
+        return;
+    };
+    let result = verify_blobs(
+        runner.index().clone(),
+        store,
+        &vault.name,
+        None,
+        runner.config().limits.concurrency,
+        clock().timestamp(),
+        cancel,
+    )
+    .await;
+    match result {
+        Ok(report) if report.ok() => tracing::info!(vault = %vault.name,
+            blobs = report.checked_blobs, manifests = report.checked_manifests,
+            "scheduled quick verify: all blobs present"),
+        Ok(report) => {
+            for p in report.problems.iter().take(20) {
+                tracing::error!(vault = %vault.name, object = %p.object, blob = %p.blob,
+                    reason = %p.reason, "scheduled quick verify: problem");
+            }
+            tracing::error!(vault = %vault.name, problems = report.problems.len(),
+                blobs = report.checked_blobs,
+                "scheduled quick verify found problems; run `kvkeep verify --vault` for the full list");
+        }
+        Err(e) => {
+            tracing::error!(vault = %vault.name, error = %e, "scheduled quick verify failed")
+        }
+    }
+}
+
+/// Re-reads the configuration at `options.config_path`. On success the new runner serves
+/// every run started from now on and `updates` gets the new jobs; on failure every problem is
+/// logged and the old configuration stays.
+async fn reload(
+    state: &State,
+    options: &DaemonOptions,
+    updates: &mpsc::UnboundedSender<Jobs<Job>>,
+    cancel: &CancellationToken,
+) {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    notify(&states);
+    tracing::info!(file = %options.config_path.display(), "SIGHUP: reloading the configuration");
+    let refused = |problem: String| {
+        let status = format!("reload refused: {problem}; running the previous configuration");
+        tracing::error!("{status}");
+        state.set_problem(Some(status.clone()));
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ]);
+    };
+    let path = options.config_path.clone();
+    let loaded = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
+        Ok(loaded) => loaded,
+        Err(e) => return refused(format!("cannot read the configuration: {e}")),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in &errors.errors {
+                tracing::error!(file = %errors.file, problem = %e, "configuration problem");
+            }
+            let n = errors.errors.len();
+            return refused(format!(
+                "{n} problem{} in {}",
+                if n == 1 { "" } else { "s" },
+                errors.file
+            ));
+        }
+    };
+    let old = state.runner();
+    if config.daemon != old.config().daemon {
+        tracing::warn!(
+            "[daemon] changes (max_parallel_vaults, shutdown_timeout, listen) take effect at the next restart"
+        );
+    }
+    // Budgets already spent stay spent: a reload must not double the request rate.
+    let limiter = if config.limits == old.config().limits {
+        old.limiter().clone()
+    } else {
+        RateLimiter::with_cancel(
+            RateLimitOptions::from_limits(&config.limits),
+            cancel.clone(),
+        )
+    };
+    let runner = match Runner::open_with_limiter(
+        &config,
+        false,
+        options.run_clock.clone(),
+        cancel.clone(),
+        limiter,
+    )
+    .await
+    {
+        Ok(runner) => Arc::new(runner),
+        Err(e) => return refused(e.to_string()),
+    };
+    let jobs = {
+        let (config, index) = (config.clone(), runner.index().clone());
+        match tokio::task::spawn_blocking(move || jobs_of(&config, &index)).await {
+            Ok(jobs) => jobs,
+            Err(e) => return refused(format!("cannot plan the schedules: {e}")),
+        }
+    };
+    *state.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
+    state.set_problem(None);
+    let count = jobs.len();
+    // The loop may have ended (a stop began): then there is nothing left to schedule.
+    let _ = updates.send(jobs);
+    tracing::info!(
+        vaults = config.vaults.len(),
+        jobs = count,
+        "configuration reloaded"
+    );
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("configuration reloaded"),
+    ]);
+}
+
+/// Runs the schedules of `runner`'s configuration until `cancel` fires, reloading the
+/// configuration each time `hangups` yields (SIGHUP); returns once the runs in flight have
+/// wound down, or when `[daemon] shutdown_timeout` has passed since the stop began.
 pub async fn run(
     runner: Arc<Runner>,
-    config: &Config,
-    clock: WallClock,
+    options: DaemonOptions,
+    mut hangups: mpsc::UnboundedReceiver<()>,
     cancel: CancellationToken,
-) {
-    let agenda = agenda(config, runner.index(), clock());
-    let vaults = Arc::new(config.vaults.clone());
-    let start: StartRun = {
-        let cancel = cancel.clone();
-        Arc::new(move |name: VaultName| {
-            let (runner, vaults, cancel) = (runner.clone(), vaults.clone(), cancel.clone());
-            async move {
-                let Some(vault) = vaults.iter().find(|v| v.name == name) else {
-                    return;
-                };
-                let r = runner.backup_one(vault, cancel, Arc::new(NoProgress)).await;
-                tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
-                    captured = r.stats.captured_objects, failed = r.stats.failed_objects,
-                    "scheduled backup finished");
-            }
-            .boxed()
+) -> Stopped {
+    let config = runner.config().clone();
+    let clock = options.clock.clone();
+    let jobs = {
+        let index = runner.index().clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || jobs_of(&config, &index))
+            .await
+            .unwrap_or_default()
+    };
+    let agenda = Agenda::new(jobs, clock());
+    let state = Arc::new(State {
+        runner: RwLock::new(runner),
+        reload_problem: Mutex::new(None),
+    });
+    let start: StartRun<Job> = {
+        let (state, cancel, clock) = (state.clone(), cancel.clone(), clock.clone());
+        Arc::new(move |job: Job| {
+            // The runner of the moment: a reload never changes a run that has started.
+            run_job(state.runner(), job, clock.clone(), cancel.clone()).boxed()
         })
     };
-    let mut options = LoopOptions::new(PARALLEL_VAULTS);
+    let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+    let mut loop_options = LoopOptions::new(config.daemon.max_parallel_vaults);
+    loop_options.updates = Some(updates_rx);
     // systemd's watchdog (WatchdogSec=): the loop pings it at every wake-up, and wakes at least
     // twice per interval.
     let watchdog = sd_notify::watchdog_enabled();
     if let Some(interval) = watchdog {
-        options.max_sleep = interval / 2;
+        loop_options.max_sleep = interval / 2;
     }
-    let wake_clock = clock.clone();
-    options.on_wake = Some(Arc::new(move |agenda: &Agenda, running: usize| {
-        let status = status_line(agenda, running, wake_clock());
-        let mut states = vec![sd_notify::NotifyState::Status(&status)];
-        if watchdog.is_some() {
-            states.push(sd_notify::NotifyState::Watchdog);
-        }
-        notify(&states);
-    }));
+    {
+        let (state, clock) = (state.clone(), clock.clone());
+        loop_options.on_wake = Some(Arc::new(move |agenda: &Agenda<Job>, running: usize| {
+            let problem = state.problem();
+            let status = status_line(agenda, running, clock(), problem.as_deref());
+            let mut states = vec![sd_notify::NotifyState::Status(&status)];
+            if watchdog.is_some() {
+                states.push(sd_notify::NotifyState::Watchdog);
+            }
+            notify(&states);
+        }));
+    }
     {
         // Tell systemd at once that the stop has begun: the runs in flight may take a while.
         let cancel = cancel.clone();
@@ -124,8 +332,41 @@ pub async fn run(
             ]);
         });
     }
+    let reloads = {
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    hup = hangups.recv() => match hup {
+                        Some(()) => reload(&state, &options, &updates_tx, &cancel).await,
+                        None => break,
+                    },
+                }
+            }
+        })
+    };
     tracing::info!(vaults = config.vaults.len(), "daemon started");
     notify(&[sd_notify::NotifyState::Ready]);
-    run_loop(agenda, clock, start, options, cancel).await;
-    tracing::info!("daemon stopped");
+    let scheduler = run_loop(agenda, clock, start, loop_options, cancel.clone());
+    tokio::pin!(scheduler);
+    let stopped = tokio::select! {
+        _ = &mut scheduler => Stopped::Cleanly,
+        () = stop_deadline(&cancel, config.daemon.shutdown_timeout) => Stopped::TimedOut,
+    };
+    reloads.abort();
+    match stopped {
+        Stopped::Cleanly => tracing::info!("daemon stopped"),
+        Stopped::TimedOut => tracing::error!(
+            timeout = %humantime::format_duration(config.daemon.shutdown_timeout),
+            "shutdown_timeout passed with runs still going: exiting; the next run of each such vault marks them interrupted"
+        ),
+    }
+    stopped
+}
+
+/// Resolves `timeout` after `cancel` fires.
+async fn stop_deadline(cancel: &CancellationToken, timeout: Duration) {
+    cancel.cancelled().await;
+    tokio::time::sleep(timeout).await;
 }

@@ -124,11 +124,16 @@ pub async fn verify_blobs(
     } else {
         VerificationDepth::Quick
     };
-    let results: Vec<(u64, Option<VerifyProblem>)> = futures::stream::iter(captures.iter())
-        .map(|c| {
+    // Iterated by position, not by reference: a stream over `captures.iter()` makes the future
+    // not `Send` where it is spawned (the daemon runs verifications on the runtime's threads).
+    let captures = Arc::new(captures);
+    let results: Vec<(u64, Option<VerifyProblem>)> = futures::stream::iter(0..captures.len())
+        .map(|i| {
             let identities = identities.clone();
             let store = store.clone();
+            let captures = captures.clone();
             async move {
+                let c = &captures[i];
                 // No blob is started once the token fired; one being read finishes.
                 if cancel.is_cancelled() {
                     return (

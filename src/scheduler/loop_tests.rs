@@ -72,7 +72,7 @@ fn the_loop_never_sleeps_longer_than_a_minute() {
     let now = at(10, 0, 0);
     let agenda = Agenda::new([(v("yearly"), table("@yearly"), Some(now))], now);
     assert_eq!(agenda.sleep_for(now), MAX_SLEEP);
-    assert_eq!(Agenda::default().sleep_for(now), MAX_SLEEP);
+    assert_eq!(Agenda::<VaultName>::default().sleep_for(now), MAX_SLEEP);
     let soon = Agenda::new([(v("often"), table("@every 2s"), Some(now))], now);
     assert_eq!(soon.sleep_for(now), Duration::from_secs(2));
 }
@@ -206,4 +206,94 @@ async fn a_wall_clock_jump_is_noticed_within_a_minute() {
         "{:?}",
         ran - origin
     );
+}
+
+#[test]
+fn a_reload_keeps_what_the_agenda_knows_of_the_vaults_it_still_has() {
+    let now = at(10, 0, 0);
+    let mut agenda = Agenda::new(
+        [
+            (v("kept"), table("*/5 * * * *"), Some(now)),
+            (v("retimed"), table("*/5 * * * *"), Some(now)),
+            (v("removed"), table("*/5 * * * *"), Some(now)),
+        ],
+        now,
+    );
+    // All three are running their 10:05 runs when the configuration is reloaded.
+    assert_eq!(agenda.take_due(at(10, 5, 0)).len(), 3);
+    assert!(agenda.take_due(at(10, 10, 0)).is_empty());
+    agenda.reconfigure(
+        [
+            (v("kept"), table("*/5 * * * *"), Some(now)),
+            (v("retimed"), table("*/7 * * * *"), Some(now)),
+            // Never backed up: due at once, as at start.
+            (v("added"), table("*/5 * * * *"), None),
+        ],
+        at(10, 11, 0),
+    );
+    assert_eq!(agenda.len(), 3, "the removed vault is no longer scheduled");
+    assert_eq!(agenda.next_of(&v("kept")), Some(at(10, 15, 0)));
+    assert_eq!(agenda.next_of(&v("retimed")), Some(at(10, 14, 0)));
+    assert_eq!(agenda.skipped(&v("kept")), 1, "the skipped count survives");
+    // Runs in flight are still in flight: no vault is started twice.
+    assert_eq!(agenda.take_due(at(10, 15, 0)), vec![v("added")]);
+    assert_eq!(agenda.skipped(&v("kept")), 2);
+    for name in ["kept", "retimed", "removed", "added"] {
+        agenda.finished(&v(name));
+    }
+    assert_eq!(agenda.take_due(at(10, 20, 0)), vec![v("added"), v("kept")]);
+    assert_eq!(agenda.next_of(&v("removed")), None);
+}
+
+#[test]
+fn a_vault_removed_and_added_back_while_its_run_goes_on_is_not_started_twice() {
+    let now = at(10, 0, 0);
+    let mut agenda = Agenda::new([(v("kv1"), table("@every 2s"), None)], now);
+    assert_eq!(agenda.take_due(now), vec![v("kv1")]);
+    agenda.reconfigure(Vec::new(), at(10, 0, 1));
+    assert!(agenda.is_empty());
+    agenda.reconfigure([(v("kv1"), table("@every 2s"), None)], at(10, 0, 2));
+    assert!(
+        agenda.take_due(at(10, 0, 10)).is_empty(),
+        "its run is still going"
+    );
+    agenda.finished(&v("kv1"));
+    assert_eq!(agenda.take_due(at(10, 0, 12)), vec![v("kv1")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_applies_a_new_job_list_while_it_runs() {
+    let start = at(10, 0, 0);
+    let clock = fake_clock(start, Arc::new(AtomicI64::new(0)));
+    let agenda = Agenda::new([(v("old"), table("@every 2s"), Some(start))], start);
+    let starts: Arc<Mutex<Vec<VaultName>>> = Arc::default();
+    let start_run: StartRun = {
+        let starts = starts.clone();
+        Arc::new(move |vault: VaultName| {
+            let starts = starts.clone();
+            async move {
+                starts.lock().unwrap_or_else(|p| p.into_inner()).push(vault);
+            }
+            .boxed()
+        })
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = LoopOptions::new(2);
+    options.updates = Some(rx);
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        tx.send(vec![(v("new"), table("@every 2s"), Some(start))])
+            .expect("loop running");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stopper.cancel();
+    });
+    let agenda = run_loop(agenda, clock, start_run, options, cancel).await;
+    let starts = starts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (old, new): (Vec<_>, Vec<_>) = starts.iter().partition(|v| v.as_str() == "old");
+    // Before the update only "old" ran (at 2 s and 4 s); after it only "new" (at 6 s, 8 s...).
+    assert_eq!(old.len(), 2, "{starts:?}");
+    assert!(new.len() >= 2, "{starts:?}");
+    assert_eq!(agenda.jobs().cloned().collect::<Vec<_>>(), vec![v("new")]);
 }

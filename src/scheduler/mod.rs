@@ -12,7 +12,7 @@ mod schedule;
 mod tests;
 mod timetable;
 
-pub use agenda::{Agenda, MAX_SLEEP};
-pub use run_loop::{run_loop, LoopOptions, OnWake, StartRun, WallClock};
+pub use agenda::{Agenda, AgendaEntry, MAX_SLEEP};
+pub use run_loop::{run_loop, Jobs, LoopOptions, OnWake, StartRun, WallClock};
 pub use schedule::{Schedule, ScheduleError};
 pub use timetable::{jitter_offset, next_due, Timetable};

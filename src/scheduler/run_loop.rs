@@ -3,46 +3,52 @@
 //! starting work when the token fires. What a run *is* comes from the caller, so the daemon and
 //! the tests share this loop.
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::agenda::{Agenda, MAX_SLEEP};
+use super::agenda::{Agenda, AgendaEntry, MAX_SLEEP};
 use crate::model::VaultName;
 
 /// The wall clock the loop reads (production: [`crate::clock::now`]).
 pub type WallClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// Starts one vault's run; the future resolves when the run is over.
-pub type StartRun = Arc<dyn Fn(VaultName) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Starts one job's run (by default a vault's backup); the future resolves when the run is over.
+pub type StartRun<K = VaultName> = Arc<dyn Fn(K) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Called each time the loop wakes, with the agenda and how many runs are in flight: the
 /// daemon pings systemd's watchdog and updates its status line from here, so a loop that stops
 /// waking is what the watchdog catches.
-pub type OnWake = Arc<dyn Fn(&Agenda, usize) + Send + Sync>;
+pub type OnWake<K = VaultName> = Arc<dyn Fn(&Agenda<K>, usize) + Send + Sync>;
+
+/// A new set of jobs for the loop (a reloaded configuration); see [`Agenda::reconfigure`].
+pub type Jobs<K = VaultName> = Vec<AgendaEntry<K>>;
 
 /// How the loop runs.
-#[derive(Clone)]
-pub struct LoopOptions {
-    /// Vaults in flight at once (`max_parallel_vaults`).
+pub struct LoopOptions<K = VaultName> {
+    /// Jobs in flight at once (`max_parallel_vaults`).
     pub max_parallel: usize,
     /// The longest sleep between wake-ups; [`MAX_SLEEP`] at most (a watchdog may want less).
     pub max_sleep: std::time::Duration,
     /// Called at every wake-up.
-    pub on_wake: Option<OnWake>,
+    pub on_wake: Option<OnWake<K>>,
+    /// New job lists, applied as they arrive (SIGHUP).
+    pub updates: Option<mpsc::UnboundedReceiver<Jobs<K>>>,
 }
 
-impl LoopOptions {
-    /// `max_parallel` vaults at once, waking at least every [`MAX_SLEEP`], no hook.
+impl<K> LoopOptions<K> {
+    /// `max_parallel` jobs at once, waking at least every [`MAX_SLEEP`], no hook, no updates.
     pub fn new(max_parallel: usize) -> Self {
         LoopOptions {
             max_parallel,
             max_sleep: MAX_SLEEP,
             on_wake: None,
+            updates: None,
         }
     }
 }
@@ -51,15 +57,19 @@ impl LoopOptions {
 /// token and wind down) and returns the agenda. A due vault waits for one of `max_parallel`
 /// permits (`options.max_parallel`); while it waits or runs, its next ticks are skipped,
 /// never queued twice.
-pub async fn run_loop(
-    mut agenda: Agenda,
+pub async fn run_loop<K>(
+    mut agenda: Agenda<K>,
     clock: WallClock,
-    start: StartRun,
-    options: LoopOptions,
+    start: StartRun<K>,
+    mut options: LoopOptions<K>,
     cancel: CancellationToken,
-) -> Agenda {
+) -> Agenda<K>
+where
+    K: Ord + Clone + Display + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(options.max_parallel.max(1)));
-    let mut runs: JoinSet<VaultName> = JoinSet::new();
+    let mut runs: JoinSet<K> = JoinSet::new();
+    let mut updates = options.updates.take();
     loop {
         let now = clock();
         for vault in agenda.take_due(now) {
@@ -92,6 +102,11 @@ pub async fn run_loop(
                     agenda.finished(&vault);
                 }
             }
+            update = next_update(&mut updates) => match update {
+                Some(jobs) => agenda.reconfigure(jobs, clock()),
+                // The sender is gone: no more reloads, keep running what we have.
+                None => updates = None,
+            },
         }
     }
     while let Some(done) = runs.join_next().await {
@@ -100,4 +115,12 @@ pub async fn run_loop(
         }
     }
     agenda
+}
+
+/// The next job list, or never when there is no channel (so `select!` ignores the branch).
+async fn next_update<K>(updates: &mut Option<mpsc::UnboundedReceiver<Jobs<K>>>) -> Option<Jobs<K>> {
+    match updates {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -81,6 +81,16 @@ pub struct Schedule {
     kind: Kind,
 }
 
+/// Two schedules are the same when written the same in the same zone: what a reload compares
+/// to decide whether a job's next fire time stands.
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr && self.tz == other.tz
+    }
+}
+
+impl Eq for Schedule {}
+
 #[derive(Debug, Clone)]
 enum Kind {
     Cron(CronFields),

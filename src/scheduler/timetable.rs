@@ -38,7 +38,7 @@ pub fn jitter_offset(vault: &VaultName, bound: Duration) -> Duration {
 }
 
 /// A vault's schedule with its jitter offset applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timetable {
     schedule: Schedule,
     offset: TimeDelta,

@@ -1,0 +1,207 @@
+//! `[daemon]`: how `kvkeep daemon` runs — runs at once, how long a stop may take, and where
+//! the health and metrics endpoint listens. Every key has a default, so the section is optional.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::parse_duration_within;
+use super::validate::Check;
+
+/// Vaults backed up at once unless configured: a few side by side keep a slow or throttled
+/// vault from holding up the rest without opening hundreds of connections.
+pub const DEFAULT_MAX_PARALLEL_VAULTS: usize = 4;
+/// More than this many vaults at once only piles up requests behind the subscription's
+/// throttle budget, which every vault shares.
+const MAX_PARALLEL_VAULTS: i64 = 64;
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// systemd's stop timeout must exceed this; an hour is already longer than anyone waits.
+const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// Loopback unless configured: the endpoint is for a Prometheus agent and health checks on the
+/// same host, and it names the vaults.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// `[daemon]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Vaults in flight at once.
+    pub max_parallel_vaults: Option<Spanned<i64>>,
+    /// How long a stop waits for the runs in flight.
+    pub shutdown_timeout: Option<Spanned<String>>,
+    /// `host:port` of the health and metrics endpoint; `""` turns it off.
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[daemon]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonConfig {
+    /// Vaults (backups or quick verifications) in flight at once.
+    pub max_parallel_vaults: usize,
+    /// How long SIGTERM waits for the objects in flight before the process exits anyway.
+    #[serde(serialize_with = "duration_ser")]
+    pub shutdown_timeout: Duration,
+    /// The health and metrics endpoint's address; `None` when turned off.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            max_parallel_vaults: DEFAULT_MAX_PARALLEL_VAULTS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            listen: DEFAULT_LISTEN.parse().ok(),
+        }
+    }
+}
+
+fn duration_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+/// Validates `[daemon]`; `None` when a key is wrong (the problem is in `c`).
+pub(super) fn validate(c: &mut Check, raw: RawDaemon) -> Option<DaemonConfig> {
+    let mut config = DaemonConfig::default();
+    let mut ok = true;
+    if let Some(n) = &raw.max_parallel_vaults {
+        match usize::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_PARALLEL_VAULTS).contains(n.get_ref()) => {
+                config.max_parallel_vaults = v
+            }
+            _ => {
+                c.at(
+                    "daemon.max_parallel_vaults",
+                    n,
+                    format!("must be between 1 and {MAX_PARALLEL_VAULTS}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(t) = &raw.shutdown_timeout {
+        match parse_duration_within(t.get_ref(), Duration::from_secs(1), MAX_SHUTDOWN_TIMEOUT) {
+            Ok(d) => config.shutdown_timeout = d,
+            Err(e) => {
+                c.at("daemon.shutdown_timeout", t, e);
+                ok = false;
+            }
+        }
+    }
+    if let Some(l) = &raw.listen {
+        let text = l.get_ref().trim();
+        if text.is_empty() {
+            config.listen = None;
+        } else {
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => config.listen = Some(addr),
+                Err(_) => {
+                    c.at(
+                        "daemon.listen",
+                        l,
+                        "not an address: write host:port with an IP address, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\", or \"\" to turn the endpoint off",
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    ok.then_some(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigErrors};
+
+    fn parse(daemon: &str) -> Result<Config, ConfigErrors> {
+        let text = format!(
+            r#"
+[store]
+type = "local"
+path = "/var/lib/kvkeep/store"
+
+[encryption]
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+
+[[vault]]
+name = "kv-prod"
+{daemon}
+"#
+        );
+        Config::parse(&text, "kvkeep.toml", Path::new("/etc/kvkeep"), &|_| {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+    }
+
+    #[test]
+    fn without_a_daemon_section_the_defaults_apply() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.daemon.max_parallel_vaults, 4);
+        assert_eq!(c.daemon.shutdown_timeout.as_secs(), 60);
+        assert_eq!(
+            c.daemon.listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
+    }
+
+    #[test]
+    fn each_key_can_be_set_and_an_empty_listen_turns_the_endpoint_off() {
+        let c =
+            parse("[daemon]\nmax_parallel_vaults = 12\nshutdown_timeout = \"5m\"\nlisten = \"\"\n")
+                .expect("valid");
+        assert_eq!(c.daemon.max_parallel_vaults, 12);
+        assert_eq!(c.daemon.shutdown_timeout.as_secs(), 300);
+        assert_eq!(c.daemon.listen, None);
+        let c = parse("[daemon]\nlisten = \"[::1]:9100\"\n").expect("valid");
+        assert_eq!(
+            c.daemon.listen.map(|a| a.to_string()).as_deref(),
+            Some("[::1]:9100")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line_and_never_echo_the_value() {
+        for (daemon, key, says) in [
+            (
+                "max_parallel_vaults = 0",
+                "daemon.max_parallel_vaults",
+                "between 1 and 64",
+            ),
+            (
+                "max_parallel_vaults = 65",
+                "daemon.max_parallel_vaults",
+                "between 1 and 64",
+            ),
+            (
+                "shutdown_timeout = \"canary-7f3\"",
+                "daemon.shutdown_timeout",
+                "not a duration",
+            ),
+            (
+                "shutdown_timeout = \"2h\"",
+                "daemon.shutdown_timeout",
+                "at most 1h",
+            ),
+            (
+                "listen = \"canary-7f3:80\"",
+                "daemon.listen",
+                "not an address",
+            ),
+        ] {
+            let errors = parse(&format!("[daemon]\n{daemon}\n"))
+                .expect_err(daemon)
+                .errors;
+            assert_eq!(errors.len(), 1, "{daemon}: {errors:?}");
+            let e = &errors[0];
+            assert_eq!(e.path, key, "{daemon}");
+            assert_eq!(e.line, Some(12), "{daemon}");
+            assert!(e.message.contains(says), "{daemon}: {}", e.message);
+            assert!(!e.to_string().contains("canary"), "{daemon}: {e}");
+        }
+        let unknown = parse("[daemon]\nlisten_port = 9\n").expect_err("unknown key");
+        assert!(unknown.to_string().contains("listen_port"), "{unknown}");
+    }
+}

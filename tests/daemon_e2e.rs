@@ -1,0 +1,365 @@
+//! `kvkeep daemon` end to end (issue 8): the real binary running three vaults of the Key Vault
+//! emulator on `@every 2s` into Azurite, over HTTPS through the official SDK crates, while the
+//! test changes a secret, sends SIGHUP with a broken and then a grown configuration, and stops
+//! it with SIGTERM in the middle of a run. systemd's side is a Unix datagram socket set as
+//! NOTIFY_SOCKET, so what the daemon tells systemd is checked as systemd would receive it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kvkeep::index::{Index, RunRecord, RunStatus, VerificationDepth};
+use kvkeep::model::VaultName;
+use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
+use kvkeep_emulator::vault::VaultSettings;
+use serde_json::json;
+use support::azurite::Azurite;
+use support::config_files::{resolve_entry, vault_section, KvkeepToml};
+use support::e2e::{azurite_with_container, emulator_beside, run_kvkeep, write_container_sas};
+use tempfile::TempDir;
+
+const CONTAINER: &str = "backups";
+const TOKEN: &str = "daemon-e2e-token";
+const API_VERSION: &str = "7.5";
+/// Scheduled from the start.
+const FIRST: [&str; 3] = ["kv-a", "kv-b", "kv-c"];
+/// Added by a reload.
+const ADDED: &str = "kv-d";
+
+/// The scenario's services and files.
+struct Bed {
+    _azurite: Azurite,
+    emulator: Emulator,
+    dir: TempDir,
+    config: PathBuf,
+    /// The configuration as first written, without `[[vault]]` sections.
+    head: String,
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let azurite = azurite_with_container(CONTAINER).await;
+        let vaults = FIRST
+            .iter()
+            .chain([&ADDED])
+            .map(|name| VaultSettings::named(*name))
+            .collect();
+        let emulator = emulator_beside(&azurite, vaults).await;
+        let dir = TempDir::new().expect("tempdir");
+        let container_url = write_container_sas(dir.path(), &azurite, CONTAINER);
+        let resolve: Vec<String> = FIRST
+            .iter()
+            .chain([&ADDED])
+            .map(|name| resolve_entry(emulator.vault_url(name).expect("vault url")))
+            .collect();
+        let config = KvkeepToml {
+            store: &format!(
+                "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"daemon/\"\n"
+            ),
+            ca: azurite.ca_cert_path(),
+            resolve: &resolve,
+            concurrency: 4,
+            rest: "[defaults]\nschedule = \"@every 2s\"\nverify_schedule = \"@every 3s\"\n\n[daemon]\nlisten = \"\"\nshutdown_timeout = \"30s\"\n\n",
+        }
+        .write(dir.path(), TOKEN);
+        let head = std::fs::read_to_string(&config).expect("config");
+        let bed = Bed {
+            _azurite: azurite,
+            emulator,
+            dir,
+            config,
+            head,
+        };
+        bed.write_vaults(&FIRST);
+        bed
+    }
+
+    /// Rewrites the configuration with `[[vault]]` sections for `names`.
+    fn write_vaults(&self, names: &[&str]) {
+        let mut text = self.head.clone();
+        for name in names {
+            let url = self.emulator.vault_url(name).expect("vault url");
+            text.push_str(&vault_section(name, url, "westeurope"));
+        }
+        std::fs::write(&self.config, text).expect("config");
+    }
+
+    async fn seed(&self, vault: &str, prefix: &str, count: usize) {
+        self.emulator
+            .control()
+            .seed(
+                vault,
+                &SeedSpec {
+                    kind: Collection::Secrets,
+                    prefix: prefix.into(),
+                    count,
+                    versions: 1,
+                    tags: Default::default(),
+                    value_bytes: 32,
+                },
+            )
+            .await
+            .expect("seed");
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.path().join("index.sqlite")
+    }
+
+    /// Every run of `vault`, newest first (none while the index does not exist yet).
+    fn runs(&self, vault: &str) -> Vec<RunRecord> {
+        let vault: VaultName = vault.parse().expect("vault");
+        if !self.index_path().exists() {
+            return Vec::new();
+        }
+        Index::open(self.index_path())
+            .and_then(|index| index.list_runs(Some(&vault)))
+            .unwrap_or_default()
+    }
+
+    fn committed(&self, vault: &str) -> Vec<RunRecord> {
+        self.runs(vault)
+            .into_iter()
+            .filter(|r| r.is_committed())
+            .collect()
+    }
+}
+
+/// Polls `done` every 50 ms for up to two minutes; panics with `what` when it never holds.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..2_400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon never {what}");
+}
+
+/// The notifications the daemon sent to the socket at `path`, collected as they arrive.
+fn notify_socket(path: &Path) -> Arc<Mutex<Vec<String>>> {
+    let socket = tokio::net::UnixDatagram::bind(path).expect("notify socket");
+    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = messages.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+        }
+    });
+    messages
+}
+
+fn all_messages(messages: &Mutex<Vec<String>>) -> String {
+    messages
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .join("\n")
+}
+
+fn signal(pid: &str, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanly() {
+    let bed = Bed::start().await;
+    for vault in FIRST.iter().chain([&ADDED]) {
+        bed.seed(vault, "secret-", 4).await;
+    }
+    let socket_path = bed.dir.path().join("notify.sock");
+    let messages = notify_socket(&socket_path);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+        .args(["daemon", "--config"])
+        .arg(&bed.config)
+        .env_remove("RUST_LOG")
+        .env_remove("KVKEEP_CONFIG")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the daemon");
+    let pid = child.id().expect("pid").to_string();
+
+    // Every vault is backed up on schedule, each by its own runs.
+    wait_for("backed up each vault twice", || {
+        FIRST.iter().all(|v| bed.committed(v).len() >= 2)
+    })
+    .await;
+    for vault in FIRST {
+        assert_eq!(
+            bed.committed(vault)
+                .last()
+                .map(|r| r.stats.captured_objects),
+            Some(4),
+            "{vault}'s first run captures its four secrets"
+        );
+    }
+    // Quick verification runs on its own schedule and is recorded like `kvkeep verify`'s.
+    wait_for("verified kv-a", || {
+        Index::open(bed.index_path())
+            .and_then(|i| i.last_verification(&"kv-a".parse().expect("vault"), None))
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.ok && v.depth == VerificationDepth::Quick)
+    })
+    .await;
+
+    // A changed secret is captured at a following tick, and only it.
+    bed.emulator
+        .control()
+        .advance_time(60)
+        .await
+        .expect("advance time");
+    let url = bed
+        .emulator
+        .vault_url("kv-b")
+        .expect("vault url")
+        .to_string();
+    let response = bed
+        .emulator
+        .http_client()
+        .put(format!(
+            "{url}/secrets/secret-00001?api-version={API_VERSION}"
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "value": "rotated" }))
+        .send()
+        .await
+        .expect("rotate a secret");
+    assert!(response.status().is_success(), "{}", response.status());
+    wait_for("captured the rotated secret", || {
+        bed.committed("kv-b")
+            .first()
+            .is_some_and(|r| r.stats.captured_objects == 1)
+    })
+    .await;
+
+    // SIGHUP with a broken file: every problem logged, the old configuration kept running.
+    let good = std::fs::read_to_string(&bed.config).expect("config");
+    std::fs::write(
+        &bed.config,
+        format!("{good}\n[[vault]]\nname = \"Not A Vault!\"\n"),
+    )
+    .expect("config");
+    signal(&pid, "HUP");
+    wait_for("refused the broken configuration", || {
+        all_messages(&messages).contains("reload refused")
+    })
+    .await;
+    let before = bed.committed("kv-a").len();
+    wait_for("kept backing up after a refused reload", || {
+        bed.committed("kv-a").len() >= before + 2
+    })
+    .await;
+
+    // SIGHUP adding a vault schedules it.
+    bed.write_vaults(&[FIRST[0], FIRST[1], FIRST[2], ADDED]);
+    signal(&pid, "HUP");
+    wait_for("backed up the vault added by a reload", || {
+        !bed.committed(ADDED).is_empty()
+    })
+    .await;
+
+    // SIGTERM while kv-c is mid-run: every backup answer of kv-c is held for a while.
+    bed.emulator
+        .control()
+        .add_fault(&FaultSpec {
+            vault: Some("kv-c".into()),
+            op: Some("secrets.backup".into()),
+            kind: FaultKind::Latency,
+            count: None,
+            rate: None,
+            retry_after_seconds: None,
+            retry_after_ms: None,
+            latency_ms: Some(1_500),
+            page_size: None,
+            next_link_host: None,
+        })
+        .await
+        .expect("add fault");
+    bed.emulator
+        .control()
+        .clear_counters()
+        .await
+        .expect("clear counters");
+    // Twelve new secrets: three rounds of four held calls, so objects are still queued when
+    // the stop comes.
+    bed.seed("kv-c", "later-", 12).await;
+    let mut polls = 0;
+    loop {
+        let counters = bed.emulator.control().counters().await.expect("counters");
+        let backups: u64 = counters
+            .vaults
+            .get("kv-c")
+            .map(|ops| {
+                ops.iter()
+                    .filter(|(op, _)| op.ends_with(".backup"))
+                    .map(|(_, n)| *n)
+                    .sum()
+            })
+            .unwrap_or(0);
+        if backups > 0 {
+            break;
+        }
+        polls += 1;
+        assert!(polls < 2_400, "kv-c's run never reached its captures");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&pid, "TERM");
+    let out = child.wait_with_output().await.expect("the daemon exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for vault in FIRST.iter().chain([&ADDED]) {
+        let runs = bed.runs(vault);
+        assert!(
+            runs.iter().all(|r| r.status != RunStatus::Running),
+            "{vault}: a run left running: {runs:?}"
+        );
+    }
+    assert!(
+        bed.runs("kv-c")
+            .iter()
+            .any(|r| r.status == RunStatus::Interrupted),
+        "the run stopped mid-way is committed as interrupted: {:?}\n{stderr}",
+        bed.runs("kv-c")
+    );
+    // The broken file's problem was logged by key, and the daemon said what it did.
+    assert!(stderr.contains("vault[3].name"), "{stderr}");
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+
+    let messages = all_messages(&messages);
+    for expected in [
+        "READY=1",
+        "RELOADING=1",
+        "MONOTONIC_USEC=",
+        "STATUS=reload refused: ",
+        "STATUS=3 vault(s) scheduled",
+        "STATUS=4 vault(s) scheduled",
+        "STOPPING=1",
+    ] {
+        assert!(
+            messages.contains(expected),
+            "no {expected} sent to systemd: {messages}"
+        );
+    }
+
+    // Everything the daemon wrote verifies.
+    let verify = run_kvkeep(&bed.config, &["verify"], &[]).await;
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
