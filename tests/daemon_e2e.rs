@@ -105,6 +105,63 @@ impl Bed {
             .expect("seed");
     }
 
+    /// `kvkeep daemon` on the bed's configuration, reporting to the notify socket at `socket`.
+    fn spawn_daemon(&self, socket: &Path) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+            .args(["daemon", "--config"])
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove("KVKEEP_CONFIG")
+            .env("NOTIFY_SOCKET", socket)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the daemon")
+    }
+
+    /// Holds every backup answer of `vault` for `ms` milliseconds.
+    async fn hold_backups(&self, vault: &str, ms: u64) {
+        self.emulator
+            .control()
+            .add_fault(&FaultSpec {
+                vault: Some(vault.into()),
+                op: Some("secrets.backup".into()),
+                kind: FaultKind::Latency,
+                count: None,
+                rate: None,
+                retry_after_seconds: None,
+                retry_after_ms: None,
+                latency_ms: Some(ms),
+                page_size: None,
+                next_link_host: None,
+            })
+            .await
+            .expect("add fault");
+    }
+
+    /// Waits until `vault` has received a backup call since the counters were last cleared.
+    async fn wait_for_a_backup_call(&self, vault: &str) {
+        for _ in 0..2_400 {
+            let counters = self.emulator.control().counters().await.expect("counters");
+            let backups: u64 = counters
+                .vaults
+                .get(vault)
+                .map(|ops| {
+                    ops.iter()
+                        .filter(|(op, _)| op.ends_with(".backup"))
+                        .map(|(_, n)| *n)
+                        .sum()
+                })
+                .unwrap_or(0);
+            if backups > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{vault} never received a backup call");
+    }
+
     fn index_path(&self) -> PathBuf {
         self.dir.path().join("index.sqlite")
     }
@@ -177,17 +234,7 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     }
     let socket_path = bed.dir.path().join("notify.sock");
     let messages = notify_socket(&socket_path);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
-        .args(["daemon", "--config"])
-        .arg(&bed.config)
-        .env_remove("RUST_LOG")
-        .env_remove("KVKEEP_CONFIG")
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the daemon");
+    let child = bed.spawn_daemon(&socket_path);
     let pid = child.id().expect("pid").to_string();
 
     // Every vault is backed up on schedule, each by its own runs.
@@ -271,22 +318,7 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     .await;
 
     // SIGTERM while kv-c is mid-run: every backup answer of kv-c is held for a while.
-    bed.emulator
-        .control()
-        .add_fault(&FaultSpec {
-            vault: Some("kv-c".into()),
-            op: Some("secrets.backup".into()),
-            kind: FaultKind::Latency,
-            count: None,
-            rate: None,
-            retry_after_seconds: None,
-            retry_after_ms: None,
-            latency_ms: Some(1_500),
-            page_size: None,
-            next_link_host: None,
-        })
-        .await
-        .expect("add fault");
+    bed.hold_backups("kv-c", 1_500).await;
     bed.emulator
         .control()
         .clear_counters()
@@ -295,26 +327,7 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     // Twelve new secrets: three rounds of four held calls, so objects are still queued when
     // the stop comes.
     bed.seed("kv-c", "later-", 12).await;
-    let mut polls = 0;
-    loop {
-        let counters = bed.emulator.control().counters().await.expect("counters");
-        let backups: u64 = counters
-            .vaults
-            .get("kv-c")
-            .map(|ops| {
-                ops.iter()
-                    .filter(|(op, _)| op.ends_with(".backup"))
-                    .map(|(_, n)| *n)
-                    .sum()
-            })
-            .unwrap_or(0);
-        if backups > 0 {
-            break;
-        }
-        polls += 1;
-        assert!(polls < 2_400, "kv-c's run never reached its captures");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    bed.wait_for_a_backup_call("kv-c").await;
     signal(&pid, "TERM");
     let out = child.wait_with_output().await.expect("the daemon exits");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -361,5 +374,63 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         "{}{}",
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// `[daemon] shutdown_timeout`: a stop that cannot finish the objects in flight in time ends the
+/// process anyway, with exit 1 and a message saying so; the next run marks the run it left
+/// behind interrupted, so nothing stays `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_outlasts_shutdown_timeout_exits_1_and_the_next_run_cleans_up() {
+    let bed = Bed::start().await;
+    bed.write_vaults(&["kv-a"]);
+    let text = std::fs::read_to_string(&bed.config).expect("config");
+    std::fs::write(
+        &bed.config,
+        text.replace("shutdown_timeout = \"30s\"", "shutdown_timeout = \"1s\""),
+    )
+    .expect("config");
+    bed.seed("kv-a", "secret-", 4).await;
+    // Every backup answer is held for two minutes: far longer than the stop may take.
+    bed.hold_backups("kv-a", 120_000).await;
+    let socket_path = bed.dir.path().join("notify.sock");
+    let _messages = notify_socket(&socket_path);
+    let child = bed.spawn_daemon(&socket_path);
+    let pid = child.id().expect("pid").to_string();
+    bed.wait_for_a_backup_call("kv-a").await;
+    signal(&pid, "TERM");
+    let out = child.wait_with_output().await.expect("the daemon exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("shutdown_timeout passed"), "{stderr}");
+    assert!(stderr.contains("timeout=1s"), "{stderr}");
+    assert!(
+        bed.runs("kv-a")
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Running),
+        "the run cut off is still marked running until the next run: {:?}",
+        bed.runs("kv-a")
+    );
+
+    bed.emulator
+        .control()
+        .clear_faults()
+        .await
+        .expect("clear faults");
+    let backup = run_kvkeep(&bed.config, &["backup"], &[]).await;
+    assert_eq!(
+        backup.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    let runs = bed.runs("kv-a");
+    assert!(
+        runs.iter().all(|r| r.status != RunStatus::Running),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.status == RunStatus::Interrupted),
+        "{runs:?}"
     );
 }
