@@ -128,11 +128,20 @@ impl<K: Ord + Clone + Display> Agenda<K> {
     /// The vaults to start now, in name order. Each due vault's next fire time moves past
     /// `now`; a due vault whose run is still going is not returned, and its skipped ticks grow.
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<K> {
+        self.take_due_with_times(now)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// [`Agenda::take_due`], with the fire time each job was due at (what its start is late
+    /// against).
+    pub fn take_due_with_times(&mut self, now: DateTime<Utc>) -> Vec<(K, DateTime<Utc>)> {
         let mut due = Vec::new();
         for (name, slot) in &mut self.slots {
-            if slot.next.is_none_or(|at| at > now) {
+            let Some(at) = slot.next.filter(|at| *at <= now) else {
                 continue;
-            }
+            };
             slot.next = slot.timetable.next_due(now);
             if slot.running {
                 slot.skipped += 1;
@@ -140,7 +149,7 @@ impl<K: Ord + Clone + Display> Agenda<K> {
                     "tick skipped: the vault's previous run is still going");
             } else {
                 slot.running = true;
-                due.push(name.clone());
+                due.push((name.clone(), at));
             }
         }
         due

@@ -13,6 +13,6 @@ mod tests;
 mod timetable;
 
 pub use agenda::{Agenda, AgendaEntry, MAX_SLEEP};
-pub use run_loop::{run_loop, Jobs, LoopOptions, OnWake, StartRun, WallClock};
+pub use run_loop::{run_loop, Jobs, LoopOptions, OnStart, OnWake, StartRun, WallClock};
 pub use schedule::{Schedule, ScheduleError};
 pub use timetable::{jitter_offset, next_due, Timetable};

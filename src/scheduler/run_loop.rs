@@ -26,6 +26,10 @@ pub type StartRun<K = VaultName> = Arc<dyn Fn(K) -> BoxFuture<'static, ()> + Sen
 /// waking is what the watchdog catches.
 pub type OnWake<K = VaultName> = Arc<dyn Fn(&Agenda<K>, usize) + Send + Sync>;
 
+/// Called when a job starts, with how late it is against its fire time (waiting for a
+/// `max_parallel` permit included): what tick-lateness metrics and benchmarks read.
+pub type OnStart<K = VaultName> = Arc<dyn Fn(&K, std::time::Duration) + Send + Sync>;
+
 /// A new set of jobs for the loop (a reloaded configuration); see [`Agenda::reconfigure`].
 pub type Jobs<K = VaultName> = Vec<AgendaEntry<K>>;
 
@@ -37,6 +41,8 @@ pub struct LoopOptions<K = VaultName> {
     pub max_sleep: std::time::Duration,
     /// Called at every wake-up.
     pub on_wake: Option<OnWake<K>>,
+    /// Called as each job starts.
+    pub on_start: Option<OnStart<K>>,
     /// New job lists, applied as they arrive (SIGHUP).
     pub updates: Option<mpsc::UnboundedReceiver<Jobs<K>>>,
 }
@@ -48,6 +54,7 @@ impl<K> LoopOptions<K> {
             max_parallel,
             max_sleep: MAX_SLEEP,
             on_wake: None,
+            on_start: None,
             updates: None,
         }
     }
@@ -72,19 +79,26 @@ where
     let mut updates = options.updates.take();
     loop {
         let now = clock();
-        for vault in agenda.take_due(now) {
+        for (job, due) in agenda.take_due_with_times(now) {
             let (permits, start) = (permits.clone(), start.clone());
-            let cancel = cancel.clone();
+            let (cancel, clock, on_start) =
+                (cancel.clone(), clock.clone(), options.on_start.clone());
             runs.spawn(async move {
-                // A vault queued behind the bound is not started once the loop stops.
+                // A job queued behind the bound is not started once the loop stops.
                 let permit = tokio::select! {
                     permit = permits.acquire_owned() => permit.ok(),
                     () = cancel.cancelled() => None,
                 };
                 if permit.is_some() {
-                    start(vault.clone()).await;
+                    let late = (clock() - due).to_std().unwrap_or_default();
+                    tracing::debug!(job = %job, due = %due.to_rfc3339(),
+                        late_ms = late.as_millis() as u64, "job started");
+                    if let Some(on_start) = &on_start {
+                        on_start(&job, late);
+                    }
+                    start(job.clone()).await;
                 }
-                vault
+                job
             });
         }
         if let Some(on_wake) = &options.on_wake {
