@@ -8,6 +8,7 @@
 mod duration;
 mod model;
 mod raw;
+mod retention;
 mod secret_files;
 mod toml_error;
 mod validate;
