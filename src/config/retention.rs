@@ -254,6 +254,42 @@ mod tests {
         assert_eq!(r["keep_deleted_for"], "120d");
     }
 
+    /// The commented-out block in `config/kvkeep.example.toml` is valid once uncommented.
+    #[test]
+    fn the_example_files_retention_block_parses_when_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kvkeep.example.toml");
+        let example = std::fs::read_to_string(path).expect("the shipped example");
+        let keys = ["[defaults.retention]", "keep_", "min_retention"];
+        let text: String = example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => format!("{rest}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        assert!(
+            text.contains("\n[defaults.retention]\n"),
+            "the block is still there"
+        );
+        let c = parse(&text).expect("valid");
+        let p = &c.vaults[0].retention;
+        assert_eq!(
+            (p.keep_last, p.keep_daily, p.keep_weekly),
+            (Some(3), Some(14), Some(8))
+        );
+        assert_eq!(p.keep_within, Some(Duration::from_secs(48 * 3_600)));
+        assert_eq!(
+            *p,
+            RetentionPolicy {
+                keep_last: Some(3),
+                keep_daily: Some(14),
+                keep_weekly: Some(8),
+                keep_within: Some(Duration::from_secs(48 * 3_600)),
+                ..RetentionPolicy::default()
+            }
+        );
+    }
+
     /// Each bad key: where it goes, the path and line the error must name, a phrase it must
     /// contain, and text that must not be echoed.
     #[test]
