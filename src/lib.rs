@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod index;
 pub mod model;
 pub mod restore;
+pub mod retention;
 pub mod scheduler;
 pub mod source;
 pub mod store;

@@ -287,6 +287,7 @@ fn azure_source(
         jitter: std::time::Duration::ZERO,
         paused: false,
         verify_schedule: None,
+        retention: Default::default(),
     };
     AzureVaultSource::from_config(
         &vault,

@@ -9,6 +9,7 @@ mod daemon;
 mod duration;
 mod model;
 mod raw;
+mod retention;
 mod secret_files;
 mod toml_error;
 mod validate;

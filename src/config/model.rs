@@ -230,6 +230,8 @@ pub struct VaultConfig {
     /// Quick verify schedule; `None` when turned off with `""`.
     #[serde(serialize_with = "schedule_ser")]
     pub verify_schedule: Option<Schedule>,
+    /// Which restore points to keep.
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 fn schedule_ser<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S::Ok, S::Error> {

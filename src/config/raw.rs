@@ -140,6 +140,8 @@ pub struct RawVaultDefaults {
     pub paused: Option<Spanned<bool>>,
     /// Quick verify schedule (default `@weekly`; `""` turns it off).
     pub verify_schedule: Option<Spanned<String>>,
+    /// `[defaults.retention]`: which restore points to keep.
+    pub retention: Option<super::retention::RawRetention>,
 }
 
 /// `[[vault]]`: the same optional settings as `[defaults]`, plus the vault's identity. (The fields
@@ -178,4 +180,6 @@ pub struct RawVault {
     pub paused: Option<Spanned<bool>>,
     /// See [`RawVaultDefaults::verify_schedule`].
     pub verify_schedule: Option<Spanned<String>>,
+    /// See [`RawVaultDefaults::retention`].
+    pub retention: Option<super::retention::RawRetention>,
 }

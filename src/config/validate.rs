@@ -617,6 +617,7 @@ struct Settings {
     jitter: Option<Duration>,
     paused: Option<bool>,
     verify_schedule: Option<(String, Spanned<String>)>,
+    retention: super::retention::RetentionSettings,
 }
 
 fn vault_settings(
@@ -632,6 +633,7 @@ fn vault_settings(
         skip_tags: raw.skip_tags,
         paused: raw.paused.map(Spanned::into_inner),
         verify_schedule: raw.verify_schedule.map(|v| (v.get_ref().clone(), v)),
+        retention: super::retention::settings(at, raw.retention, c.text, &mut c.errors),
         ..Settings::default()
     };
     if let Some(kinds) = raw.kinds {
@@ -777,6 +779,7 @@ fn vaults(
                 jitter: v.jitter,
                 paused: v.paused,
                 verify_schedule: v.verify_schedule,
+                retention: v.retention,
             },
             Some(defaults),
         );
@@ -866,6 +869,7 @@ fn vaults(
             jitter: own.jitter.or(defaults.jitter).unwrap_or(Duration::ZERO),
             paused: own.paused.or(defaults.paused).unwrap_or(false),
             verify_schedule,
+            retention: own.retention.over(&defaults.retention),
         });
     }
     (c.errors.len() == before).then_some(out)

@@ -194,5 +194,6 @@ pub fn resolve_target(config: &Config, spec: &str) -> Result<VaultConfig, String
         jitter: std::time::Duration::ZERO,
         paused: false,
         verify_schedule: None,
+        retention: Default::default(),
     })
 }

@@ -48,6 +48,7 @@ fn vault_config() -> VaultConfig {
         jitter: std::time::Duration::ZERO,
         paused: false,
         verify_schedule: None,
+        retention: Default::default(),
     }
 }
 

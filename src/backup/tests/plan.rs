@@ -40,6 +40,7 @@ fn vault() -> VaultConfig {
         jitter: std::time::Duration::ZERO,
         paused: false,
         verify_schedule: None,
+        retention: Default::default(),
     }
 }
 

@@ -68,6 +68,7 @@ fn vault_config(name: &str) -> VaultConfig {
         jitter: std::time::Duration::ZERO,
         paused: false,
         verify_schedule: None,
+        retention: Default::default(),
     }
 }
 
