@@ -7,6 +7,7 @@
 
 mod duration;
 mod model;
+mod notify;
 mod raw;
 mod secret_files;
 mod toml_error;
@@ -20,6 +21,7 @@ pub use model::{
     AccessTier, AzureConfig, CaScope, Config, CredentialConfig, EncryptionConfig, Limits,
     PayloadMode, StoreAuth, StoreConfig, VaultConfig,
 };
+pub use notify::{NotifyConfig, NotifyOutcome, NotifyTarget};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

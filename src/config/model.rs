@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::notify::NotifyConfig;
 use crate::model::{ObjectKind, VaultName};
 use crate::scheduler::Schedule;
 
@@ -26,6 +27,8 @@ pub struct Config {
     pub limits: Limits,
     /// The vaults to back up.
     pub vaults: Vec<VaultConfig>,
+    /// Who hears about a run's outcome (`[[notify]]`).
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// The blob store.

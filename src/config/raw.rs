@@ -30,6 +30,9 @@ pub struct RawConfig {
     /// `[[vault]]`: the vaults to back up.
     #[serde(default, rename = "vault")]
     pub vaults: Vec<Spanned<RawVault>>,
+    /// `[[notify]]`: who hears about a run's outcome.
+    #[serde(default, rename = "notify")]
+    pub notify: Vec<Spanned<super::notify::RawNotify>>,
 }
 
 /// `[store]`

@@ -120,6 +120,7 @@ pub(super) fn validate(
     let limits = limits(&mut c, raw.limits);
     let defaults = vault_settings(&mut c, "defaults", raw.defaults, None);
     let vaults = vaults(&mut c, raw.vaults, defaults.as_ref());
+    let notify = super::notify::validate(raw.notify, vaults.as_deref(), text, base, &mut c.errors);
 
     match (store, encryption, index_path, azure, limits, vaults) {
         (
@@ -136,6 +137,7 @@ pub(super) fn validate(
             azure,
             limits,
             vaults,
+            notify,
         }),
         _ => {
             c.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
