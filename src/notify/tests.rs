@@ -675,6 +675,12 @@ async fn the_token_in_a_url_never_reaches_failures_logs_or_summaries() {
             "{f:?}"
         );
     }
+    for s in refusing.seen().iter().chain(&failing.seen()) {
+        assert!(
+            !String::from_utf8_lossy(&s.body).contains(CANARY),
+            "in a summary"
+        );
+    }
     let summary = std::fs::read_to_string(&out).expect("summary");
     assert!(!summary.contains(CANARY), "{summary}");
     let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).to_string();
@@ -687,4 +693,24 @@ async fn the_token_in_a_url_never_reaches_failures_logs_or_summaries() {
         "{logs}"
     );
     assert!(!logs.contains(CANARY), "{logs}");
+}
+
+/// The daemon runs notifications on its own tasks: the notifier and its futures must be `Send`.
+#[tokio::test]
+async fn notifications_can_run_on_a_spawned_task() {
+    let server = Server::start(&[200], Duration::ZERO).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = url_file(dir.path(), "hook", &server.url("/hook"));
+    let n = Arc::new(notifier(&[entry(
+        NotifyTarget::Webhook { url_file: file },
+        &FAILURES,
+        10,
+    )]));
+    let task = tokio::spawn({
+        let n = n.clone();
+        async move { n.run_finished(&report(RunStatus::Failed)).await }
+    });
+    assert!(task.await.expect("joined").is_empty());
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(n.names().collect::<Vec<_>>(), ["webhook[0]"]);
 }
