@@ -6,7 +6,8 @@
 //! entry is sent concurrently and bounded by its own timeout (retries included), so a dead
 //! receiver delays the others by nothing and the daemon by at most the largest timeout. A
 //! notification that fails is logged and returned as a [`NotifyFailure`] — it never fails the
-//! run it reports on.
+//! run it reports on. Dropping a notifier's future cancels it: requests are abandoned, retry
+//! waits end and commands are killed, so a daemon shutting down need not wait for a receiver.
 //!
 //! Each entry is named after its kind and its position among the `[[notify]]` entries
 //! (`webhook[0]`, `command[1]`, `ping[2]`): the name appears in logs, failures and metrics in
