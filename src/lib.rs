@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod fsutil;
 pub mod index;
 pub mod model;
+pub mod notify;
 pub mod restore;
 pub mod retention;
 pub mod scheduler;

@@ -8,6 +8,7 @@
 mod daemon;
 mod duration;
 mod model;
+mod notify;
 mod raw;
 mod retention;
 mod secret_files;
@@ -23,6 +24,7 @@ pub use model::{
     AccessTier, AzureConfig, CaScope, Config, CredentialConfig, EncryptionConfig, Limits,
     PayloadMode, StoreAuth, StoreConfig, VaultConfig,
 };
+pub use notify::{NotifyConfig, NotifyOutcome, NotifyTarget};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::notify::NotifyConfig;
 use crate::model::{ObjectKind, VaultName};
 use crate::scheduler::Schedule;
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub vaults: Vec<VaultConfig>,
     /// How `kvkeep daemon` runs.
     pub daemon: super::daemon::DaemonConfig,
+    /// Who hears about a run's outcome (`[[notify]]`).
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// The blob store.

@@ -126,6 +126,7 @@ pub(super) fn validate(
     let defaults = vault_settings(&mut c, "defaults", raw.defaults, None);
     let vaults = vaults(&mut c, raw.vaults, defaults.as_ref());
     let daemon = super::daemon::validate(&mut c, raw.daemon);
+    let notify = super::notify::validate(raw.notify, vaults.as_deref(), text, base, &mut c.errors);
 
     match (store, encryption, index_path, azure, limits, vaults, daemon) {
         (
@@ -144,6 +145,7 @@ pub(super) fn validate(
             limits,
             vaults,
             daemon,
+            notify,
         }),
         _ => {
             c.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
