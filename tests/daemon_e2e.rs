@@ -17,8 +17,10 @@ use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::json;
 use support::azurite::Azurite;
+use support::config_files::write_private;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{azurite_with_container, emulator_beside, run_kvkeep, write_container_sas};
+use support::http_sink::Server;
 use tempfile::TempDir;
 
 const CONTAINER: &str = "backups";
@@ -28,6 +30,8 @@ const API_VERSION: &str = "7.5";
 const FIRST: [&str; 3] = ["kv-a", "kv-b", "kv-c"];
 /// Added by a reload.
 const ADDED: &str = "kv-d";
+/// Stands for the token a webhook URL carries: it must never reach a log line.
+const HOOK_TOKEN: &str = "CANARY-hook-token-51c";
 
 /// The scenario's services and files.
 struct Bed {
@@ -37,6 +41,8 @@ struct Bed {
     config: PathBuf,
     /// The configuration as first written, without `[[vault]]` sections.
     head: String,
+    /// The receiver of the webhook and the ping.
+    hooks: Server,
 }
 
 impl Bed {
@@ -49,6 +55,12 @@ impl Bed {
             .collect();
         let emulator = emulator_beside(&azurite, vaults).await;
         let dir = TempDir::new().expect("tempdir");
+        let hooks = Server::start(&[200], Duration::ZERO).await;
+        write_private(
+            &dir.path().join("webhook-url"),
+            &hooks.url(&format!("/hook/{HOOK_TOKEN}")),
+        );
+        write_private(&dir.path().join("ping-url"), &hooks.url("/ping/kv-a"));
         let container_url = write_container_sas(dir.path(), &azurite, CONTAINER);
         let resolve: Vec<String> = FIRST
             .iter()
@@ -62,7 +74,25 @@ impl Bed {
             ca: azurite.ca_cert_path(),
             resolve: &resolve,
             concurrency: 4,
-            rest: "[defaults]\nschedule = \"@every 2s\"\nverify_schedule = \"@every 3s\"\n\n[daemon]\nlisten = \"\"\nshutdown_timeout = \"30s\"\n\n",
+            rest: r#"[defaults]
+schedule = "@every 2s"
+verify_schedule = "@every 3s"
+
+[daemon]
+listen = ""
+shutdown_timeout = "30s"
+
+[[notify]]
+kind = "webhook"
+url_file = "webhook-url"
+on = ["success", "partial", "failure"]
+
+[[notify]]
+kind = "ping"
+url_file = "ping-url"
+vaults = ["kv-a"]
+
+"#,
         }
         .write(dir.path(), TOKEN);
         let head = std::fs::read_to_string(&config).expect("config");
@@ -72,6 +102,7 @@ impl Bed {
             dir,
             config,
             head,
+            hooks,
         };
         bed.write_vaults(&FIRST);
         bed
@@ -365,6 +396,47 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
             "no {expected} sent to systemd: {messages}"
         );
     }
+
+    // The webhook heard every run's outcome, the interrupted one as a failure; the ping
+    // bracketed kv-a's runs and no other vault's.
+    let summaries: Vec<serde_json::Value> = bed
+        .hooks
+        .seen()
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.starts_with("/hook/"))
+        .map(|r| serde_json::from_slice(&r.body).expect("a JSON summary"))
+        .collect();
+    for vault in FIRST.iter().chain([&ADDED]) {
+        assert!(
+            summaries
+                .iter()
+                .any(|s| s["vault"] == *vault && s["outcome"] == "success"),
+            "no success summary for {vault}: {summaries:?}"
+        );
+    }
+    assert!(
+        summaries.iter().any(|s| s["vault"] == "kv-c"
+            && s["status"] == "interrupted"
+            && s["outcome"] == "failure"),
+        "{summaries:?}"
+    );
+    let pings: Vec<String> = bed
+        .hooks
+        .seen()
+        .iter()
+        .filter(|r| r.target.starts_with("/ping/"))
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert!(
+        pings.contains(&"GET /ping/kv-a/start".to_string()),
+        "{pings:?}"
+    );
+    assert!(pings.contains(&"GET /ping/kv-a".to_string()), "{pings:?}");
+    assert!(
+        pings.iter().all(|p| p.starts_with("GET /ping/kv-a")),
+        "{pings:?}"
+    );
+    assert!(!stderr.contains(HOOK_TOKEN), "{stderr}");
 
     // Everything the daemon wrote verifies.
     let verify = run_kvkeep(&bed.config, &["verify"], &[]).await;

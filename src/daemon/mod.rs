@@ -10,6 +10,8 @@
 //!   started from then on (runs in flight keep theirs) and the schedules are re-planned:
 //!   removed vaults stop being scheduled, added ones are scheduled. The rate limiter survives,
 //!   so throttle budgets already spent are not handed out twice.
+//! - After each scheduled backup, the `[[notify]]` entries hear its outcome ([`Notifier`]); a
+//!   notification that fails is logged and never fails the run.
 //! - Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are
 //!   open, a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop,
 //!   RELOADING=1 with MONOTONIC_USEC while reloading, and STOPPING=1 when a stop begins.
@@ -29,6 +31,7 @@ pub use jobs::{jobs_of, Job, Task};
 
 use crate::backup::{Clock, NoProgress, Runner};
 use crate::config::{Config, VaultConfig};
+use crate::notify::Notifier;
 use crate::restore::verify::verify_blobs;
 use crate::scheduler::{run_loop, Agenda, Jobs, LoopOptions, StartRun, WallClock};
 use crate::source::{RateLimitOptions, RateLimiter};
@@ -88,19 +91,37 @@ pub enum Stopped {
     TimedOut,
 }
 
-/// What the daemon runs with now; a successful reload replaces it.
+/// One configuration's working parts: a successful reload replaces them together.
+struct Generation {
+    runner: Arc<Runner>,
+    notifier: Notifier,
+}
+
+/// What the daemon runs with now.
 struct State {
-    runner: RwLock<Arc<Runner>>,
+    current: RwLock<Arc<Generation>>,
     /// Why the last reload was refused, shown in STATUS= until a reload succeeds.
     reload_problem: Mutex<Option<String>>,
+    /// The HTTP client of the notifications, kept across reloads.
+    http: reqwest::Client,
 }
 
 impl State {
-    fn runner(&self) -> Arc<Runner> {
-        self.runner
+    fn current(&self) -> Arc<Generation> {
+        self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn runner(&self) -> Arc<Runner> {
+        self.current().runner.clone()
+    }
+
+    fn replace(&self, runner: Arc<Runner>) {
+        let notifier = Notifier::new(&runner.config().notify, self.http.clone());
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Generation { runner, notifier });
     }
 
     fn problem(&self) -> Option<String> {
@@ -118,22 +139,39 @@ impl State {
     }
 }
 
-/// Runs `job` with `runner`: the vault's backup or its quick verification.
-async fn run_job(runner: Arc<Runner>, job: Job, clock: WallClock, cancel: CancellationToken) {
+/// Runs `job` with the parts of `generation`: the vault's backup, with its notifications, or
+/// its quick verification.
+async fn run_job(
+    generation: Arc<Generation>,
+    job: Job,
+    clock: WallClock,
+    cancel: CancellationToken,
+) {
+    let runner = &generation.runner;
     // A vault removed by a reload after its tick was taken is not started.
     let Some(vault) = runner.config().vault(&job.vault).cloned() else {
         return;
     };
     match job.task {
         Task::Backup => {
-            let r = runner
-                .backup_one(&vault, cancel, Arc::new(NoProgress))
-                .await;
+            let notifier = &generation.notifier;
+            // The start ping goes out beside the run, never in front of it.
+            let (started, r) = futures::join!(
+                notifier.run_started(&vault.name),
+                runner.backup_one(&vault, cancel, Arc::new(NoProgress))
+            );
             tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
                 captured = r.stats.captured_objects, failed = r.stats.failed_objects,
                 "scheduled backup finished");
+            // Awaited, so that a stop still reports the interrupted run (each receiver is
+            // bounded by its own timeout, and the stop by shutdown_timeout).
+            let finished = notifier.run_finished(&r).await;
+            for failure in started.iter().chain(&finished) {
+                tracing::debug!(notifier = %failure.notifier, vault = %vault.name,
+                    "notification failed (logged above)");
+            }
         }
-        Task::Verify => quick_verify(&runner, &vault, clock, &cancel).await,
+        Task::Verify => quick_verify(runner, &vault, clock, &cancel).await,
     }
 }
 
@@ -254,7 +292,7 @@ async fn reload(
             Err(e) => return refused(format!("cannot plan the schedules: {e}")),
         }
     };
-    *state.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
+    state.replace(runner);
     state.set_problem(None);
     let count = jobs.len();
     // The loop may have ended (a stop began): then there is nothing left to schedule.
@@ -289,15 +327,27 @@ pub async fn run(
             .unwrap_or_default()
     };
     let agenda = Agenda::new(jobs, clock());
+    let http = match Notifier::http_client() {
+        Ok(client) => client,
+        Err(e) => {
+            // Without TLS roots no webhook can be reached; the backups matter more.
+            tracing::error!(error = %e, "notifications are off: cannot build their HTTP client");
+            reqwest::Client::new()
+        }
+    };
     let state = Arc::new(State {
-        runner: RwLock::new(runner),
+        current: RwLock::new(Arc::new(Generation {
+            notifier: Notifier::new(&config.notify, http.clone()),
+            runner,
+        })),
         reload_problem: Mutex::new(None),
+        http,
     });
     let start: StartRun<Job> = {
         let (state, cancel, clock) = (state.clone(), cancel.clone(), clock.clone());
         Arc::new(move |job: Job| {
             // The runner of the moment: a reload never changes a run that has started.
-            run_job(state.runner(), job, clock.clone(), cancel.clone()).boxed()
+            run_job(state.current(), job, clock.clone(), cancel.clone()).boxed()
         })
     };
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();

@@ -3,13 +3,11 @@
 //! URL never reaches a failure, a log line or a summary.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
@@ -19,98 +17,10 @@ use crate::model::{ObjectKind, ObjectName, RunId};
 
 const CANARY: &str = "CANARY-TOKEN-9f3";
 
-/// One request the server received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    headers: String,
-    body: Vec<u8>,
-}
-
-/// A local HTTP server: answers the n-th request with `statuses[n]` (the last one repeated)
-/// after `delay`, and records every request.
-struct Server {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    async fn start(statuses: &[u16], delay: Duration) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let statuses = statuses.to_vec();
-        let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let Some(request) = read_request(&mut conn).await else {
-                    continue;
-                };
-                let n = {
-                    let mut log = log.lock().expect("lock");
-                    log.push(request);
-                    log.len() - 1
-                };
-                let status = statuses[n.min(statuses.len() - 1)];
-                let delay_done = delay;
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay_done).await;
-                    let answer = format!(
-                        "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    );
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                    let _ = conn.shutdown().await;
-                });
-            }
-        });
-        Server { addr, seen }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
-async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Seen> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let length: usize = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let mut first = head.lines().next().unwrap_or_default().split(' ');
-    Some(Seen {
-        method: first.next().unwrap_or_default().to_string(),
-        target: first.next().unwrap_or_default().to_string(),
-        headers: head.to_ascii_lowercase(),
-        body: buf[head_end..].to_vec(),
-    })
-}
+// The scripted HTTP server is shared with the daemon's end-to-end tests.
+#[path = "../../tests/support/http_sink.rs"]
+mod http_sink;
+use http_sink::Server;
 
 /// A private file holding `text` (as a URL file must be).
 fn url_file(dir: &Path, name: &str, text: &str) -> PathBuf {
