@@ -11,6 +11,9 @@
 //! Not yet here (issue #8): SIGHUP reload, the health and metrics endpoint, notifications and
 //! the quick-verify schedule.
 
+pub mod http;
+pub mod metrics;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
