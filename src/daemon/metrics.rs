@@ -297,6 +297,17 @@ impl DaemonMetrics {
         }
     }
 
+    /// Sets the last success of `vault` from history, at start: the newest `completed` run in
+    /// the index, ended at `at`. Without it a restart would drop the series until the next
+    /// completed run, and an RPO alert on it could not fire for a vault that keeps failing.
+    /// Never moves the value back.
+    pub fn seed_last_success(&self, vault: &VaultName, at: DateTime<Utc>) {
+        let gauge = self.last_success.get_or_create(&vault_labels(vault));
+        if gauge.get() < at.timestamp() {
+            gauge.set(at.timestamp());
+        }
+    }
+
     /// An object of a run is done: captured when `ok`, failed otherwise.
     pub fn object_done(&self, vault: &VaultName, kind: ObjectKind, ok: bool) {
         let outcome = if ok {

@@ -200,6 +200,28 @@ fn a_partially_failed_run_is_not_a_success() {
 }
 
 #[test]
+fn the_last_success_is_seeded_from_history_but_never_moved_back() {
+    let metrics = DaemonMetrics::new();
+    let kv1 = vault("kv1");
+    metrics.seed_last_success(&kv1, at(1_700_000_000));
+    assert_has(
+        &metrics,
+        r#"kvkeep_last_success_timestamp_seconds{vault="kv1"} 1700000000"#,
+    );
+    metrics.run_finished(&report(
+        "kv1",
+        RunStatus::Completed,
+        1_700_000_100,
+        1_700_000_110,
+    ));
+    metrics.seed_last_success(&kv1, at(1_600_000_000));
+    assert_has(
+        &metrics,
+        r#"kvkeep_last_success_timestamp_seconds{vault="kv1"} 1700000110"#,
+    );
+}
+
+#[test]
 fn objects_are_counted_by_kind_and_outcome() {
     let metrics = DaemonMetrics::new();
     let kv1 = vault("kv1");
