@@ -131,6 +131,8 @@ struct Seen {
 
 /// Adds to `counter` what `total` grew by since `last`. A total below `last` means its source
 /// started again from zero (a new rate limiter or agenda after a reload): all of it is new.
+/// A reset that grew past `last` between two reads goes unnoticed and undercounts; a counter
+/// that undercounts a little is better than one that jumps.
 fn advance(counter: &Counter, last: &mut u64, total: u64) {
     let delta = if total >= *last { total - *last } else { total };
     counter.inc_by(delta);

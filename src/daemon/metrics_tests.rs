@@ -386,6 +386,49 @@ fn build_info_names_the_version() {
     );
 }
 
+/// Every metric, with every family holding a series.
+fn every_metric() -> DaemonMetrics {
+    let metrics = DaemonMetrics::new();
+    let kv1 = vault("kv1");
+    metrics.plan_ready(&plan("kv1", vec![unchanged(ObjectKind::Secrets, "s1")]));
+    metrics.object_done(&kv1, ObjectKind::Keys, true);
+    metrics.run_finished(&report("kv1", RunStatus::Completed, 100, 110));
+    metrics.set_next_run(&kv1, Some(at(1_700_003_600)));
+    metrics.verify_finished(&kv1, at(1_700_000_100), true);
+    metrics.observe_skipped_ticks(&kv1, 1);
+    metrics.observe_requests(
+        &kv1,
+        RequestCounters {
+            throttled: 1,
+            retries: 1,
+        },
+    );
+    metrics.notification_failed(&kv1, "webhook");
+    metrics
+}
+
+#[test]
+fn the_readme_documents_every_metric_with_its_type() {
+    let readme = include_str!("../../README.md");
+    let text = every_metric().encode();
+    let families: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_eq!(families.len(), 14, "{text}");
+    for (name, kind) in families {
+        // The TYPE line names a counter without the `_total` its samples carry.
+        let name = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
+        let row = format!("| `{name}` | {kind} |");
+        assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+    }
+}
+
 #[test]
 fn forget_vault_removes_every_series_of_that_vault_only() {
     let metrics = DaemonMetrics::new();
