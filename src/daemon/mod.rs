@@ -16,7 +16,9 @@
 //!   open, a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop,
 //!   RELOADING=1 with MONOTONIC_USEC while reloading, and STOPPING=1 when a stop begins.
 
+pub mod http;
 mod jobs;
+pub mod metrics;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};

@@ -31,7 +31,9 @@ use async_trait::async_trait;
 pub use azure::{AzureSourceOptions, AzureSourceSetupError, AzureVaultSource};
 pub use error::{SourceError, SourceErrorKind, SourceOp};
 pub use memory::{FailureRule, InMemoryVaultSource, SeedObject};
-pub use rate::{BackoffOptions, RateLimitOptions, RateLimitedSource, RateLimiter, TokenBucket};
+pub use rate::{
+    BackoffOptions, RateLimitOptions, RateLimitedSource, RateLimiter, RequestCounters, TokenBucket,
+};
 pub use sdk_retry::SdkRetryOptions;
 
 use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};

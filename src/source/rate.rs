@@ -19,6 +19,9 @@
 //!   configurable so tests run fast), minus up to `jitter` of it at random, for at most
 //!   `max_attempts` attempts. `Transient` failures are retried only for idempotent operations
 //!   (see [`SourceOp::is_idempotent`]); the SDK has already retried resets and 5xx briefly.
+//! - **Counts.** Per vault, the limiter counts the throttled answers it saw and the retries it
+//!   made ([`RateLimiter::counters`]), for the daemon's metrics: a vault that is throttled
+//!   often needs a smaller `vault_share` or fewer neighbours.
 //! - **Caps and cancellation.** Every wait is bounded: one backoff or service-requested delay
 //!   by `max_delay` (60 s), a bucket pause by [`super::bucket::MAX_PAUSE`], a bucket's debt by
 //!   [`super::bucket::MAX_DEBT_SECS`] of refill. And every wait ends at once when the limiter's
@@ -27,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,6 +145,20 @@ impl RateLimitOptions {
 struct VaultBudget {
     bucket: TokenBucket,
     key_weight: AtomicU32,
+    /// Throttled (429) answers seen, the last attempt's included.
+    throttled: AtomicU64,
+    /// Calls repeated after a throttled or transient failure.
+    retries: AtomicU64,
+}
+
+/// What the limiter saw of one vault's requests since it was created: running totals, so a
+/// reader turns them into Prometheus counters by taking differences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounters {
+    /// Throttled (429) answers from the vault.
+    pub throttled: u64,
+    /// Calls repeated after a throttled or transient failure.
+    pub retries: u64,
 }
 
 /// The shared registry of buckets: one limiter per daemon, handing out [`RateLimitedSource`]s
@@ -191,6 +208,8 @@ impl RateLimiter {
                     Arc::new(VaultBudget {
                         bucket: TokenBucket::new(self.options.vault_tokens(), self.options.window),
                         key_weight: AtomicU32::new(self.options.key_weight.max(1)),
+                        throttled: AtomicU64::new(0),
+                        retries: AtomicU64::new(0),
                     })
                 })
                 .clone()
@@ -229,6 +248,18 @@ impl RateLimiter {
             .get(vault)
             .map_or(self.options.key_weight, |v| {
                 v.key_weight.load(Ordering::Relaxed)
+            })
+    }
+
+    /// The throttled answers and retries of `vault` so far (zero for a vault never wrapped).
+    pub fn counters(&self, vault: &VaultName) -> RequestCounters {
+        self.vaults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vault)
+            .map_or(RequestCounters::default(), |v| RequestCounters {
+                throttled: v.throttled.load(Ordering::Relaxed),
+                retries: v.retries.load(Ordering::Relaxed),
             })
     }
 }
@@ -304,6 +335,9 @@ impl<S: VaultSource> RateLimitedSource<S> {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
+            if error.kind() == SourceErrorKind::Throttled {
+                self.vault.throttled.fetch_add(1, Ordering::Relaxed);
+            }
             let retryable = match error.kind() {
                 SourceErrorKind::Throttled => true,
                 SourceErrorKind::Transient => op.is_idempotent(),
@@ -312,6 +346,9 @@ impl<S: VaultSource> RateLimitedSource<S> {
             if !retryable || attempt >= backoff.max_attempts.max(1) {
                 return Err(error);
             }
+            // Counted when decided, not after the wait: a retry cut short by cancellation was
+            // still one the vault's answers called for.
+            self.vault.retries.fetch_add(1, Ordering::Relaxed);
             let delay = error
                 .retry_after()
                 .unwrap_or_else(|| backoff.jittered(attempt))

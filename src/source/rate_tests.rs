@@ -154,6 +154,68 @@ async fn throttling_without_retry_after_backs_off_exponentially() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_throttled_then_answered_call_counts_one_throttle_and_one_retry() {
+    let limiter = RateLimiter::new(options());
+    let source = limiter.wrap(fake("kv1"), Some("sub"));
+    let _other = limiter.wrap(fake("kv2"), Some("sub"));
+    source.inner().fail(
+        FailureRule::new(
+            SourceOp::Backup,
+            ObjectKind::Secrets,
+            "s1",
+            SourceErrorKind::Throttled,
+        )
+        .times(1)
+        .retry_after(Duration::from_secs(1)),
+    );
+    source
+        .backup(ObjectKind::Secrets, &name("s1"))
+        .await
+        .expect("the retry succeeds");
+    let kv1 = "kv1".parse().expect("vault name");
+    assert_eq!(
+        limiter.counters(&kv1),
+        RequestCounters {
+            throttled: 1,
+            retries: 1
+        }
+    );
+    let kv2 = "kv2".parse().expect("vault name");
+    assert_eq!(
+        limiter.counters(&kv2),
+        RequestCounters::default(),
+        "another vault's counts are its own"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_count_retries_but_not_throttles() {
+    let mut opts = options();
+    opts.backoff.max_attempts = 3;
+    let limiter = RateLimiter::new(opts);
+    let source = limiter.wrap(fake("kv1"), None);
+    source.inner().fail(FailureRule::new(
+        SourceOp::Backup,
+        ObjectKind::Secrets,
+        "s1",
+        SourceErrorKind::Transient,
+    ));
+    source
+        .backup(ObjectKind::Secrets, &name("s1"))
+        .await
+        .expect_err("fails for good");
+    let kv1 = "kv1".parse().expect("vault name");
+    // Three attempts: two retries; the last failure is not retried.
+    assert_eq!(
+        limiter.counters(&kv1),
+        RequestCounters {
+            throttled: 0,
+            retries: 2
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn attempts_are_bounded() {
     let mut opts = options();
     opts.backoff.max_attempts = 3;
