@@ -43,6 +43,8 @@ struct Bed {
     head: String,
     /// The receiver of the webhook and the ping.
     hooks: Server,
+    /// `http://127.0.0.1:PORT` of the daemon's health and metrics endpoint.
+    endpoint: String,
 }
 
 impl Bed {
@@ -79,7 +81,7 @@ schedule = "@every 2s"
 verify_schedule = "@every 3s"
 
 [daemon]
-listen = ""
+listen = "LISTEN"
 shutdown_timeout = "30s"
 
 [[notify]]
@@ -95,7 +97,14 @@ vaults = ["kv-a"]
 "#,
         }
         .write(dir.path(), TOKEN);
-        let head = std::fs::read_to_string(&config).expect("config");
+        // A port free a moment ago, for the health and metrics endpoint.
+        let endpoint = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string();
+        let head = std::fs::read_to_string(&config)
+            .expect("config")
+            .replace("LISTEN", &endpoint);
         let bed = Bed {
             _azurite: azurite,
             emulator,
@@ -103,6 +112,7 @@ vaults = ["kv-a"]
             config,
             head,
             hooks,
+            endpoint: format!("http://{endpoint}"),
         };
         bed.write_vaults(&FIRST);
         bed
@@ -191,6 +201,15 @@ vaults = ["kv-a"]
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{vault} never received a backup call");
+    }
+
+    /// GET `path` on the daemon's endpoint: the status and the body.
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.endpoint))
+            .await
+            .expect("the endpoint answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
     }
 
     fn index_path(&self) -> PathBuf {
@@ -322,6 +341,25 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     })
     .await;
 
+    // Prometheus sees what happened, per vault.
+    let (status, metrics) = bed.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"kvkeep_objects_total{vault="kv-b",kind="secrets",outcome="captured"} 5"#,
+        r#"kvkeep_objects_total{vault="kv-a",kind="secrets",outcome="captured"} 4"#,
+        r#"kvkeep_last_run_status{vault="kv-b",status="completed"} 1"#,
+        r#"kvkeep_last_verify_success{vault="kv-a"} 1"#,
+        r#"kvkeep_build_info{version=""#,
+    ] {
+        assert!(metrics.contains(line), "no {line} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"kvkeep_next_run_timestamp_seconds{vault="kv-c"}"#),
+        "{metrics}"
+    );
+    assert_eq!(bed.get("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(bed.get("/readyz").await, (200, "ready".to_string()));
+
     // SIGHUP with a broken file: every problem logged, the old configuration kept running.
     let good = std::fs::read_to_string(&bed.config).expect("config");
     std::fs::write(
@@ -334,6 +372,10 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         all_messages(&messages).contains("reload refused")
     })
     .await;
+    // Still alive, but not ready: a restart would not come back with this file.
+    let (status, reason) = bed.get("/readyz").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("reload refused"), "{reason}");
     let before = bed.committed("kv-a").len();
     wait_for("kept backing up after a refused reload", || {
         bed.committed("kv-a").len() >= before + 2
@@ -347,6 +389,7 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         !bed.committed(ADDED).is_empty()
     })
     .await;
+    assert_eq!(bed.get("/readyz").await.0, 200);
 
     // SIGTERM while kv-c is mid-run: every backup answer of kv-c is held for a while.
     bed.hold_backups("kv-c", 1_500).await;

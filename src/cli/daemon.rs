@@ -21,6 +21,16 @@ fn daemon(config_path: &Path) -> Result<u8, Fail> {
     rt.block_on(async {
         let cancel = super::cancel_on_stop_signal("stopping: finishing the objects in flight");
         let hangups = hangups()?;
+        // Bound before anything else: a port in use stops the start with a clear error, not
+        // a daemon that runs while its monitoring says it is down.
+        let listen = config
+            .daemon
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let listener = crate::daemon::http::bind(&listen)
+            .await
+            .map_err(|e| Fail(EXIT_FAILED, e))?;
         let runner = Runner::open_cancellable(&config, false, system_clock(), cancel.clone())
             .await
             .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
@@ -28,6 +38,7 @@ fn daemon(config_path: &Path) -> Result<u8, Fail> {
             config_path: config_path.to_path_buf(),
             clock: Arc::new(crate::clock::now),
             run_clock: system_clock(),
+            listener,
         };
         match crate::daemon::run(Arc::new(runner), options, hangups, cancel).await {
             Stopped::Cleanly => Ok(EXIT_OK),

@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::index::{Index, VerificationDepth};
+use crate::index::{Index, RunStatus, VerificationDepth};
 use crate::model::VaultName;
 use crate::scheduler::{jitter_offset, Jobs, Timetable};
 
@@ -49,6 +49,15 @@ fn newest_committed(index: &Index, vault: &VaultName) -> Option<DateTime<Utc>> {
     runs.into_iter()
         .find(|r| r.is_committed())
         .and_then(|r| DateTime::from_timestamp(r.started_at, 0))
+}
+
+/// When `vault` last completed a run (its end): its last success, for the metrics.
+pub(super) fn newest_completed(index: &Index, vault: &VaultName) -> Option<DateTime<Utc>> {
+    let runs = index.list_runs(Some(vault)).ok()?;
+    runs.into_iter()
+        .find(|r| r.status == RunStatus::Completed)
+        .and_then(|r| r.finished_at)
+        .and_then(|at| DateTime::from_timestamp(at, 0))
 }
 
 /// When `vault` was last verified (at any depth: a deep verification covers a quick one).

@@ -31,12 +31,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use jobs::{jobs_of, Job, Task};
 
-use crate::backup::{Clock, NoProgress, Runner};
+use crate::backup::{Clock, Runner};
 use crate::config::{Config, VaultConfig};
 use crate::notify::Notifier;
 use crate::restore::verify::verify_blobs;
 use crate::scheduler::{run_loop, Agenda, Jobs, LoopOptions, StartRun, WallClock};
 use crate::source::{RateLimitOptions, RateLimiter};
+use http::{Heartbeat, HttpState};
+use metrics::{DaemonMetrics, MetricsProgress};
 
 /// Sends `states` to systemd when it supervises the process (`NOTIFY_SOCKET` set); a failure is
 /// logged, never fatal: the backups matter more than the status line.
@@ -81,6 +83,9 @@ pub struct DaemonOptions {
     pub clock: WallClock,
     /// The clock runs stamp their records with (production: [`crate::backup::system_clock`]).
     pub run_clock: Clock,
+    /// The health and metrics endpoint's socket (`[daemon] listen`, bound by the caller so
+    /// that a taken port stops the start with a clear error); `None` when turned off.
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 /// How the daemon ended.
@@ -106,6 +111,8 @@ struct State {
     reload_problem: Mutex<Option<String>>,
     /// The HTTP client of the notifications, kept across reloads.
     http: reqwest::Client,
+    /// What `/metrics` shows; kept across reloads.
+    metrics: Arc<DaemonMetrics>,
 }
 
 impl State {
@@ -141,15 +148,12 @@ impl State {
     }
 }
 
-/// Runs `job` with the parts of `generation`: the vault's backup, with its notifications, or
-/// its quick verification.
-async fn run_job(
-    generation: Arc<Generation>,
-    job: Job,
-    clock: WallClock,
-    cancel: CancellationToken,
-) {
+/// Runs `job` with the parts of the configuration in force: the vault's backup, with its
+/// notifications and metrics, or its quick verification.
+async fn run_job(state: Arc<State>, job: Job, clock: WallClock, cancel: CancellationToken) {
+    let generation = state.current();
     let runner = &generation.runner;
+    let metrics = &state.metrics;
     // A vault removed by a reload after its tick was taken is not started.
     let Some(vault) = runner.config().vault(&job.vault).cloned() else {
         return;
@@ -157,10 +161,11 @@ async fn run_job(
     match job.task {
         Task::Backup => {
             let notifier = &generation.notifier;
+            let progress = Arc::new(MetricsProgress::new(metrics.clone()));
             // The start ping goes out beside the run, never in front of it.
             let (started, r) = futures::join!(
                 notifier.run_started(&vault.name),
-                runner.backup_one(&vault, cancel, Arc::new(NoProgress))
+                runner.backup_one(&vault, cancel, progress)
             );
             tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
                 captured = r.stats.captured_objects, failed = r.stats.failed_objects,
@@ -169,25 +174,27 @@ async fn run_job(
             // bounded by its own timeout, and the stop by shutdown_timeout).
             let finished = notifier.run_finished(&r).await;
             for failure in started.iter().chain(&finished) {
-                tracing::debug!(notifier = %failure.notifier, vault = %vault.name,
-                    "notification failed (logged above)");
+                metrics.notification_failed(&vault.name, &failure.notifier);
             }
         }
-        Task::Verify => quick_verify(runner, &vault, clock, &cancel).await,
+        Task::Verify => {
+            if let Some(ok) = quick_verify(runner, &vault, clock.clone(), &cancel).await {
+                metrics.verify_finished(&vault.name, clock(), ok);
+            }
+        }
     }
 }
 
 /// The scheduled quick verification of `vault`: every blob its committed runs reference is in
-/// the store with its recorded size. The result is recorded in the index like `kvkeep verify`'s.
+/// the store with its recorded size. The result is recorded in the index like `kvkeep verify`'s;
+/// returned is whether all was well, or `None` when it was cut short (a stop) or could not run.
 async fn quick_verify(
     runner: &Runner,
     vault: &VaultConfig,
     clock: WallClock,
     cancel: &CancellationToken,
-) {
-    let Some(store) = runner.store().cloned() else {
-        return;
-    };
+) -> Option<bool> {
+    let store = runner.store().cloned()?;
     let result = verify_blobs(
         runner.index().clone(),
         store,
@@ -199,9 +206,15 @@ async fn quick_verify(
     )
     .await;
     match result {
-        Ok(report) if report.ok() => tracing::info!(vault = %vault.name,
-            blobs = report.checked_blobs, manifests = report.checked_manifests,
-            "scheduled quick verify: all blobs present"),
+        Ok(report) if report.interrupted() => {
+            tracing::info!(vault = %vault.name, "scheduled quick verify stopped before the end");
+            None
+        }
+        Ok(report) if report.ok() => {
+            tracing::info!(vault = %vault.name, blobs = report.checked_blobs,
+                manifests = report.checked_manifests, "scheduled quick verify: all blobs present");
+            Some(true)
+        }
         Ok(report) => {
             for p in report.problems.iter().take(20) {
                 tracing::error!(vault = %vault.name, object = %p.object, blob = %p.blob,
@@ -210,9 +223,11 @@ async fn quick_verify(
             tracing::error!(vault = %vault.name, problems = report.problems.len(),
                 blobs = report.checked_blobs,
                 "scheduled quick verify found problems; run `kvkeep verify --vault` for the full list");
+            Some(false)
         }
         Err(e) => {
-            tracing::error!(vault = %vault.name, error = %e, "scheduled quick verify failed")
+            tracing::error!(vault = %vault.name, error = %e, "scheduled quick verify failed");
+            Some(false)
         }
     }
 }
@@ -294,6 +309,14 @@ async fn reload(
             Err(e) => return refused(format!("cannot plan the schedules: {e}")),
         }
     };
+    for gone in old
+        .config()
+        .vaults
+        .iter()
+        .filter(|v| config.vault(&v.name).is_none())
+    {
+        state.metrics.forget_vault(&gone.name);
+    }
     state.replace(runner);
     state.set_problem(None);
     let count = jobs.len();
@@ -315,18 +338,26 @@ async fn reload(
 /// wound down, or when `[daemon] shutdown_timeout` has passed since the stop began.
 pub async fn run(
     runner: Arc<Runner>,
-    options: DaemonOptions,
+    mut options: DaemonOptions,
     mut hangups: mpsc::UnboundedReceiver<()>,
     cancel: CancellationToken,
 ) -> Stopped {
     let config = runner.config().clone();
     let clock = options.clock.clone();
+    let metrics = Arc::new(DaemonMetrics::new());
     let jobs = {
-        let index = runner.index().clone();
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || jobs_of(&config, &index))
-            .await
-            .unwrap_or_default()
+        let (index, config, metrics) = (runner.index().clone(), config.clone(), metrics.clone());
+        tokio::task::spawn_blocking(move || {
+            // A restart must not hide an RPO breach: the last success comes from the index.
+            for vault in &config.vaults {
+                if let Some(at) = jobs::newest_completed(&index, &vault.name) {
+                    metrics.seed_last_success(&vault.name, at);
+                }
+            }
+            jobs_of(&config, &index)
+        })
+        .await
+        .unwrap_or_default()
     };
     let agenda = Agenda::new(jobs, clock());
     let http = match Notifier::http_client() {
@@ -344,12 +375,13 @@ pub async fn run(
         })),
         reload_problem: Mutex::new(None),
         http,
+        metrics: metrics.clone(),
     });
     let start: StartRun<Job> = {
         let (state, cancel, clock) = (state.clone(), cancel.clone(), clock.clone());
         Arc::new(move |job: Job| {
             // The runner of the moment: a reload never changes a run that has started.
-            run_job(state.current(), job, clock.clone(), cancel.clone()).boxed()
+            run_job(state.clone(), job, clock.clone(), cancel.clone()).boxed()
         })
     };
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
@@ -361,9 +393,13 @@ pub async fn run(
     if let Some(interval) = watchdog {
         loop_options.max_sleep = interval / 2;
     }
+    // The loop is alive while it wakes; it wakes at least every max_sleep.
+    let heartbeat = Arc::new(Heartbeat::new(loop_options.max_sleep * 3));
     {
-        let (state, clock) = (state.clone(), clock.clone());
+        let (state, clock, heartbeat) = (state.clone(), clock.clone(), heartbeat.clone());
         loop_options.on_wake = Some(Arc::new(move |agenda: &Agenda<Job>, running: usize| {
+            heartbeat.beat();
+            observe(&state, agenda);
             let problem = state.problem();
             let status = status_line(agenda, running, clock(), problem.as_deref());
             let mut states = vec![sd_notify::NotifyState::Status(&status)];
@@ -372,6 +408,18 @@ pub async fn run(
             }
             notify(&states);
         }));
+    }
+    if let Some(listener) = options.listener.take() {
+        let http_state = HttpState {
+            health: heartbeat.clone(),
+            readiness: readiness_check(state.clone(), cancel.clone()),
+            metrics: metrics.clone(),
+        };
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "health and metrics endpoint listening"),
+            Err(e) => tracing::warn!(error = %e, "health and metrics endpoint: address unknown"),
+        }
+        tokio::spawn(http::serve(listener, http_state, cancel.clone()));
     }
     {
         // Tell systemd at once that the stop has begun: the runs in flight may take a while.
@@ -415,6 +463,67 @@ pub async fn run(
         ),
     }
     stopped
+}
+
+/// Moves what the agenda and the rate limiter know into the metrics: each vault's next backup,
+/// its skipped ticks, and its throttled and retried requests.
+fn observe(state: &State, agenda: &Agenda<Job>) {
+    let runner = state.runner();
+    for job in agenda.jobs() {
+        if job.task != Task::Backup {
+            continue;
+        }
+        state.metrics.set_next_run(&job.vault, agenda.next_of(job));
+        state
+            .metrics
+            .observe_skipped_ticks(&job.vault, agenda.skipped(job));
+        state
+            .metrics
+            .observe_requests(&job.vault, runner.limiter().counters(&job.vault));
+    }
+}
+
+/// How long a readiness answer is reused: each check writes a probe blob to the store, and a
+/// load balancer may ask every few seconds.
+const READINESS_TTL: Duration = Duration::from_secs(30);
+
+/// A readiness answer and when it was found.
+type CachedReadiness = (std::time::Instant, Result<(), String>);
+
+/// `/readyz`: the index takes a write, the store takes a probe, and the configuration file as
+/// last read is valid (after a refused reload the daemon runs, but would not start again).
+fn readiness_check(state: Arc<State>, cancel: CancellationToken) -> http::ReadinessCheck {
+    let cache: Arc<tokio::sync::Mutex<Option<CachedReadiness>>> = Arc::default();
+    Arc::new(move || {
+        let (state, cancel, cache) = (state.clone(), cancel.clone(), cache.clone());
+        async move {
+            if let Some(problem) = state.problem() {
+                return Err(problem);
+            }
+            // One check at a time; the others wait for its answer.
+            let mut cached = cache.lock().await;
+            if let Some((at, answer)) = cached.as_ref() {
+                if at.elapsed() < READINESS_TTL {
+                    return answer.clone();
+                }
+            }
+            let runner = state.runner();
+            let checks = crate::doctor::readiness(runner.config(), &cancel).await;
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| c.status == crate::doctor::CheckStatus::Fail)
+                .map(|c| format!("{}: {}", c.check, c.detail))
+                .collect();
+            let answer = if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(failed.join("; "))
+            };
+            *cached = Some((std::time::Instant::now(), answer.clone()));
+            answer
+        }
+        .boxed()
+    })
 }
 
 /// Resolves `timeout` after `cancel` fires.
