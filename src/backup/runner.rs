@@ -2,8 +2,9 @@
 //! adapter behind the rate limiter), store, index and sealer, shared by `kvkeep backup`, the
 //! demo and (later) the daemon, so every entry point takes the same code path.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
@@ -13,7 +14,7 @@ use super::{BackupPlan, BackupReport, Clock, Progress, VaultBackup};
 use crate::config::{Config, VaultConfig};
 use crate::crypto::{CryptoError, Sealer};
 use crate::index::{lock_vault, Index, IndexError, IndexLock, RunStatus};
-use crate::model::RunId;
+use crate::model::{RunId, VaultName};
 use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
 };
@@ -68,6 +69,9 @@ pub struct Runner {
     clock: Clock,
     /// Ends the waits of the rate limiter, the store's retries and the SDK.
     cancel: CancellationToken,
+    /// Each vault's source, built at its first run and reused by the next ones: the daemon
+    /// backs a vault up again and again, and its SDK clients keep their connections and tokens.
+    sources: Mutex<HashMap<VaultName, Arc<dyn VaultSource>>>,
 }
 
 impl Runner {
@@ -121,6 +125,7 @@ impl Runner {
             limiter,
             clock,
             cancel,
+            sources: Mutex::new(HashMap::new()),
         })
     }
 
@@ -144,6 +149,18 @@ impl Runner {
         &self.config
     }
 
+    /// `vault`'s source, built once per runner (a reload builds a new runner, so a changed
+    /// vault section gets a new source).
+    fn source(&self, vault: &VaultConfig) -> Result<Arc<dyn VaultSource>, String> {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(source) = sources.get(&vault.name) {
+            return Ok(source.clone());
+        }
+        let source = azure_source(&self.config, &self.limiter, vault, &self.cancel)?;
+        sources.insert(vault.name.clone(), source.clone());
+        Ok(source)
+    }
+
     fn vault_backup(
         &self,
         vault: &VaultConfig,
@@ -153,7 +170,7 @@ impl Runner {
     ) -> Result<VaultBackup, String> {
         Ok(VaultBackup {
             vault: vault.clone(),
-            source: azure_source(&self.config, &self.limiter, vault, &self.cancel)?,
+            source: self.source(vault)?,
             store,
             index: self.index.clone(),
             sealer: self.sealer.clone(),

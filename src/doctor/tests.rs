@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::advice::advise;
-use super::vault::skew_check;
+use super::vault::{check_schedule, skew_check};
 use super::*;
 use crate::source::{SourceError, SourceErrorKind, SourceOp};
 
@@ -285,4 +285,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn the_schedule_row_applies_jitter_and_says_when_a_vault_is_paused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = local_config(&dir.path().join("store"), &dir.path().join("index"));
+    let mut vault = config.vaults.remove(0);
+    vault.schedule = Some(crate::scheduler::Schedule::parse("@every 1d", "UTC").expect("schedule"));
+    vault.jitter = std::time::Duration::from_secs(3_600);
+    let row = check_schedule(&vault);
+    assert_eq!(row.status, CheckStatus::Ok, "{}", row.detail);
+    // The daemon's fire time: midnight UTC plus the vault's fixed offset, never midnight itself.
+    let expected = crate::scheduler::Timetable::for_vault(&vault)
+        .and_then(|t| t.next_due(crate::clock::now()))
+        .expect("next");
+    assert!(
+        row.detail
+            .ends_with(&expected.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        "{}",
+        row.detail
+    );
+    vault.paused = true;
+    let row = check_schedule(&vault);
+    assert_eq!(row.status, CheckStatus::Warn);
+    assert!(row.detail.contains("paused"), "{}", row.detail);
+    vault.schedule = None;
+    assert!(check_schedule(&vault).detail.starts_with("no schedule"));
 }

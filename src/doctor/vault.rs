@@ -284,28 +284,41 @@ pub(crate) fn skew_check(
     }
 }
 
-/// The vault's schedule and its next fire time, from the scheduler's public API.
-fn check_schedule(vault: &VaultConfig) -> Check {
+/// The vault's schedule and its next fire time (jitter applied, as the daemon will run it),
+/// from the scheduler's public API.
+pub(super) fn check_schedule(vault: &VaultConfig) -> Check {
     let name = Some(&vault.name);
-    match &vault.schedule {
-        None => Check::warn(
+    let Some(timetable) = crate::scheduler::Timetable::for_vault(vault) else {
+        return Check::warn(
             name,
             CheckName::Schedule,
             "no schedule: backed up only when `kvkeep backup` runs",
             Some("set schedule in [defaults] or the vault's [[vault]] section for the daemon to back it up".into()),
+        );
+    };
+    let schedule = timetable.schedule();
+    if vault.paused {
+        return Check::warn(
+            name,
+            CheckName::Schedule,
+            format!("{schedule}: paused, the daemon does not back it up"),
+            Some(
+                "remove paused = true from the vault's section when it should be backed up again"
+                    .into(),
+            ),
+        );
+    }
+    match timetable.next_due(crate::clock::now()) {
+        Some(next) => Check::ok(
+            name,
+            CheckName::Schedule,
+            format!("{schedule}: next run {}", next.format("%Y-%m-%dT%H:%M:%SZ")),
         ),
-        Some(schedule) => match schedule.next_after(crate::clock::now()) {
-            Some(next) => Check::ok(
-                name,
-                CheckName::Schedule,
-                format!("{schedule}: next run {}", next.format("%Y-%m-%dT%H:%M:%SZ")),
-            ),
-            None => Check::warn(
-                name,
-                CheckName::Schedule,
-                format!("{schedule}: never fires again"),
-                Some("fix the vault's schedule expression".into()),
-            ),
-        },
+        None => Check::warn(
+            name,
+            CheckName::Schedule,
+            format!("{schedule}: never fires again"),
+            Some("fix the vault's schedule expression".into()),
+        ),
     }
 }
