@@ -493,10 +493,10 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
 }
 
 /// `[daemon] shutdown_timeout`: a stop that cannot finish the objects in flight in time ends the
-/// process anyway, with exit 1 and a message saying so; the next run marks the run it left
-/// behind interrupted, so nothing stays `running`.
+/// process anyway, with exit 1 and a message saying so; the next daemon start marks the run it
+/// left behind interrupted, so nothing stays `running`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_that_outlasts_shutdown_timeout_exits_1_and_the_next_run_cleans_up() {
+async fn a_stop_that_outlasts_shutdown_timeout_exits_1_and_the_next_start_cleans_up() {
     let bed = Bed::start().await;
     bed.write_vaults(&["kv-a"]);
     let text = std::fs::read_to_string(&bed.config).expect("config");
@@ -532,6 +532,25 @@ async fn a_stop_that_outlasts_shutdown_timeout_exits_1_and_the_next_run_cleans_u
         .clear_faults()
         .await
         .expect("clear faults");
+    // The daemon marks it interrupted at start, even for a vault it will not run (paused).
+    let mut text = std::fs::read_to_string(&bed.config).expect("config");
+    text.push_str("paused = true\n");
+    std::fs::write(&bed.config, text).expect("config");
+    let child = bed.spawn_daemon(&socket_path);
+    let pid = child.id().expect("pid").to_string();
+    wait_for("marked the run left behind interrupted", || {
+        let runs = bed.runs("kv-a");
+        !runs.is_empty() && runs.iter().all(|r| r.status == RunStatus::Interrupted)
+    })
+    .await;
+    signal(&pid, "TERM");
+    let out = child.wait_with_output().await.expect("the daemon exits");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let backup = run_kvkeep(&bed.config, &["backup"], &[]).await;
     assert_eq!(
         backup.status.code(),

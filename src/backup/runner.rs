@@ -230,6 +230,14 @@ impl Runner {
         }
     }
 
+    /// Marks `vault`'s runs left `running` by a crashed or killed process as `interrupted`,
+    /// under the vault's lock (the daemon does this for every vault at start, so a vault whose
+    /// next run is far away does not show a run as running for days). A vault locked by another
+    /// kvkeep process is left alone: that process is alive, and its runs may be too.
+    pub fn recover_interrupted(&self, vault: &VaultConfig) -> Result<(), String> {
+        self.claim(vault).map(drop)
+    }
+
     /// Takes the vault's lock beside the index for the whole run (refused, naming the holder,
     /// while another kvkeep process on this host works on the vault), then marks the vault's
     /// runs still `running` as `interrupted`: with the lock held nothing can still be running

@@ -94,7 +94,7 @@ pub enum Stopped {
     /// Every run in flight wound down and was committed.
     Cleanly,
     /// `shutdown_timeout` passed with runs still going; they are left `running` in the index
-    /// and marked interrupted by the next run of their vault.
+    /// and marked interrupted when the daemon starts again.
     TimedOut,
 }
 
@@ -347,7 +347,14 @@ pub async fn run(
     let metrics = Arc::new(DaemonMetrics::new());
     let jobs = {
         let (index, config, metrics) = (runner.index().clone(), config.clone(), metrics.clone());
+        let recovering = runner.clone();
         tokio::task::spawn_blocking(move || {
+            for vault in &config.vaults {
+                if let Err(e) = recovering.recover_interrupted(vault) {
+                    tracing::info!(vault = %vault.name, reason = %e,
+                        "runs left running not checked now; the vault's next run checks them");
+                }
+            }
             // A restart must not hide an RPO breach: the last success comes from the index.
             for vault in &config.vaults {
                 if let Some(at) = jobs::newest_completed(&index, &vault.name) {
@@ -459,7 +466,7 @@ pub async fn run(
         Stopped::Cleanly => tracing::info!("daemon stopped"),
         Stopped::TimedOut => tracing::error!(
             timeout = %humantime::format_duration(config.daemon.shutdown_timeout),
-            "shutdown_timeout passed with runs still going: exiting; the next run of each such vault marks them interrupted"
+            "shutdown_timeout passed with runs still going: exiting; the next start marks them interrupted"
         ),
     }
     stopped
