@@ -222,6 +222,24 @@ fn token_sas_client_secret_and_identity_files_others_can_read_are_refused() {
         canary,
     );
 
+    // A notification's URL carries its token: `config check` (the unit's ExecStartPre=)
+    // refuses the file before the daemon starts.
+    let canary = "canary-hook-token-Wd81";
+    let hook = world_readable(
+        d,
+        "webhook-url.txt",
+        &format!("https://hooks.example.net/services/{canary}\n"),
+    );
+    assert_refused(
+        d,
+        &format!(
+            "{local}{vault}\n[[notify]]\nkind = \"webhook\"\nurl_file = \"webhook-url.txt\"\n"
+        ),
+        &["config", "check"],
+        &hook,
+        canary,
+    );
+
     // The identity's own key is the canary; every command that takes --identity refuses it.
     let identity = kvkeep::crypto::Identity::generate();
     let key_file = d.join("identity.txt");
