@@ -19,6 +19,9 @@
 pub mod http;
 mod jobs;
 pub mod metrics;
+mod observe;
+mod reload;
+mod run;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,13 +35,10 @@ use tokio_util::sync::CancellationToken;
 pub use jobs::{jobs_of, Job, Task};
 
 use crate::backup::{Clock, Runner};
-use crate::config::{Config, VaultConfig};
 use crate::notify::Notifier;
-use crate::restore::verify::verify_blobs;
-use crate::scheduler::{run_loop, Agenda, Jobs, LoopOptions, StartRun, WallClock};
-use crate::source::{RateLimitOptions, RateLimiter};
+use crate::scheduler::{run_loop, Agenda, LoopOptions, StartRun, WallClock};
 use http::{Heartbeat, HttpState};
-use metrics::{DaemonMetrics, MetricsProgress};
+use metrics::DaemonMetrics;
 
 /// Sends `states` to systemd when it supervises the process (`NOTIFY_SOCKET` set); a failure is
 /// logged, never fatal: the backups matter more than the status line.
@@ -148,191 +148,6 @@ impl State {
     }
 }
 
-/// Runs `job` with the parts of the configuration in force: the vault's backup, with its
-/// notifications and metrics, or its quick verification.
-async fn run_job(state: Arc<State>, job: Job, clock: WallClock, cancel: CancellationToken) {
-    let generation = state.current();
-    let runner = &generation.runner;
-    let metrics = &state.metrics;
-    // A vault removed by a reload after its tick was taken is not started.
-    let Some(vault) = runner.config().vault(&job.vault).cloned() else {
-        return;
-    };
-    match job.task {
-        Task::Backup => {
-            let notifier = &generation.notifier;
-            let progress = Arc::new(MetricsProgress::new(metrics.clone()));
-            // The start ping goes out beside the run, never in front of it.
-            let (started, r) = futures::join!(
-                notifier.run_started(&vault.name),
-                runner.backup_one(&vault, cancel, progress)
-            );
-            tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
-                captured = r.stats.captured_objects, failed = r.stats.failed_objects,
-                "scheduled backup finished");
-            // Awaited, so that a stop still reports the interrupted run (each receiver is
-            // bounded by its own timeout, and the stop by shutdown_timeout).
-            let finished = notifier.run_finished(&r).await;
-            for failure in started.iter().chain(&finished) {
-                metrics.notification_failed(&vault.name, &failure.notifier);
-            }
-        }
-        Task::Verify => {
-            if let Some(ok) = quick_verify(runner, &vault, clock.clone(), &cancel).await {
-                metrics.verify_finished(&vault.name, clock(), ok);
-            }
-        }
-    }
-}
-
-/// The scheduled quick verification of `vault`: every blob its committed runs reference is in
-/// the store with its recorded size. The result is recorded in the index like `kvkeep verify`'s;
-/// returned is whether all was well, or `None` when it was cut short (a stop) or could not run.
-async fn quick_verify(
-    runner: &Runner,
-    vault: &VaultConfig,
-    clock: WallClock,
-    cancel: &CancellationToken,
-) -> Option<bool> {
-    let store = runner.store().cloned()?;
-    let result = verify_blobs(
-        runner.index().clone(),
-        store,
-        &vault.name,
-        None,
-        runner.config().limits.concurrency,
-        clock().timestamp(),
-        cancel,
-    )
-    .await;
-    match result {
-        Ok(report) if report.interrupted() => {
-            tracing::info!(vault = %vault.name, "scheduled quick verify stopped before the end");
-            None
-        }
-        Ok(report) if report.ok() => {
-            tracing::info!(vault = %vault.name, blobs = report.checked_blobs,
-                manifests = report.checked_manifests, "scheduled quick verify: all blobs present");
-            Some(true)
-        }
-        Ok(report) => {
-            for p in report.problems.iter().take(20) {
-                tracing::error!(vault = %vault.name, object = %p.object, blob = %p.blob,
-                    reason = %p.reason, "scheduled quick verify: problem");
-            }
-            tracing::error!(vault = %vault.name, problems = report.problems.len(),
-                blobs = report.checked_blobs,
-                "scheduled quick verify found problems; run `kvkeep verify --vault` for the full list");
-            Some(false)
-        }
-        Err(e) => {
-            tracing::error!(vault = %vault.name, error = %e, "scheduled quick verify failed");
-            Some(false)
-        }
-    }
-}
-
-/// Re-reads the configuration at `options.config_path`. On success the new runner serves
-/// every run started from now on and `updates` gets the new jobs; on failure every problem is
-/// logged and the old configuration stays.
-async fn reload(
-    state: &State,
-    options: &DaemonOptions,
-    updates: &mpsc::UnboundedSender<Jobs<Job>>,
-    cancel: &CancellationToken,
-) {
-    let mut states = vec![sd_notify::NotifyState::Reloading];
-    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-        states.push(now);
-    }
-    notify(&states);
-    tracing::info!(file = %options.config_path.display(), "SIGHUP: reloading the configuration");
-    let refused = |problem: String| {
-        let status = format!("reload refused: {problem}; running the previous configuration");
-        tracing::error!("{status}");
-        state.set_problem(Some(status.clone()));
-        notify(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&status),
-        ]);
-    };
-    let path = options.config_path.clone();
-    let loaded = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
-        Ok(loaded) => loaded,
-        Err(e) => return refused(format!("cannot read the configuration: {e}")),
-    };
-    let config = match loaded {
-        Ok(config) => config,
-        Err(errors) => {
-            for e in &errors.errors {
-                tracing::error!(file = %errors.file, problem = %e, "configuration problem");
-            }
-            let n = errors.errors.len();
-            return refused(format!(
-                "{n} problem{} in {}",
-                if n == 1 { "" } else { "s" },
-                errors.file
-            ));
-        }
-    };
-    let old = state.runner();
-    if config.daemon != old.config().daemon {
-        tracing::warn!(
-            "[daemon] changes (max_parallel_vaults, shutdown_timeout, listen) take effect at the next restart"
-        );
-    }
-    // Budgets already spent stay spent: a reload must not double the request rate.
-    let limiter = if config.limits == old.config().limits {
-        old.limiter().clone()
-    } else {
-        RateLimiter::with_cancel(
-            RateLimitOptions::from_limits(&config.limits),
-            cancel.clone(),
-        )
-    };
-    let runner = match Runner::open_with_limiter(
-        &config,
-        false,
-        options.run_clock.clone(),
-        cancel.clone(),
-        limiter,
-    )
-    .await
-    {
-        Ok(runner) => Arc::new(runner),
-        Err(e) => return refused(e.to_string()),
-    };
-    let jobs = {
-        let (config, index) = (config.clone(), runner.index().clone());
-        match tokio::task::spawn_blocking(move || jobs_of(&config, &index)).await {
-            Ok(jobs) => jobs,
-            Err(e) => return refused(format!("cannot plan the schedules: {e}")),
-        }
-    };
-    for gone in old
-        .config()
-        .vaults
-        .iter()
-        .filter(|v| config.vault(&v.name).is_none())
-    {
-        state.metrics.forget_vault(&gone.name);
-    }
-    state.replace(runner);
-    state.set_problem(None);
-    let count = jobs.len();
-    // The loop may have ended (a stop began): then there is nothing left to schedule.
-    let _ = updates.send(jobs);
-    tracing::info!(
-        vaults = config.vaults.len(),
-        jobs = count,
-        "configuration reloaded"
-    );
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("configuration reloaded"),
-    ]);
-}
-
 /// Runs the schedules of `runner`'s configuration until `cancel` fires, reloading the
 /// configuration each time `hangups` yields (SIGHUP); returns once the runs in flight have
 /// wound down, or when `[daemon] shutdown_timeout` has passed since the stop began.
@@ -388,7 +203,7 @@ pub async fn run(
         let (state, cancel, clock) = (state.clone(), cancel.clone(), clock.clone());
         Arc::new(move |job: Job| {
             // The runner of the moment: a reload never changes a run that has started.
-            run_job(state.clone(), job, clock.clone(), cancel.clone()).boxed()
+            run::run_job(state.clone(), job, clock.clone(), cancel.clone()).boxed()
         })
     };
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
@@ -406,7 +221,7 @@ pub async fn run(
         let (state, clock, heartbeat) = (state.clone(), clock.clone(), heartbeat.clone());
         loop_options.on_wake = Some(Arc::new(move |agenda: &Agenda<Job>, running: usize| {
             heartbeat.beat();
-            observe(&state, agenda);
+            observe::observe(&state, agenda);
             let problem = state.problem();
             let status = status_line(agenda, running, clock(), problem.as_deref());
             let mut states = vec![sd_notify::NotifyState::Status(&status)];
@@ -419,7 +234,7 @@ pub async fn run(
     if let Some(listener) = options.listener.take() {
         let http_state = HttpState {
             health: heartbeat.clone(),
-            readiness: readiness_check(state.clone(), cancel.clone()),
+            readiness: observe::readiness_check(state.clone(), cancel.clone()),
             metrics: metrics.clone(),
         };
         match listener.local_addr() {
@@ -446,7 +261,7 @@ pub async fn run(
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     hup = hangups.recv() => match hup {
-                        Some(()) => reload(&state, &options, &updates_tx, &cancel).await,
+                        Some(()) => reload::reload(&state, &options, &updates_tx, &cancel).await,
                         None => break,
                     },
                 }
@@ -470,67 +285,6 @@ pub async fn run(
         ),
     }
     stopped
-}
-
-/// Moves what the agenda and the rate limiter know into the metrics: each vault's next backup,
-/// its skipped ticks, and its throttled and retried requests.
-fn observe(state: &State, agenda: &Agenda<Job>) {
-    let runner = state.runner();
-    for job in agenda.jobs() {
-        if job.task != Task::Backup {
-            continue;
-        }
-        state.metrics.set_next_run(&job.vault, agenda.next_of(job));
-        state
-            .metrics
-            .observe_skipped_ticks(&job.vault, agenda.skipped(job));
-        state
-            .metrics
-            .observe_requests(&job.vault, runner.limiter().counters(&job.vault));
-    }
-}
-
-/// How long a readiness answer is reused: each check writes a probe blob to the store, and a
-/// load balancer may ask every few seconds.
-const READINESS_TTL: Duration = Duration::from_secs(30);
-
-/// A readiness answer and when it was found.
-type CachedReadiness = (std::time::Instant, Result<(), String>);
-
-/// `/readyz`: the index takes a write, the store takes a probe, and the configuration file as
-/// last read is valid (after a refused reload the daemon runs, but would not start again).
-fn readiness_check(state: Arc<State>, cancel: CancellationToken) -> http::ReadinessCheck {
-    let cache: Arc<tokio::sync::Mutex<Option<CachedReadiness>>> = Arc::default();
-    Arc::new(move || {
-        let (state, cancel, cache) = (state.clone(), cancel.clone(), cache.clone());
-        async move {
-            if let Some(problem) = state.problem() {
-                return Err(problem);
-            }
-            // One check at a time; the others wait for its answer.
-            let mut cached = cache.lock().await;
-            if let Some((at, answer)) = cached.as_ref() {
-                if at.elapsed() < READINESS_TTL {
-                    return answer.clone();
-                }
-            }
-            let runner = state.runner();
-            let checks = crate::doctor::readiness(runner.config(), &cancel).await;
-            let failed: Vec<String> = checks
-                .iter()
-                .filter(|c| c.status == crate::doctor::CheckStatus::Fail)
-                .map(|c| format!("{}: {}", c.check, c.detail))
-                .collect();
-            let answer = if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(failed.join("; "))
-            };
-            *cached = Some((std::time::Instant::now(), answer.clone()));
-            answer
-        }
-        .boxed()
-    })
 }
 
 /// Resolves `timeout` after `cancel` fires.

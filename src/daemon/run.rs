@@ -1,0 +1,102 @@
+//! One scheduled job, run: a vault's backup with its notifications and metrics, or its quick
+//! verification.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::MetricsProgress;
+use super::{Job, State, Task};
+use crate::backup::Runner;
+use crate::config::VaultConfig;
+use crate::restore::verify::verify_blobs;
+use crate::scheduler::WallClock;
+
+/// Runs `job` with the parts of the configuration in force: the vault's backup, with its
+/// notifications and metrics, or its quick verification.
+pub(super) async fn run_job(
+    state: Arc<State>,
+    job: Job,
+    clock: WallClock,
+    cancel: CancellationToken,
+) {
+    let generation = state.current();
+    let runner = &generation.runner;
+    let metrics = &state.metrics;
+    // A vault removed by a reload after its tick was taken is not started.
+    let Some(vault) = runner.config().vault(&job.vault).cloned() else {
+        return;
+    };
+    match job.task {
+        Task::Backup => {
+            let notifier = &generation.notifier;
+            let progress = Arc::new(MetricsProgress::new(metrics.clone()));
+            // The start ping goes out beside the run, never in front of it.
+            let (started, r) = futures::join!(
+                notifier.run_started(&vault.name),
+                runner.backup_one(&vault, cancel, progress)
+            );
+            tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
+                captured = r.stats.captured_objects, failed = r.stats.failed_objects,
+                "scheduled backup finished");
+            // Awaited, so that a stop still reports the interrupted run (each receiver is
+            // bounded by its own timeout, and the stop by shutdown_timeout).
+            let finished = notifier.run_finished(&r).await;
+            for failure in started.iter().chain(&finished) {
+                metrics.notification_failed(&vault.name, &failure.notifier);
+            }
+        }
+        Task::Verify => {
+            if let Some(ok) = quick_verify(runner, &vault, clock.clone(), &cancel).await {
+                metrics.verify_finished(&vault.name, clock(), ok);
+            }
+        }
+    }
+}
+
+/// The scheduled quick verification of `vault`: every blob its committed runs reference is in
+/// the store with its recorded size. The result is recorded in the index like `kvkeep verify`'s;
+/// returned is whether all was well, or `None` when it was cut short (a stop) or could not run.
+async fn quick_verify(
+    runner: &Runner,
+    vault: &VaultConfig,
+    clock: WallClock,
+    cancel: &CancellationToken,
+) -> Option<bool> {
+    let store = runner.store().cloned()?;
+    let result = verify_blobs(
+        runner.index().clone(),
+        store,
+        &vault.name,
+        None,
+        runner.config().limits.concurrency,
+        clock().timestamp(),
+        cancel,
+    )
+    .await;
+    match result {
+        Ok(report) if report.interrupted() => {
+            tracing::info!(vault = %vault.name, "scheduled quick verify stopped before the end");
+            None
+        }
+        Ok(report) if report.ok() => {
+            tracing::info!(vault = %vault.name, blobs = report.checked_blobs,
+                manifests = report.checked_manifests, "scheduled quick verify: all blobs present");
+            Some(true)
+        }
+        Ok(report) => {
+            for p in report.problems.iter().take(20) {
+                tracing::error!(vault = %vault.name, object = %p.object, blob = %p.blob,
+                    reason = %p.reason, "scheduled quick verify: problem");
+            }
+            tracing::error!(vault = %vault.name, problems = report.problems.len(),
+                blobs = report.checked_blobs,
+                "scheduled quick verify found problems; run `kvkeep verify --vault` for the full list");
+            Some(false)
+        }
+        Err(e) => {
+            tracing::error!(vault = %vault.name, error = %e, "scheduled quick verify failed");
+            Some(false)
+        }
+    }
+}
