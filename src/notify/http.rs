@@ -68,8 +68,8 @@ enum Attempt {
     /// A 2xx answer.
     Delivered,
     /// Worth another try: nothing was sent (connect error) or the server asked for patience
-    /// (5xx, 429).
-    Retry(String),
+    /// (5xx, 429), possibly saying how long to wait (`Retry-After`, in seconds).
+    Retry(String, Option<Duration>),
     /// Another try would fail the same way (4xx, a malformed request).
     Fail(String),
 }
@@ -92,7 +92,7 @@ impl Delivery<'_> {
     pub async fn send(&self, make: impl Fn() -> reqwest::RequestBuilder) -> Result<(), String> {
         let deadline = Instant::now() + self.timeout;
         let attempts = self.retries + 1;
-        let mut delay = self.retry_base;
+        let mut backoff = self.retry_base;
         for n in 1..=attempts {
             let outcome = match tokio::time::timeout_at(deadline, make().send()).await {
                 Err(_) => {
@@ -101,19 +101,21 @@ impl Delivery<'_> {
                         humantime::format_duration(self.timeout)
                     ))
                 }
-                Ok(Ok(response)) => classify(response.status()),
+                Ok(Ok(response)) => classify(response.status(), retry_after(&response)),
                 // Only a failed connection is certainly not delivered; anything later may have
                 // reached the receiver, and a second POST would notify twice.
-                Ok(Err(e)) if e.is_connect() => Attempt::Retry(self.describe(e)),
+                Ok(Err(e)) if e.is_connect() => Attempt::Retry(self.describe(e), None),
                 Ok(Err(e)) => Attempt::Fail(self.describe(e)),
             };
             match outcome {
                 Attempt::Delivered => return Ok(()),
                 Attempt::Fail(why) => return Err(why),
-                Attempt::Retry(why) if n == attempts => {
+                Attempt::Retry(why, _) if n == attempts => {
                     return Err(format!("{why} (gave up after {attempts} attempts)"))
                 }
-                Attempt::Retry(why) => {
+                Attempt::Retry(why, asked) => {
+                    // A receiver that says when to come back is heeded rather than hammered.
+                    let delay = asked.map_or(backoff, |asked| asked.max(backoff));
                     if Instant::now() + delay >= deadline {
                         return Err(format!(
                             "{why} (attempt {n} of {attempts}; the timeout of {} leaves no time for another)",
@@ -121,7 +123,7 @@ impl Delivery<'_> {
                         ));
                     }
                     tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
+                    backoff = backoff.saturating_mul(2);
                 }
             }
         }
@@ -143,11 +145,26 @@ impl Delivery<'_> {
     }
 }
 
-fn classify(status: reqwest::StatusCode) -> Attempt {
+/// The `Retry-After` of `response` when it is a number of seconds (the HTTP-date form is rare
+/// from webhook receivers, and the backoff serves then).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+    let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+fn classify(status: reqwest::StatusCode, retry_after: Option<Duration>) -> Attempt {
     if status.is_success() {
         Attempt::Delivered
     } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        Attempt::Retry(format!("the receiver answered HTTP {status}"))
+        let why = match retry_after {
+            Some(after) => format!(
+                "the receiver answered HTTP {status}, asking to retry after {}",
+                humantime::format_duration(after)
+            ),
+            None => format!("the receiver answered HTTP {status}"),
+        };
+        Attempt::Retry(why, retry_after)
     } else {
         Attempt::Fail(format!(
             "the receiver answered HTTP {status} (not retried; check the URL in url_file and what the receiver expects)"

@@ -200,6 +200,28 @@ async fn a_webhook_is_retried_after_server_errors() {
 }
 
 #[tokio::test]
+async fn a_receiver_asking_to_retry_later_than_the_timeout_is_not_hammered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server =
+        Server::start_with_headers(&[429, 200], Duration::ZERO, "retry-after: 3600\r\n").await;
+    let file = url_file(dir.path(), "hook-429", &server.url("/hook"));
+    let n = notifier(&[entry(
+        NotifyTarget::Webhook { url_file: file },
+        &FAILURES,
+        10,
+    )]);
+    let failures = n.run_finished(&report(RunStatus::Failed)).await;
+    // Without Retry-After the backoff would have tried again at once and been delivered.
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].error.contains("retry after 1h"),
+        "{}",
+        failures[0].error
+    );
+}
+
+#[tokio::test]
 async fn a_webhook_gives_up_after_three_retries_and_never_retries_a_client_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (statuses, requests, phrase) in [

@@ -34,6 +34,12 @@ pub struct Server {
 impl Server {
     /// Listens on 127.0.0.1 at a port chosen by the system.
     pub async fn start(statuses: &[u16], delay: Duration) -> Server {
+        Self::start_with_headers(statuses, delay, "").await
+    }
+
+    /// [`Server::start`], adding `headers` (`"name: value\r\n"` lines) to every answer.
+    pub async fn start_with_headers(statuses: &[u16], delay: Duration, headers: &str) -> Server {
+        let headers = headers.to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -51,10 +57,11 @@ impl Server {
                 };
                 let status = statuses[n.min(statuses.len() - 1)];
                 let delay_done = delay;
+                let headers = headers.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay_done).await;
                     let answer = format!(
-                        "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} Scripted\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
                     );
                     let _ = conn.write_all(answer.as_bytes()).await;
                     let _ = conn.shutdown().await;
