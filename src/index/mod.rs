@@ -18,6 +18,7 @@
 //! because the critical section never awaits (see mini-redis `db.rs`). The `busy_timeout` covers
 //! the other case: another process (say `kvkeep report` next to the daemon) holding the file.
 
+mod catalog;
 mod error;
 pub(crate) mod file;
 pub mod lock;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use catalog::{DeletedObjectRecord, RestorePointRecord, VaultCatalogSummary};
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;
