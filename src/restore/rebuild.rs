@@ -8,7 +8,9 @@
 //! order into a fresh index, one run per transaction and one manifest part at a time —
 //! captures, unchanged sightings, deletions, failures, then the run finished with its manifest
 //! key — and finally list `objects/` for blobs no replayed run references: captures of
-//! incomplete runs, which are reported and never used. Memory is bounded by one part, not by
+//! incomplete runs, which are reported and never used. An unchanged entry whose blob was
+//! written by a run with no manifest left (pruned) records that capture from the entry, so the
+//! restore point stays complete. Memory is bounded by one part, not by
 //! the store. The new index is built beside the old file and replaces it with one rename
 //! when complete, so an interrupted or failed rebuild leaves the old index as it was.
 
@@ -59,6 +61,9 @@ pub struct RebuildReport {
     pub incomplete: Vec<IncompleteRun>,
     /// Manifests or entries that could not be used, with why.
     pub problems: Vec<String>,
+    /// Things worth knowing that cost nothing: entries that refer to blobs of runs whose
+    /// manifests are gone (pruned), recorded from the entries themselves.
+    pub notes: Vec<String>,
 }
 
 /// `manifests/{vault}/{timestamp}-{run}.age` or `objects/{vault}/{kind}/{name}/{timestamp}-{run}.age`
@@ -297,7 +302,7 @@ pub fn replay(
             Ok((captures, note)) => {
                 report.runs += 1;
                 report.captures += captures as usize;
-                report.problems.extend(note);
+                report.notes.extend(note);
             }
             Err(problem) => report.problems.push(problem),
         }
@@ -400,7 +405,7 @@ async fn replay_all(
                 Ok((captures, note)) => {
                     report.runs += 1;
                     report.captures += captures as usize;
-                    report.problems.extend(note);
+                    report.notes.extend(note);
                 }
                 Err(problem) => report.problems.push(problem),
             }
