@@ -333,7 +333,7 @@ impl VaultBackup {
         // Unchanged and gone objects, and every failure, in one transaction.
         let seen_at = (self.clock)();
         // SQLite blocks: off the runtime threads, with owned copies of what it records.
-        let unchanged: Vec<(ObjectState, bool)> = plan
+        let unchanged: Vec<(ObjectState, BlobKey, bool)> = plan
             .unchanged
             .iter()
             .map(|u| {
@@ -343,7 +343,7 @@ impl VaultBackup {
                     current_version: u.current_version.clone(),
                     updated: u.updated,
                 };
-                (state, u.deep_scanned)
+                (state, u.last.blob.clone(), u.deep_scanned)
             })
             .collect();
         let gone: Vec<(ObjectKind, ObjectName)> =
@@ -353,8 +353,8 @@ impl VaultBackup {
         let recorded = self
             .on_index(move |index| {
                 index.write(|w| {
-                    for (state, deep_scanned) in &unchanged {
-                        w.record_unchanged(&this_run, state, seen_at, *deep_scanned)?;
+                    for (state, blob, deep_scanned) in &unchanged {
+                        w.record_unchanged(&this_run, state, blob, seen_at, *deep_scanned)?;
                     }
                     for (kind, name) in &gone {
                         w.record_deleted(&this_run, *kind, name, seen_at)?;

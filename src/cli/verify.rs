@@ -273,6 +273,9 @@ fn print_rebuild(report: &RebuildReport, path: &str, output: Output) {
                     i.run, i.vault, i.blobs
                 );
             }
+            for n in &report.notes {
+                println!("note: {n}");
+            }
             for p in &report.problems {
                 println!("problem: {p}");
             }

@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0003_capture_tags.sql",
         sql: include_str!("../../migrations/0003_capture_tags.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_run_members.sql",
+        sql: include_str!("../../migrations/0004_run_members.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

@@ -10,7 +10,9 @@
 //! Commit rule: a run counts only once its manifest is written ([`RunRecord::is_committed`]).
 //! Until then its captures are invisible to restore ([`Index::captures_as_of`]), retention and
 //! change detection ([`Index::committed_objects`]); `partially_failed`, `failed` and `interrupted`
-//! runs that wrote a manifest do count, for exactly what they captured.
+//! runs that wrote a manifest do count. A committed run is a *restore point* and holds one
+//! capture per object (schema version 4), whichever run wrote it: a capture counts while a
+//! restore point holds it, not only while the run that wrote it is committed (`catalog.rs`).
 //!
 //! Concurrency: [`Index`] owns one connection behind a `std::sync::Mutex`. Every method is
 //! blocking and short; async callers run them in `tokio::task::spawn_blocking` (or call them
@@ -18,6 +20,7 @@
 //! because the critical section never awaits (see mini-redis `db.rs`). The `busy_timeout` covers
 //! the other case: another process (say `kvkeep report` next to the daemon) holding the file.
 
+mod catalog;
 mod error;
 pub(crate) mod file;
 pub mod lock;
@@ -35,6 +38,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use catalog::{DeletedObjectRecord, RestorePointRecord, VaultCatalogSummary};
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;

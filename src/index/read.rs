@@ -21,46 +21,49 @@ use super::Index;
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
 
 /// The columns [`capture_from_row`] reads, in its order; `c`, `o` and `r` are captures, objects
-/// and runs.
-const CAPTURE_COLUMNS: &str = "r.run_id, r.manifest_key IS NOT NULL, o.vault, o.kind,
-    c.display_name, c.blob_key, c.captured_at, c.current_version, c.updated, c.plain_bytes,
-    c.stored_bytes, c.sha256, c.payload_mode";
+/// and runs (`r` the run that wrote the capture). A capture counts ("committed") when its
+/// writer is committed or when a committed run holds it: the second keeps a blob usable once
+/// the run that wrote it has been forgotten.
+pub(super) const CAPTURE_COLUMNS: &str = "r.run_id,
+    (r.manifest_key IS NOT NULL OR EXISTS (
+        SELECT 1 FROM run_members AS hm JOIN runs AS hr ON hr.id = hm.run
+        WHERE hm.capture = c.id AND hr.manifest_key IS NOT NULL)),
+    o.vault, o.kind, c.display_name, c.blob_key, c.captured_at, c.current_version, c.updated,
+    c.plain_bytes, c.stored_bytes, c.sha256, c.payload_mode";
 
-/// The point-in-time query. For each object of the vault, the correlated subquery seeks
-/// `captures_by_object_time` to `(object, at)` and walks backwards to the first capture of a
-/// committed run: normally the first entry, so the cost is one index seek per object,
-/// independent of how many captures the object has. The deletion check is one more seek on
-/// `deletions_by_object_time`. Ties within one second go to the later-recorded capture (rowid).
-/// Parameters: `?1` vault, `?2` time.
+/// "Capture `c2` is held by a committed run": how change detection and version listings tell
+/// usable captures, whether or not the run that wrote one is still committed.
+const HELD_C2: &str = "EXISTS (SELECT 1 FROM run_members AS m2 JOIN runs AS r2 ON r2.id = m2.run
+    WHERE m2.capture = c2.id AND r2.manifest_key IS NOT NULL)";
+
+/// The point-in-time query: the restore point for time `?2` is the newest committed run of
+/// vault `?1` that started at or before it (one seek on `runs_by_vault_started`), and the
+/// restore set is what that run holds (a range of the `run_members` key), whichever runs wrote
+/// the blobs. Sorted by kind and name, the order restore plans are printed in.
 pub(super) fn captures_as_of_sql() -> String {
     format!(
-        "WITH newest AS (
-            SELECT o.id AS object,
-                (SELECT c2.id FROM captures AS c2 JOIN runs AS r2 ON r2.id = c2.run
-                 WHERE c2.object = o.id AND c2.captured_at <= ?2
-                   AND r2.manifest_key IS NOT NULL
-                 ORDER BY c2.captured_at DESC, c2.id DESC LIMIT 1) AS capture
-            FROM objects AS o
-            WHERE o.vault = ?1
+        "WITH point AS (
+            SELECT id FROM runs
+            WHERE vault = ?1 AND started_at <= ?2 AND manifest_key IS NOT NULL
+            ORDER BY started_at DESC, id DESC LIMIT 1
         )
         SELECT {CAPTURE_COLUMNS}
-        FROM newest
-        JOIN captures AS c ON c.id = newest.capture
-        JOIN objects AS o ON o.id = newest.object
+        FROM point
+        JOIN run_members AS m ON m.run = point.id
+        JOIN captures AS c ON c.id = m.capture
+        JOIN objects AS o ON o.id = m.object
         JOIN runs AS r ON r.id = c.run
-        WHERE NOT EXISTS (
-            SELECT 1 FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
-            WHERE d.object = newest.object AND d.seen_at > c.captured_at AND d.seen_at <= ?2
-              AND dr.manifest_key IS NOT NULL)
         ORDER BY o.kind, o.name"
     )
 }
 
 impl Index {
-    /// The restore set of `vault` at time `at`: for every object that existed at `at` according
-    /// to committed runs, its newest capture at or before `at`. Objects whose newest event
-    /// before `at` is a deletion are left out; objects first captured after `at` do not exist
-    /// yet. Sorted by kind, then name.
+    /// The restore set of `vault` at time `at`: what the restore point for `at` holds, the
+    /// newest committed run that started at or before `at` (a time inside a run gives that
+    /// run's whole restore point). Each object it captured, saw unchanged or carried over from
+    /// the previous point, with the capture that holds it; objects it saw deleted, or that
+    /// were first captured later, are not in it. Empty before the first restore point. Sorted
+    /// by kind, then name.
     pub fn captures_as_of(
         &self,
         vault: &VaultName,
@@ -80,12 +83,11 @@ impl Index {
     /// manifest do not count: the next committed run must see them again and record them, or a
     /// restore as of now and a rebuild would bring the object back.
     pub fn committed_objects(&self, vault: &VaultName) -> Result<Vec<CommittedObject>, IndexError> {
-        self.read("reading the committed state of a vault's objects", |conn| {
-            let mut stmt = conn.prepare_cached(
-                "WITH newest AS (
+        let sql = format!(
+            "WITH newest AS (
                     SELECT o.id AS object,
-                        (SELECT c2.id FROM captures AS c2 JOIN runs AS r2 ON r2.id = c2.run
-                         WHERE c2.object = o.id AND r2.manifest_key IS NOT NULL
+                        (SELECT c2.id FROM captures AS c2
+                         WHERE c2.object = o.id AND {HELD_C2}
                          ORDER BY c2.captured_at DESC, c2.id DESC LIMIT 1) AS capture
                     FROM objects AS o WHERE o.vault = ?1
                  )
@@ -97,8 +99,10 @@ impl Index {
                  FROM newest
                  JOIN objects AS o ON o.id = newest.object
                  LEFT JOIN captures AS c ON c.id = newest.capture
-                 ORDER BY o.kind, o.name",
-            )?;
+                 ORDER BY o.kind, o.name"
+        );
+        self.read("reading the committed state of a vault's objects", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([vault.as_str()], |r| {
                 let blob: Option<String> = r.get(6)?;
                 let last = match blob {
@@ -210,18 +214,17 @@ impl Index {
         kind: ObjectKind,
         name: &ObjectName,
     ) -> Result<Vec<VersionRecord>, IndexError> {
+        let sql = format!(
+            "SELECT v.version, v.created, v.updated, v.enabled, c2.captured_at, c2.blob_key
+             FROM objects AS o
+             JOIN captures AS c2 ON c2.object = o.id
+             JOIN capture_versions AS v ON v.capture = c2.id
+             WHERE o.vault = ?1 AND o.kind = ?2 AND o.name = ?3 AND {HELD_C2}
+             ORDER BY c2.captured_at, c2.id"
+        );
         let rows: Vec<(VersionRecord, i64)> =
             self.read("listing the versions of an object", |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT v.version, v.created, v.updated, v.enabled, c.captured_at, c.blob_key
-                 FROM objects AS o
-                 JOIN captures AS c ON c.object = o.id
-                 JOIN runs AS r ON r.id = c.run
-                 JOIN capture_versions AS v ON v.capture = c.id
-                 WHERE o.vault = ?1 AND o.kind = ?2 AND o.name = ?3
-                   AND r.manifest_key IS NOT NULL
-                 ORDER BY c.captured_at, c.id",
-                )?;
+                let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(
                     params![vault.as_str(), kind.as_str(), name.canonical()],
                     |r| {
@@ -378,10 +381,11 @@ impl Index {
 }
 
 /// The columns [`run_from_row`] reads, in its order.
-const RUN_COLUMNS: &str = "run_id, vault, started_at, finished_at, status, captured_objects,
+pub(super) const RUN_COLUMNS: &str =
+    "run_id, vault, started_at, finished_at, status, captured_objects,
     unchanged_objects, deleted_objects, failed_objects, uploaded_bytes, manifest_key";
 
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let manifest: Option<String> = r.get(10)?;
     Ok(RunRecord {
         run: parsed(r, 0)?,
@@ -400,7 +404,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-fn capture_from_row(r: &Row<'_>) -> rusqlite::Result<CaptureRecord> {
+pub(super) fn capture_from_row(r: &Row<'_>) -> rusqlite::Result<CaptureRecord> {
     let payload: String = r.get(12)?;
     Ok(CaptureRecord {
         run: parsed(r, 0)?,
@@ -421,7 +425,7 @@ fn capture_from_row(r: &Row<'_>) -> rusqlite::Result<CaptureRecord> {
 
 /// Reads a text column into a typed value; a value that does not parse means the file was
 /// changed outside kvkeep, reported as [`IndexError::BadValue`] by `classify`.
-fn parsed<T>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+pub(super) fn parsed<T>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
     T: FromStr,
     T::Err: Display,

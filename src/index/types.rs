@@ -159,7 +159,9 @@ pub type CaptureTags = BTreeMap<String, String>;
 pub struct CaptureRecord {
     /// The run that wrote it.
     pub run: RunId,
-    /// Whether that run is committed (manifest written).
+    /// Whether the capture counts: the run that wrote it is committed (manifest written), or a
+    /// committed run holds it (schema version 4), which keeps it usable once the run that wrote
+    /// it has been forgotten.
     pub committed: bool,
     /// Its vault.
     pub vault: VaultName,

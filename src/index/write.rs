@@ -58,26 +58,22 @@ impl<'a> Writer<'a> {
     /// the object's last-seen state. A capture lists the object's versions, so it also counts as
     /// a deep scan for change detection.
     pub fn record_capture(&mut self, run: &RunId, capture: &NewCapture) -> Result<(), IndexError> {
-        if !crate::crypto::is_sha256_hex(&capture.sha256) {
-            return Err(IndexError::InvalidInput(format!(
-                "capture of {}/{} in run {run}: sha256 {:?} is not 64 lowercase hex characters",
-                capture.object.kind, capture.object.name, capture.sha256
-            )));
-        }
-        // A map of strings always serialises; the error arm only keeps `?` honest.
-        let tags = capture
-            .tags
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| {
-                IndexError::InvalidInput(format!(
-                    "capture of {}/{} in run {run}: tags cannot be recorded: {e}",
-                    capture.object.kind, capture.object.name
-                ))
-            })?;
+        let tags = checked_tags(run, capture)?;
         let (run_row, vault) = self.running(run)?;
-        let object = self.upsert_object(&vault, &capture.object, capture.captured_at, true)?;
+        let (capture_row, object) = self.insert_capture(run_row, &vault, capture, tags)?;
+        self.add_member(run_row, object, capture_row)
+    }
+
+    /// Inserts a capture row written by run `run_row` and its versions; returns the capture's
+    /// and the object's row ids.
+    fn insert_capture(
+        &mut self,
+        run_row: i64,
+        vault: &VaultName,
+        capture: &NewCapture,
+        tags: Option<String>,
+    ) -> Result<(i64, i64), IndexError> {
+        let object = self.upsert_object(vault, &capture.object, capture.captured_at, true)?;
         let context = "recording a capture";
         let capture_row: i64 = self
             .tx
@@ -126,21 +122,99 @@ impl<'a> Writer<'a> {
                 ])
                 .map_err(|e| classify(self.path, "recording the versions of a capture", e))?;
         }
+        Ok((capture_row, object))
+    }
+
+    /// Records that run `run_row` holds `capture` as its copy of `object`. A run holds one
+    /// capture per object; a second record for the same object keeps the first.
+    fn add_member(&mut self, run_row: i64, object: i64, capture: i64) -> Result<(), IndexError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO run_members (run, object, capture) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run, object) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![run_row, object, capture]))
+            .map_err(self.err("recording what a run holds"))?;
         Ok(())
     }
 
-    /// Records that `run` saw an object unchanged since its last capture (no blob written).
+    /// Records that `run` saw an object unchanged since its capture in `blob` (no blob written):
+    /// the run holds that capture as its copy of the object, whichever run wrote it.
     /// `deep_scanned` says whether its full version list was compared too.
     pub fn record_unchanged(
         &mut self,
         run: &RunId,
         object: &ObjectState,
+        blob: &BlobKey,
         seen_at: i64,
         deep_scanned: bool,
     ) -> Result<(), IndexError> {
-        let (_, vault) = self.running(run)?;
-        self.upsert_object(&vault, object, seen_at, deep_scanned)?;
-        Ok(())
+        let (run_row, vault) = self.running(run)?;
+        let object_row = self.upsert_object(&vault, object, seen_at, deep_scanned)?;
+        let capture: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM captures WHERE blob_key = ?1 AND object = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![blob.as_str(), object_row], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.err("looking up a capture"))?;
+        let capture = capture.ok_or_else(|| {
+            IndexError::InvalidInput(format!(
+                "run {run} saw {}/{} unchanged since blob {blob}, which the index holds no capture of that object in; rebuild the index with kvkeep index rebuild",
+                object.kind, object.name
+            ))
+        })?;
+        self.add_member(run_row, object_row, capture)
+    }
+
+    /// Records, for a rebuild, a capture that run `writer` wrote but whose manifest is no longer
+    /// in the store, from an entry of a later manifest that refers to it. `writer` gets a row
+    /// (finished, no manifest, so never a restore point) if the index has none, and the capture
+    /// is recorded under it; it then counts through the runs that hold it
+    /// ([`Writer::record_unchanged`]), as if `writer` had been forgotten by a prune.
+    pub fn record_orphaned_capture(
+        &mut self,
+        vault: &VaultName,
+        writer: &RunId,
+        capture: &NewCapture,
+    ) -> Result<(), IndexError> {
+        let tags = checked_tags(writer, capture)?;
+        let context = "recording the run behind an orphaned capture";
+        self.tx
+            .prepare_cached(
+                "INSERT INTO runs (run_id, vault, started_at, finished_at, status)
+                 VALUES (?1, ?2, ?3, ?3, 'completed')
+                 ON CONFLICT (run_id) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    writer.as_str(),
+                    vault.as_str(),
+                    capture.captured_at
+                ])
+            })
+            .map_err(self.err(context))?;
+        let row: Option<(i64, String, bool)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, vault, manifest_key IS NOT NULL FROM runs WHERE run_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([writer.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(self.err(context))?;
+        match row {
+            Some((id, v, false)) if v == vault.as_str() => {
+                self.insert_capture(id, vault, capture, tags)?;
+                Ok(())
+            }
+            _ => Err(IndexError::InvalidInput(format!(
+                "blob {} of run {writer} is not in the index, but run {writer} is recorded with a manifest or for another vault than {vault}",
+                capture.blob
+            ))),
+        }
     }
 
     /// Records that `run` found an object gone from the vault. Recording the same object twice
@@ -238,6 +312,9 @@ impl<'a> Writer<'a> {
             )));
         }
         let (run_row, _) = self.running(run)?;
+        if manifest.is_some() {
+            self.carry_over(run_row)?;
+        }
         self.tx
             .prepare_cached(
                 "UPDATE runs SET finished_at = ?2, status = ?3, captured_objects = ?4,
@@ -260,6 +337,95 @@ impl<'a> Writer<'a> {
             })
             .map_err(self.err("finishing a run"))?;
         Ok(())
+    }
+
+    /// Completes what a committing run holds: an object it neither captured, saw unchanged nor
+    /// saw deleted (it failed, or its kind was not backed up in this run) keeps the capture the
+    /// vault's previous restore point held. That is what a restore as of this run returned
+    /// before runs recorded what they hold, and what the manifest means by "their earlier
+    /// captures in earlier manifests"; a rebuild replays the same records, so it agrees.
+    fn carry_over(&mut self, run_row: i64) -> Result<(), IndexError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO run_members (run, object, capture)
+                 SELECT ?1, m.object, m.capture FROM run_members AS m
+                 WHERE m.run = (
+                     SELECT p.id FROM runs AS p JOIN runs AS me ON me.id = ?1
+                     WHERE p.vault = me.vault AND p.manifest_key IS NOT NULL AND p.id <> me.id
+                       AND (p.started_at < me.started_at
+                            OR (p.started_at = me.started_at AND p.id < me.id))
+                     ORDER BY p.started_at DESC, p.id DESC LIMIT 1)
+                   AND NOT EXISTS (
+                     SELECT 1 FROM deletions AS d WHERE d.run = ?1 AND d.object = m.object)
+                 ON CONFLICT (run, object) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute([run_row]))
+            .map_err(self.err("carrying objects over from the previous restore point"))?;
+        Ok(())
+    }
+
+    /// Forgets restore point `run` once prune has deleted its manifest: the run stays listed,
+    /// without a manifest, and holds nothing any more. The captures it wrote stay as long as
+    /// another run holds them ([`Index::unheld_blobs`] lists those that no run holds).
+    ///
+    /// Order for a crash-safe prune: delete the manifest from the store, then forget the run,
+    /// then delete the blobs no run holds, then [`Writer::delete_capture`] them. A crash in
+    /// between leaves blobs that nothing refers to, never a restore point with a missing blob.
+    pub fn forget_run(&mut self, run: &RunId) -> Result<(), IndexError> {
+        let context = "forgetting a run";
+        let row: Option<(i64, bool)> = self
+            .tx
+            .prepare_cached("SELECT id, finished_at IS NOT NULL FROM runs WHERE run_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(self.err(context))?;
+        let run_row = match row {
+            None => return Err(IndexError::UnknownRun { run: run.clone() }),
+            Some((_, false)) => {
+                return Err(IndexError::InvalidInput(format!(
+                    "run {run} is still running and cannot be forgotten"
+                )))
+            }
+            Some((id, true)) => id,
+        };
+        self.tx
+            .prepare_cached("DELETE FROM run_members WHERE run = ?1")
+            .and_then(|mut s| s.execute([run_row]))
+            .map_err(self.err(context))?;
+        self.tx
+            .prepare_cached("UPDATE runs SET manifest_key = NULL WHERE id = ?1")
+            .and_then(|mut s| s.execute([run_row]))
+            .map_err(self.err(context))?;
+        Ok(())
+    }
+
+    /// Deletes the capture stored at `blob` once the blob is gone from the store. Refused while a
+    /// run still holds it. Returns whether there was such a capture.
+    pub fn delete_capture(&mut self, blob: &BlobKey) -> Result<bool, IndexError> {
+        let context = "deleting a capture";
+        let holder: Option<String> = self
+            .tx
+            .prepare_cached(
+                "SELECT r.run_id FROM captures AS c
+                 JOIN run_members AS m ON m.capture = c.id
+                 JOIN runs AS r ON r.id = m.run
+                 WHERE c.blob_key = ?1 LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([blob.as_str()], |r| r.get(0)).optional())
+            .map_err(self.err(context))?;
+        if let Some(holder) = holder {
+            return Err(IndexError::InvalidInput(format!(
+                "capture {blob} cannot be deleted: run {holder} still holds it; forget that run first"
+            )));
+        }
+        let deleted = self
+            .tx
+            .prepare_cached("DELETE FROM captures WHERE blob_key = ?1")
+            .and_then(|mut s| s.execute([blob.as_str()]))
+            .map_err(self.err(context))?;
+        Ok(deleted > 0)
     }
 
     /// Marks the runs of `vault` (or of every vault) still `running` as `interrupted` at `at`,
@@ -397,6 +563,28 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Checks a capture's sha256 and serialises its tags for the `tags` column.
+fn checked_tags(run: &RunId, capture: &NewCapture) -> Result<Option<String>, IndexError> {
+    if !crate::crypto::is_sha256_hex(&capture.sha256) {
+        return Err(IndexError::InvalidInput(format!(
+            "capture of {}/{} in run {run}: sha256 {:?} is not 64 lowercase hex characters",
+            capture.object.kind, capture.object.name, capture.sha256
+        )));
+    }
+    // A map of strings always serialises; the error arm only keeps `?` honest.
+    capture
+        .tags
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| {
+            IndexError::InvalidInput(format!(
+                "capture of {}/{} in run {run}: tags cannot be recorded: {e}",
+                capture.object.kind, capture.object.name
+            ))
+        })
+}
+
 /// One-record conveniences: each runs in its own transaction. Batch with [`Index::write`].
 impl Index {
     /// See [`Writer::begin_run`].
@@ -419,10 +607,21 @@ impl Index {
         &self,
         run: &RunId,
         object: &ObjectState,
+        blob: &BlobKey,
         seen_at: i64,
         deep_scanned: bool,
     ) -> Result<(), IndexError> {
-        self.write(|w| w.record_unchanged(run, object, seen_at, deep_scanned))
+        self.write(|w| w.record_unchanged(run, object, blob, seen_at, deep_scanned))
+    }
+
+    /// See [`Writer::forget_run`].
+    pub fn forget_run(&self, run: &RunId) -> Result<(), IndexError> {
+        self.write(|w| w.forget_run(run))
+    }
+
+    /// See [`Writer::delete_capture`].
+    pub fn delete_capture(&self, blob: &BlobKey) -> Result<bool, IndexError> {
+        self.write(|w| w.delete_capture(blob))
     }
 
     /// See [`Writer::record_deleted`].

@@ -8,7 +8,9 @@
 //! order into a fresh index, one run per transaction and one manifest part at a time —
 //! captures, unchanged sightings, deletions, failures, then the run finished with its manifest
 //! key — and finally list `objects/` for blobs no replayed run references: captures of
-//! incomplete runs, which are reported and never used. Memory is bounded by one part, not by
+//! incomplete runs, which are reported and never used. An unchanged entry whose blob was
+//! written by a run with no manifest left (pruned) records that capture from the entry, so the
+//! restore point stays complete. Memory is bounded by one part, not by
 //! the store. The new index is built beside the old file and replaces it with one rename
 //! when complete, so an interrupted or failed rebuild leaves the old index as it was.
 
@@ -59,6 +61,9 @@ pub struct RebuildReport {
     pub incomplete: Vec<IncompleteRun>,
     /// Manifests or entries that could not be used, with why.
     pub problems: Vec<String>,
+    /// Things worth knowing that cost nothing: entries that refer to blobs of runs whose
+    /// manifests are gone (pruned), recorded from the entries themselves.
+    pub notes: Vec<String>,
 }
 
 /// `manifests/{vault}/{timestamp}-{run}.age` or `objects/{vault}/{kind}/{name}/{timestamp}-{run}.age`
@@ -136,7 +141,8 @@ fn interrupted() -> RestoreError {
     RestoreError::Task("the rebuild was interrupted; the index was left as it was".into())
 }
 
-/// Entries of one run that refer to captures no replayed manifest recorded, summarised.
+/// Entries of one run that refer to captures no replayed manifest recorded (recorded from the
+/// entries themselves), summarised for the report.
 #[derive(Default)]
 struct Orphans {
     count: usize,
@@ -158,29 +164,31 @@ fn replay_part(
             current_version: o.current_version.clone(),
             updated: o.updated,
         };
+        // An unrecognised word falls back to native rather than dropping the capture.
+        let payload = o.payload.parse().unwrap_or(PayloadMode::Native);
+        let capture = NewCapture {
+            object: state.clone(),
+            blob: o.blob.clone(),
+            captured_at: o.captured_at,
+            plain_bytes: o.plain_bytes,
+            stored_bytes: o.stored_bytes,
+            sha256: o.sha256.clone(),
+            payload,
+            versions: o.versions.iter().map(CapturedVersion::from).collect(),
+            tags: o.tags.clone(),
+        };
         if o.state == EntryState::Captured && o.run == m.head.run {
-            // An unrecognised word falls back to native rather than dropping the capture.
-            let payload = o.payload.parse().unwrap_or(PayloadMode::Native);
-            w.record_capture(
-                &m.head.run,
-                &NewCapture {
-                    object: state,
-                    blob: o.blob.clone(),
-                    captured_at: o.captured_at,
-                    plain_bytes: o.plain_bytes,
-                    stored_bytes: o.stored_bytes,
-                    sha256: o.sha256.clone(),
-                    payload,
-                    versions: o.versions.iter().map(CapturedVersion::from).collect(),
-                    tags: o.tags.clone(),
-                },
-            )?;
+            w.record_capture(&m.head.run, &capture)?;
             stats.captured_objects += 1;
             stats.uploaded_bytes += o.stored_bytes;
-        } else if w.has_capture(&o.blob)? {
-            w.record_unchanged(&m.head.run, &state, m.head.finished_at, false)?;
-            stats.unchanged_objects += 1;
-        } else {
+            continue;
+        }
+        if !w.has_capture(&o.blob)? {
+            // The run that wrote the blob has no manifest any more (pruned, or lost): the
+            // entry describes the blob in full, so the capture is recorded from it and this
+            // restore point stays complete. Dropping the entry would silently shrink every
+            // later restore point that still refers to the blob.
+            w.record_orphaned_capture(&m.head.vault, &o.run, &capture)?;
             orphans.count += 1;
             orphans.first.get_or_insert_with(|| {
                 format!(
@@ -189,6 +197,8 @@ fn replay_part(
                 )
             });
         }
+        w.record_unchanged(&m.head.run, &state, &o.blob, m.head.finished_at, false)?;
+        stats.unchanged_objects += 1;
     }
     for d in &part.deleted {
         if w.has_object(&m.head.vault, d.kind, &d.name)? {
@@ -212,12 +222,13 @@ fn replay_part(
 
 /// Replays one run into `index` in one transaction, taking its parts one at a time from
 /// `read_part`. A part that cannot be read leaves the whole run out: the transaction rolls
-/// back. Returns the run's captures, or the problem that left it out.
+/// back. Returns the run's captures with a note on entries whose writing run has no manifest,
+/// or the problem that left the run out.
 fn replay_run(
     index: &Index,
     m: &OpenedManifest,
     read_part: &mut dyn FnMut(usize) -> Result<ManifestPart, String>,
-) -> Result<Result<u64, String>, IndexError> {
+) -> Result<Result<(u64, Option<String>), String>, IndexError> {
     let mut unusable: Option<String> = None;
     let outcome = index.write(|w| {
         w.begin_run(&m.head.run, &m.head.vault, m.head.started_at)?;
@@ -255,15 +266,21 @@ fn replay_run(
             "{}: run {run} is in the store twice; left out",
             m.key
         ))),
+        // Records the manifest's entries contradict (an unchanged entry naming another
+        // object's blob): the run is left out, the rest of the store still replays.
+        (Err(IndexError::InvalidInput(problem)), None) => {
+            Ok(Err(format!("{}: {problem}; its run is left out", m.key)))
+        }
         (Err(e), None) => Err(e),
-        (Ok((_, orphans)), None) if orphans.count > 0 => Ok(Err(format!(
-            "{}: {} entr{} refer to captures of runs whose manifests are not in the store (first: {}); those objects are not restorable at this point through this index",
-            m.key,
-            orphans.count,
-            if orphans.count == 1 { "y" } else { "ies" },
-            orphans.first.unwrap_or_default()
-        ))),
-        (Ok((captures, _)), None) => Ok(Ok(captures)),
+        (Ok((captures, orphans)), None) => {
+            let note = orphans.first.map(|first| format!(
+                "{}: {} entr{} refer to blobs of runs whose manifests are not in the store (first: {first}); recorded from the entries, so the restore point is complete",
+                m.key,
+                orphans.count,
+                if orphans.count == 1 { "y" } else { "ies" },
+            ));
+            Ok(Ok((captures, note)))
+        }
     }
 }
 
@@ -282,9 +299,10 @@ pub fn replay(
                 .ok_or_else(|| format!("{key}: holds no entries"))
         };
         match replay_run(index, &opened, &mut read_part)? {
-            Ok(captures) => {
+            Ok((captures, note)) => {
                 report.runs += 1;
                 report.captures += captures as usize;
+                report.notes.extend(note);
             }
             Err(problem) => report.problems.push(problem),
         }
@@ -384,9 +402,10 @@ async fn replay_all(
             let mut read_part =
                 |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
             match replay_run(&index, &m, &mut read_part)? {
-                Ok(captures) => {
+                Ok((captures, note)) => {
                     report.runs += 1;
                     report.captures += captures as usize;
+                    report.notes.extend(note);
                 }
                 Err(problem) => report.problems.push(problem),
             }

@@ -219,3 +219,129 @@ fn foreign_keys_are_enforced() {
         .expect_err("a capture of an unknown run must be refused");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
+
+/// The point-in-time query as schema version 3 answered it: per object, the newest capture of a
+/// committed run at or before `?2`, unless a committed run saw the object deleted since. Kept
+/// here as the reference an upgraded index must agree with.
+const SCHEMA_3_CAPTURES_AS_OF: &str = "WITH newest AS (
+        SELECT o.id AS object,
+            (SELECT c2.id FROM captures AS c2 JOIN runs AS r2 ON r2.id = c2.run
+             WHERE c2.object = o.id AND c2.captured_at <= ?2 AND r2.manifest_key IS NOT NULL
+             ORDER BY c2.captured_at DESC, c2.id DESC LIMIT 1) AS capture
+        FROM objects AS o WHERE o.vault = ?1
+    )
+    SELECT r.run_id, r.manifest_key IS NOT NULL, o.vault, o.kind, c.display_name, c.blob_key,
+        c.captured_at, c.current_version, c.updated, c.plain_bytes, c.stored_bytes, c.sha256,
+        c.payload_mode
+    FROM newest
+    JOIN captures AS c ON c.id = newest.capture
+    JOIN objects AS o ON o.id = newest.object
+    JOIN runs AS r ON r.id = c.run
+    WHERE NOT EXISTS (
+        SELECT 1 FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
+        WHERE d.object = newest.object AND d.seen_at > c.captured_at AND d.seen_at <= ?2
+          AND dr.manifest_key IS NOT NULL)
+    ORDER BY o.kind, o.name";
+
+#[test]
+fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
+    use super::RunScript;
+    use crate::index::RunStatus;
+    use crate::model::ObjectKind::{Certificates, Keys, Secrets};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("index.sqlite");
+    let index = Index::open(&path).expect("index");
+    // Captures, unchanged sightings, deletions, a failure (run 3 does not mention api), a run
+    // that never committed, a re-created object and a neighbour vault.
+    let runs = [
+        RunScript::committed(1, "kv-app", 100)
+            .capture(Keys, "signing", &["k1"])
+            .capture(Secrets, "api", &["a1"])
+            .capture(Secrets, "gone", &["g1"])
+            .capture(Secrets, "Phoenix", &["p1"]),
+        RunScript::committed(2, "kv-app", 200)
+            .unchanged(Keys, "signing", 100)
+            .unchanged(Secrets, "api", 100)
+            .capture(Certificates, "tls", &["t1"])
+            .delete(Secrets, "gone")
+            .delete(Secrets, "phoenix"),
+        RunScript {
+            manifest: false,
+            status: RunStatus::Interrupted,
+            ..RunScript::committed(3, "kv-app", 300)
+                .capture(Keys, "signing", &["k1", "k2"])
+                .delete(Certificates, "tls")
+        },
+        RunScript {
+            status: RunStatus::PartiallyFailed,
+            ..RunScript::committed(4, "kv-app", 400)
+                .unchanged(Keys, "signing", 100)
+                .unchanged(Certificates, "tls", 200)
+                .capture(Secrets, "phoenix", &["p9"])
+        },
+        RunScript::committed(5, "kv-other", 150).capture(Keys, "signing", &["x1"]),
+    ];
+    for script in runs {
+        script.play(&index);
+    }
+    drop(index);
+    // Schema version 3 stored everything above except what each run holds.
+    let conn = Connection::open(&path).expect("open");
+    conn.execute_batch("DROP TABLE run_members; PRAGMA user_version = 3;")
+        .expect("back to version 3");
+    let times = [99, 100, 102, 150, 200, 250, 300, 350, 400, 404, 405, 1000];
+    let before: Vec<_> = times
+        .iter()
+        .map(|at| {
+            let mut stmt = conn.prepare(SCHEMA_3_CAPTURES_AS_OF).expect("old query");
+            let rows = stmt
+                .query_map(
+                    rusqlite::params!["kv-app", at],
+                    super::super::read::capture_from_row,
+                )
+                .expect("old query runs");
+            rows.collect::<Result<Vec<_>, _>>().expect("old rows")
+        })
+        .collect();
+    drop(conn);
+
+    let index = Index::open(&path).expect("upgrade");
+    assert_eq!(index.schema_version().expect("version"), 4);
+    for (at, old) in times.iter().zip(&before) {
+        assert_eq!(
+            &index
+                .captures_as_of(&vault("kv-app"), *at)
+                .expect("new query"),
+            old,
+            "restore set at {at}"
+        );
+    }
+    // Spot check what the backfill derived: run 4 holds api, which it never mentioned.
+    let held: Vec<String> = index
+        .restore_point_contents(&run(4))
+        .expect("contents")
+        .into_iter()
+        .map(|c| format!("{}/{}@{}", c.kind, c.name, c.captured_at))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            "certificates/tls@200",
+            "keys/signing@100",
+            "secrets/api@100",
+            "secrets/phoenix@400"
+        ]
+    );
+    // And new runs record what they hold on top of the backfill.
+    RunScript::committed(6, "kv-app", 500)
+        .capture(Secrets, "api", &["a1", "a2"])
+        .play(&index);
+    assert_eq!(
+        index
+            .restore_point_contents(&run(6))
+            .expect("contents")
+            .len(),
+        4
+    );
+}

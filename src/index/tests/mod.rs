@@ -1,6 +1,7 @@
 //! Tests of the index: migrations, records and their round trips, the point-in-time query, and
 //! damaged files. Shared builders live here.
 
+mod catalog;
 mod damage;
 mod foreign;
 mod migrations;
@@ -84,6 +85,8 @@ pub(super) struct RunScript<'a> {
     pub at: i64,
     pub captures: Vec<NewCapture>,
     pub deleted: Vec<(ObjectKind, &'a str)>,
+    /// Objects seen unchanged since the capture at the given time (see [`capture`]).
+    pub unchanged: Vec<(ObjectKind, &'a str, i64)>,
     pub status: RunStatus,
     /// Whether the manifest was written (the run is committed).
     pub manifest: bool,
@@ -97,6 +100,7 @@ impl<'a> RunScript<'a> {
             at,
             captures: Vec::new(),
             deleted: Vec::new(),
+            unchanged: Vec::new(),
             status: RunStatus::Completed,
             manifest: true,
         }
@@ -113,6 +117,12 @@ impl<'a> RunScript<'a> {
         self
     }
 
+    /// The object is unchanged since its capture at `captured_at` (by an earlier run).
+    pub fn unchanged(mut self, kind: ObjectKind, object: &'a str, captured_at: i64) -> Self {
+        self.unchanged.push((kind, object, captured_at));
+        self
+    }
+
     /// Plays the run into `index` in one batch, as the backup executor would.
     pub fn play(self, index: &Index) {
         let id = run(self.run);
@@ -125,12 +135,23 @@ impl<'a> RunScript<'a> {
                 for c in &self.captures {
                     w.record_capture(&id, c)?;
                 }
+                for (kind, object, captured_at) in &self.unchanged {
+                    let earlier = capture(self.vault, *kind, object, &["x"], *captured_at);
+                    w.record_unchanged(
+                        &id,
+                        &state(*kind, object, "x", captured_at - 1),
+                        &earlier.blob,
+                        self.at,
+                        false,
+                    )?;
+                }
                 for (kind, object) in &self.deleted {
                     w.record_deleted(&id, *kind, &name(object), self.at)?;
                 }
                 let stats = RunStats {
                     captured_objects: self.captures.len() as u64,
                     deleted_objects: self.deleted.len() as u64,
+                    unchanged_objects: self.unchanged.len() as u64,
                     ..RunStats::default()
                 };
                 w.finish_run(&id, self.status, &stats, self.at + 5, manifest.as_ref())

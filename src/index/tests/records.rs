@@ -55,6 +55,10 @@ fn a_run_round_trips_with_its_captures_errors_and_stats() {
     let index = Index::open_in_memory().expect("index");
     let id = run(7);
     let kv = vault("kv-prod");
+    // The object run 7 sees unchanged was captured by an earlier run.
+    RunScript::committed(6, "kv-prod", 900)
+        .capture(Keys, "signing", &["k9"])
+        .play(&index);
     index.begin_run(&id, &kv, 1000).expect("begin");
 
     let running = index.run(&id).expect("query").expect("run present");
@@ -65,7 +69,13 @@ fn a_run_round_trips_with_its_captures_errors_and_stats() {
     let c = capture("kv-prod", Secrets, "Db-Password", &["a1", "a2"], 1001);
     index.record_capture(&id, &c).expect("capture");
     index
-        .record_unchanged(&id, &state(Keys, "signing", "k9", 900), 1002, false)
+        .record_unchanged(
+            &id,
+            &state(Keys, "signing", "k9", 900),
+            &blob("objects/kv-prod/keys/signing/900.age"),
+            1002,
+            false,
+        )
         .expect("unchanged");
     index
         .record_object_error(
@@ -96,7 +106,7 @@ fn a_run_round_trips_with_its_captures_errors_and_stats() {
         .expect("finish");
 
     let runs = index.list_runs(Some(&kv)).expect("runs");
-    assert_eq!(runs.len(), 1);
+    assert_eq!(runs.len(), 2, "run 7 and the earlier run 6");
     let r = &runs[0];
     assert_eq!(
         (r.run.clone(), r.vault.clone(), r.started_at, r.finished_at),
@@ -147,7 +157,7 @@ fn a_run_round_trips_with_its_captures_errors_and_stats() {
     assert_eq!(
         summary,
         [
-            ("keys/signing".to_string(), None),
+            ("keys/signing".to_string(), Some(900)),
             ("secrets/Db-Password".to_string(), Some(1001)),
         ]
     );
@@ -188,7 +198,13 @@ fn change_detection_compares_against_the_newest_committed_capture_only() {
     let id = run(3);
     index.begin_run(&id, &kv, 300).expect("begin");
     index
-        .record_unchanged(&id, &state(Secrets, "api", "v2", 199), 301, true)
+        .record_unchanged(
+            &id,
+            &state(Secrets, "api", "v2", 199),
+            &blob("objects/kv-prod/secrets/api/100.age"),
+            301,
+            true,
+        )
         .expect("unchanged");
     let last = last_of(Secrets, "api").expect("captured before");
     assert_eq!(last.captured_at, 100);
