@@ -10,6 +10,7 @@ pub mod demo;
 pub mod doctor;
 pub mod keys;
 pub mod list;
+pub mod prune;
 pub mod render;
 pub mod restore;
 pub mod schedule;
@@ -130,6 +131,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Show when each vault's next backups are due, local time and UTC (jitter applied).
     Schedule(schedule::ScheduleArgs),
+    /// Show which restore points the retention policy keeps and would forget (--dry-run).
+    Prune(prune::PruneArgs),
     /// Run every vault's backups on its schedule, in the foreground, until SIGTERM or Ctrl-C.
     Daemon,
     /// Restore a vault (or selected objects) as it was at a point in time.
@@ -226,6 +229,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::List { what } => list::run(what, config),
         Command::Restore(args) => restore::run(args, config),
         Command::Schedule(args) => schedule::run(args, config),
+        Command::Prune(args) => prune::run(args, config),
         Command::Daemon => daemon::run(config),
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),
