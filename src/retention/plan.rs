@@ -30,9 +30,14 @@ pub struct PrunePlan {
     pub freed_bytes: u64,
 }
 
-/// The time zone the vault's calendar periods are counted in: its schedule's (UTC without one).
+/// The time zone the vault's calendar periods are counted in: its `timezone`, which both of its
+/// schedules carry (UTC when it has neither, and then `timezone` is not used anywhere else).
 fn time_zone(vault: &VaultConfig) -> Tz {
-    vault.schedule.as_ref().map_or(Tz::UTC, |s| s.tz())
+    vault
+        .schedule
+        .as_ref()
+        .or(vault.verify_schedule.as_ref())
+        .map_or(Tz::UTC, |s| s.tz())
 }
 
 fn at(unix: i64) -> DateTime<Utc> {
@@ -95,4 +100,80 @@ pub fn plan_prune(
         freed_blobs,
         freed_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::index::{RunStats, RunStatus};
+
+    fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 10, d, h, m, 0)
+            .single()
+            .expect("time")
+    }
+
+    /// A vault with no backup schedule still counts its days in its `timezone`: 23:30 UTC on
+    /// 31 October is 1 November in Berlin, so the two evening points are two Berlin days.
+    #[test]
+    fn days_are_counted_in_the_vaults_time_zone_even_without_a_backup_schedule() {
+        let text = r#"
+[store]
+type = "local"
+path = "/tmp/store"
+
+[encryption]
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+
+[defaults]
+timezone = "Europe/Berlin"
+
+[[vault]]
+name = "kv-berlin"
+
+[vault.retention]
+keep_daily = 2
+min_retention = "0s"
+"#;
+        let config = Config::parse(text, "t.toml", Path::new("/tmp"), &|_| {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+        .expect("config");
+        let vault = &config.vaults[0];
+        assert!(vault.schedule.is_none());
+        let index = Index::open_in_memory().expect("index");
+        let mut runs = Vec::new();
+        for started in [utc(30, 10, 0), utc(31, 22, 30), utc(31, 23, 30)] {
+            let run = RunId::random();
+            let manifest: BlobKey =
+                format!("manifests/kv-berlin/{}-{run}.age", started.timestamp())
+                    .parse()
+                    .expect("key");
+            index
+                .begin_run(&run, &vault.name, started.timestamp())
+                .expect("begin");
+            index
+                .finish_run(
+                    &run,
+                    RunStatus::Completed,
+                    &RunStats::default(),
+                    started.timestamp() + 60,
+                    Some(&manifest),
+                )
+                .expect("finish");
+            runs.push(run);
+        }
+        let plan =
+            plan_prune(&index, vault, utc(31, 23, 59) + chrono::TimeDelta::days(30)).expect("plan");
+        let kept: Vec<&RunId> = plan.decision.kept().map(|p| &p.run).collect();
+        // Berlin: 1 Nov (23:30Z) and 31 Oct (22:30Z). In UTC it would have been 31 Oct (23:30Z)
+        // and 30 Oct (10:00Z).
+        assert_eq!(kept, vec![&runs[2], &runs[1]]);
+        assert_eq!(plan.forget_manifests.len(), 1);
+    }
 }
