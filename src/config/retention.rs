@@ -95,11 +95,12 @@ pub(super) fn settings(
     for ((key, value), slot) in COUNT_KEYS.iter().zip(counts).zip(&mut out.counts) {
         let Some(value) = value else { continue };
         match u32::try_from(*value.get_ref()) {
-            Ok(n) if (1..=MAX_COUNT).contains(value.get_ref()) => *slot = Some(n),
+            // 0 is "off": a vault's way to drop a rule its [defaults.retention] sets.
+            Ok(n) if (0..=MAX_COUNT).contains(value.get_ref()) => *slot = Some(n),
             _ => error(
                 key,
                 value.span().start,
-                format!("must be a whole number between 1 and {MAX_COUNT} (leave the key out to not use this rule)"),
+                format!("must be a whole number between 0 and {MAX_COUNT} (0 turns the rule off; leave the key out to inherit it)"),
             ),
         }
     }
@@ -202,6 +203,18 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_count_turns_off_a_rule_the_defaults_set() {
+        let defaults = "[defaults.retention]\nkeep_daily = 7";
+        let own = "\n[vault.retention]\nkeep_daily = 0";
+        let c = parse(&file(defaults, own)).expect("valid");
+        let [b, a] = [&c.vaults[0].retention, &c.vaults[1].retention];
+        assert_eq!(b.keep_daily, Some(7));
+        assert!(!b.is_empty());
+        // kv-a has no rule left: it keeps everything, as a vault without a policy does.
+        assert!(a.is_empty(), "{a:?}");
+    }
+
+    #[test]
     fn a_vault_key_overrides_the_same_default_key_only() {
         let defaults = "[defaults.retention]\nkeep_daily = 7\nkeep_weekly = 4\nkeep_within = \"48h\"\nmin_retention = \"14d\"";
         let own = "\n[vault.retention]\nkeep_daily = 30\nkeep_deleted_for = \"0s\"";
@@ -300,18 +313,18 @@ mod tests {
         let cases: [(&str, &str, &str, usize, &str, &str); 12] = [
             (
                 "",
-                "keep_daily = 0",
+                "keep_daily = 100001",
                 "vault[1].retention.keep_daily",
                 1,
-                "between 1 and 100000",
-                "= 0",
+                "between 0 and 100000",
+                "100001",
             ),
             (
                 "",
                 "keep_hourly = -3",
                 "vault[1].retention.keep_hourly",
                 1,
-                "between 1 and 100000",
+                "between 0 and 100000",
                 "-3",
             ),
             (
@@ -319,7 +332,7 @@ mod tests {
                 "keep_yearly = 9999999999",
                 "vault[1].retention.keep_yearly",
                 1,
-                "between 1 and 100000",
+                "between 0 and 100000",
                 "9999999999",
             ),
             (
@@ -379,12 +392,12 @@ mod tests {
                 "SECRETSAUCE",
             ),
             (
-                "keep_monthly = 0",
+                "keep_monthly = -1",
                 "",
                 "defaults.retention.keep_monthly",
                 0,
-                "between 1 and 100000",
-                "= 0",
+                "between 0 and 100000",
+                "-1",
             ),
             (
                 "min_retention = \"SECRETSAUCE\"",
