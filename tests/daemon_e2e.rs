@@ -350,6 +350,7 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         r#"kvkeep_last_run_status{vault="kv-b",status="completed"} 1"#,
         r#"kvkeep_last_verify_success{vault="kv-a"} 1"#,
         r#"kvkeep_build_info{version=""#,
+        r#"kvkeep_start_delay_seconds_count{vault="kv-a"}"#,
     ] {
         assert!(metrics.contains(line), "no {line} in:\n{metrics}");
     }

@@ -117,6 +117,13 @@ fn run_duration_histogram() -> Histogram {
     Histogram::new(RUN_DURATION_BUCKETS)
 }
 
+/// From on time to far behind: 10 ms up to 10 min (a vault waiting for a parallel slot).
+const START_DELAY_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 600.0];
+
+fn start_delay_histogram() -> Histogram {
+    Histogram::new(START_DELAY_BUCKETS)
+}
+
 /// Running totals read from elsewhere (the rate limiter, the scheduler's agenda) and the part
 /// of them already added to their counters.
 #[derive(Debug, Default)]
@@ -151,6 +158,7 @@ pub struct DaemonMetrics {
     throttled: Family<VaultLabels, Counter>,
     retries: Family<VaultLabels, Counter>,
     run_duration: Family<VaultLabels, Histogram, fn() -> Histogram>,
+    start_delay: Family<VaultLabels, Histogram, fn() -> Histogram>,
     uploaded: Family<VaultLabels, Counter>,
     next_run: Family<VaultLabels, Gauge>,
     last_verify: Family<VaultLabels, Gauge>,
@@ -179,6 +187,7 @@ impl DaemonMetrics {
             throttled: Family::default(),
             retries: Family::default(),
             run_duration: Family::new_with_constructor(run_duration_histogram),
+            start_delay: Family::new_with_constructor(start_delay_histogram),
             uploaded: Family::default(),
             next_run: Family::default(),
             last_verify: Family::default(),
@@ -221,6 +230,12 @@ impl DaemonMetrics {
             "How long the vault's runs took",
             Unit::Seconds,
             metrics.run_duration.clone(),
+        );
+        registry.register_with_unit(
+            "start_delay",
+            "How late scheduled backups started against their fire time",
+            Unit::Seconds,
+            metrics.start_delay.clone(),
         );
         registry.register_with_unit(
             "uploaded",
@@ -390,6 +405,13 @@ impl DaemonMetrics {
         advance(&self.retries.get_or_create(&labels), last, counters.retries);
     }
 
+    /// A scheduled backup of `vault` started `late` after its fire time.
+    pub fn backup_started(&self, vault: &VaultName, late: std::time::Duration) {
+        self.start_delay
+            .get_or_create(&vault_labels(vault))
+            .observe(late.as_secs_f64());
+    }
+
     /// A notification about `vault` through the notifier named `notifier` could not be
     /// delivered.
     pub fn notification_failed(&self, vault: &VaultName, notifier: &str) {
@@ -429,6 +451,7 @@ impl DaemonMetrics {
             family.remove(&labels);
         }
         self.run_duration.remove(&labels);
+        self.start_delay.remove(&labels);
         for status in STATUSES {
             let labels = status_labels(vault, status);
             self.runs.remove(&labels);

@@ -476,3 +476,29 @@ fn forget_vault_removes_every_series_of_that_vault_only() {
         r#"kvkeep_throttled_requests_total{vault="kv1"} 4"#,
     );
 }
+
+#[test]
+fn a_late_start_lands_in_its_delay_bucket_and_goes_with_its_vault() {
+    let metrics = DaemonMetrics::new();
+    metrics.backup_started(&vault("kv1"), std::time::Duration::from_millis(30));
+    metrics.backup_started(&vault("kv1"), std::time::Duration::from_secs(2));
+    assert_has(
+        &metrics,
+        r#"kvkeep_start_delay_seconds_count{vault="kv1"} 2"#,
+    );
+    // 30 ms first fits the 50 ms bucket; 2 s the 5 s one.
+    assert_has(
+        &metrics,
+        r#"kvkeep_start_delay_seconds_bucket{le="0.05",vault="kv1"} 1"#,
+    );
+    assert_has(
+        &metrics,
+        r#"kvkeep_start_delay_seconds_bucket{le="1.0",vault="kv1"} 1"#,
+    );
+    assert_has(
+        &metrics,
+        r#"kvkeep_start_delay_seconds_bucket{le="5.0",vault="kv1"} 2"#,
+    );
+    metrics.forget_vault(&vault("kv1"));
+    assert_no_series(&metrics, "kvkeep_start_delay_seconds_count{");
+}

@@ -215,6 +215,14 @@ pub async fn run(
     if let Some(interval) = watchdog {
         loop_options.max_sleep = interval / 2;
     }
+    {
+        let metrics = metrics.clone();
+        loop_options.on_start = Some(Arc::new(move |job: &Job, late| {
+            if job.task == Task::Backup {
+                metrics.backup_started(&job.vault, late);
+            }
+        }));
+    }
     // The loop is alive while it wakes; it wakes at least every max_sleep.
     let heartbeat = Arc::new(Heartbeat::new(loop_options.max_sleep * 3));
     {
