@@ -41,7 +41,7 @@ pub struct DaemonConfig {
     /// Vaults (backups or quick verifications) in flight at once.
     pub max_parallel_vaults: usize,
     /// How long SIGTERM waits for the objects in flight before the process exits anyway.
-    #[serde(serialize_with = "duration_ser")]
+    #[serde(serialize_with = "super::model::duration_ser")]
     pub shutdown_timeout: Duration,
     /// The health and metrics endpoint's address; `None` when turned off.
     pub listen: Option<SocketAddr>,
@@ -55,10 +55,6 @@ impl Default for DaemonConfig {
             listen: DEFAULT_LISTEN.parse().ok(),
         }
     }
-}
-
-fn duration_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 /// Validates `[daemon]`; `None` when a key is wrong (the problem is in `c`).

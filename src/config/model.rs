@@ -244,6 +244,8 @@ fn schedule_ser<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S:
     }
 }
 
-fn duration_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+/// A duration as configured (`1h 30m`), for `kvkeep config show`; every section serializes
+/// its durations with this.
+pub(super) fn duration_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(&humantime::format_duration(*d).to_string())
 }

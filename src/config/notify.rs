@@ -125,7 +125,7 @@ pub struct NotifyConfig {
     /// The outcomes that trigger it (never empty).
     pub on: BTreeSet<NotifyOutcome>,
     /// Bound of one delivery, retries included.
-    #[serde(serialize_with = "timeout_ser")]
+    #[serde(serialize_with = "super::model::duration_ser")]
     pub timeout: Duration,
     /// Only runs of these vaults; `None` means every vault.
     pub vaults: Option<BTreeSet<VaultName>>,
@@ -141,10 +141,6 @@ impl NotifyConfig {
     pub fn covers(&self, vault: &VaultName) -> bool {
         self.vaults.as_ref().is_none_or(|v| v.contains(vault))
     }
-}
-
-fn timeout_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 /// Validates every `[[notify]]` entry, adding problems to `errors`. `vaults` are the validated
