@@ -154,6 +154,8 @@ vaults = ["kv-a"]
             .env_remove("RUST_LOG")
             .env_remove("KVKEEP_CONFIG")
             .env("NOTIFY_SOCKET", socket)
+            // systemd's WatchdogSec=2s: the loop pings at least every second.
+            .env("WATCHDOG_USEC", "2000000")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -428,6 +430,7 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     let messages = all_messages(&messages);
     for expected in [
         "READY=1",
+        "WATCHDOG=1",
         "RELOADING=1",
         "MONOTONIC_USEC=",
         "STATUS=reload refused: ",
