@@ -1,6 +1,6 @@
 //! `kvkeep prune --dry-run` through the real binary, on an index of 40 daily restore points:
 //! the policy's verdict and reasons per point, totals, "keeping everything" without a policy,
-//! and a prune without `--dry-run` refused with nothing touched.
+//! a vault whose lock is held refused by name, and the real prune.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -126,10 +126,67 @@ fn a_dry_run_shows_each_points_verdict_and_reasons_and_deletes_nothing() {
     );
     assert!(text.contains("40 kept, 0 to forget"), "{text}");
 
-    // Without --dry-run: refused with exit 2, and the index is byte for byte what it was.
-    let refused = kvkeep(dir.path(), &["prune"]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was deleted"));
+    // Dry runs changed nothing.
     let after = std::fs::read(dir.path().join("index.sqlite")).expect("index bytes");
-    assert!(before == after, "prune changed the index");
+    assert!(before == after, "a dry run changed the index");
+
+    // While a backup holds kv-kept's lock, prune refuses that vault (exit 1, naming the holder)
+    // and still prunes the other one.
+    {
+        let vault: kvkeep::model::VaultName = "kv-kept".parse().expect("vault");
+        let _held =
+            kvkeep::index::lock_vault(&dir.path().join("index.sqlite"), &vault, "kvkeep backup", 0)
+                .expect("lock");
+        let busy = kvkeep(dir.path(), &["prune"]);
+        assert_eq!(busy.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&busy.stderr);
+        assert!(
+            err.contains("kvkeep backup of vault kv-kept")
+                && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+    }
+    let still = kvkeep(
+        dir.path(),
+        &[
+            "prune",
+            "--dry-run",
+            "--output",
+            "json",
+            "--vault",
+            "kv-kept",
+        ],
+    );
+    let still: Value = serde_json::from_slice(&still.stdout).expect("json");
+    assert_eq!(
+        still["vaults"][0]["forgotten_points"].as_u64(),
+        Some(forgotten)
+    );
+
+    // The real prune: the forgotten points go (their manifests were never written here, which
+    // counts as already deleted), the totals say so, and the next plan has nothing to forget.
+    let pruned = kvkeep(dir.path(), &["prune", "--output", "json"]);
+    assert_eq!(
+        pruned.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&pruned.stdout).expect("json");
+    assert_eq!(doc["dry_run"], false);
+    assert_eq!(
+        doc["vaults"][0]["forgotten_points"].as_u64(),
+        Some(forgotten)
+    );
+    assert_eq!(doc["totals"]["forgotten_points"].as_u64(), Some(forgotten));
+    assert_eq!(doc["totals"]["vaults_not_pruned"], 0);
+    let again = kvkeep(dir.path(), &["prune", "--dry-run", "--output", "json"]);
+    let again: Value = serde_json::from_slice(&again.stdout).expect("json");
+    let points = again["vaults"][0]["points"].as_array().expect("points");
+    assert_eq!(points.len() as u64, 40 - forgotten);
+    assert_eq!(again["vaults"][0]["forgotten_points"], 0);
+    assert_eq!(
+        again["vaults"][1]["points"].as_array().map(Vec::len),
+        Some(40)
+    );
 }

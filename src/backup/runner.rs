@@ -220,7 +220,7 @@ impl Runner {
         let Some(store) = self.store.clone() else {
             return self.failed_report(vault, "the store is not open (dry run)".into());
         };
-        let _lock = match self.claim(vault) {
+        let _lock = match self.claim(vault, "backup") {
             Ok(lock) => lock,
             Err(e) => return self.failed_report(vault, e),
         };
@@ -235,24 +235,56 @@ impl Runner {
     /// next run is far away does not show a run as running for days). A vault locked by another
     /// kvkeep process is left alone: that process is alive, and its runs may be too.
     pub fn recover_interrupted(&self, vault: &VaultConfig) -> Result<(), String> {
-        self.claim(vault).map(drop)
+        self.claim(vault, "backup").map(drop)
+    }
+
+    /// Prunes `vault` by its retention policy under the vault's lock (refused, naming the
+    /// holder, while another kvkeep process on this host backs it up or prunes it). `observer`
+    /// hears of every step before it is taken; `cancel` stops the prune between steps.
+    pub async fn prune(
+        &self,
+        vault: &VaultConfig,
+        observer: Option<crate::retention::PruneObserver>,
+        cancel: &CancellationToken,
+    ) -> Result<crate::retention::PruneOutcome, String> {
+        let store = self.store.as_ref().ok_or_else(|| {
+            format!(
+                "prune of vault {} not started: no store is open",
+                vault.name
+            )
+        })?;
+        let _lock = self.claim(vault, "prune")?;
+        let now = chrono::DateTime::from_timestamp((self.clock)(), 0).unwrap_or_default();
+        crate::retention::prune_vault(&self.index, store, vault, now, observer, cancel)
+            .await
+            .map_err(|e| {
+                format!(
+                    "prune of vault {} stopped: {e}; run it again to complete it",
+                    vault.name
+                )
+            })
     }
 
     /// Takes the vault's lock beside the index for the whole run (refused, naming the holder,
     /// while another kvkeep process on this host works on the vault), then marks the vault's
     /// runs still `running` as `interrupted`: with the lock held nothing can still be running
     /// them, so they are what a crash or a kill left behind.
-    fn claim(&self, vault: &VaultConfig) -> Result<IndexLock, String> {
+    fn claim(&self, vault: &VaultConfig, what: &str) -> Result<IndexLock, String> {
         let now = (self.clock)();
-        let lock = lock_vault(&self.config.index_path, &vault.name, "kvkeep backup", now)
-            .map_err(|e| format!("backup of vault {} not started: {e}", vault.name))?;
+        let lock = lock_vault(
+            &self.config.index_path,
+            &vault.name,
+            &format!("kvkeep {what}"),
+            now,
+        )
+        .map_err(|e| format!("{what} of vault {} not started: {e}", vault.name))?;
         match self.index.interrupt_unfinished_runs(Some(&vault.name), now) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(vault = %vault.name, runs = n,
                 "runs left running by a stopped kvkeep process marked interrupted"),
             Err(e) => {
                 return Err(format!(
-                "backup of vault {} not started: cannot mark its unfinished runs interrupted: {e}",
+                "{what} of vault {} not started: cannot mark its unfinished runs interrupted: {e}",
                 vault.name
             ))
             }

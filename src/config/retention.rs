@@ -10,7 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{line_of, parse_duration_within, ConfigError};
-use crate::retention::{RetentionPolicy, DEFAULT_KEEP_DELETED_FOR, DEFAULT_MIN_RETENTION};
+use crate::retention::{
+    RetentionPolicy, DEFAULT_GRACE_PERIOD, DEFAULT_KEEP_DELETED_FOR, DEFAULT_MIN_RETENTION,
+};
 
 /// The largest `keep_*` count: far above any sensible policy, small enough that a typo of a few
 /// extra digits is caught.
@@ -45,6 +47,11 @@ pub struct RawRetention {
     pub min_retention: Option<Spanned<String>>,
     /// How long the last copy of a deleted object is kept (default `120d`).
     pub keep_deleted_for: Option<Spanned<String>>,
+    /// Whether the daemon prunes the vault after each successful backup (default false).
+    pub prune: Option<bool>,
+    /// How old the blobs of a run that never committed must be before prune deletes them
+    /// (default `24h`).
+    pub grace_period: Option<Spanned<String>>,
 }
 
 /// The retention keys one table set, validated, before defaults are merged.
@@ -54,7 +61,14 @@ pub(super) struct RetentionSettings {
     keep_within: Option<Duration>,
     min_retention: Option<Duration>,
     keep_deleted_for: Option<Duration>,
+    prune: Option<bool>,
+    grace_period: Option<Duration>,
 }
+
+/// `grace_period` at least an hour: a run of a big vault, or one going on another host, may
+/// still be writing its blobs; a year at most.
+const MIN_GRACE: Duration = Duration::from_secs(3_600);
+const MAX_GRACE: Duration = Duration::from_secs(YEAR);
 
 const COUNT_KEYS: [&str; 6] = [
     "keep_last",
@@ -127,15 +141,28 @@ pub(super) fn settings(
             "how long the last copy of a deleted object is kept, e.g. \"120d\"",
         ),
     ];
-    let mut parsed = [None; 3];
-    for ((key, value, min, max, hint), slot) in durations.into_iter().zip(&mut parsed) {
+    let mut parsed = [None; 4];
+    let durations = durations.into_iter().chain([(
+        "grace_period",
+        &raw.grace_period,
+        MIN_GRACE,
+        MAX_GRACE,
+        "how old the blobs of a run that never finished must be before prune deletes them, e.g. \"24h\"",
+    )]);
+    for ((key, value, min, max, hint), slot) in durations.zip(&mut parsed) {
         let Some(value) = value else { continue };
         match parse_duration_within(value.get_ref(), min, max) {
             Ok(d) => *slot = Some(d),
             Err(why) => error(key, value.span().start, format!("{why} ({hint})")),
         }
     }
-    [out.keep_within, out.min_retention, out.keep_deleted_for] = parsed;
+    [
+        out.keep_within,
+        out.min_retention,
+        out.keep_deleted_for,
+        out.grace_period,
+    ] = parsed;
+    out.prune = raw.prune;
     out
 }
 
@@ -161,6 +188,11 @@ impl RetentionSettings {
                 .keep_deleted_for
                 .or(defaults.keep_deleted_for)
                 .unwrap_or(DEFAULT_KEEP_DELETED_FOR),
+            prune: self.prune.or(defaults.prune).unwrap_or(false),
+            grace_period: self
+                .grace_period
+                .or(defaults.grace_period)
+                .unwrap_or(DEFAULT_GRACE_PERIOD),
         }
     }
 }

@@ -119,6 +119,9 @@ fn store_failure(e: &StoreError) -> (String, String) {
             "check that the container in [store] container_url exists (kvkeep does not create it) and that the url names it"
         }
         StoreErrorKind::AlreadyExists => "run kvkeep doctor again: the probe's random name was taken",
+        StoreErrorKind::Immutable => {
+            "the container keeps blobs under an immutability policy: the probe blob is deleted by hand once its retention period ends; prune postpones such blobs too"
+        }
         StoreErrorKind::Permanent => {
             "check [store] in the configuration and the files it names; the message says what the store answered"
         }

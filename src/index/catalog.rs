@@ -6,9 +6,10 @@
 //! per run (`run_members`, schema version 4), so a point stays complete when the run that wrote
 //! one of its blobs is forgotten. Prune is built on these: it plans with
 //! [`Index::restore_points`], [`Index::deleted_objects_with_holders`] and
-//! [`Index::blobs_held_only_by`], then carries the plan out with
-//! [`Writer::forget_run`](super::Writer::forget_run) and
-//! [`Writer::delete_capture`](super::Writer::delete_capture).
+//! [`Index::blobs_held_only_by`], then carries the plan out in a crash-safe order with
+//! [`Writer::mark_forgotten`](super::Writer::mark_forgotten),
+//! [`Index::forgotten_manifests`], [`Writer::manifest_deleted`](super::Writer::manifest_deleted),
+//! [`Index::unheld_blobs`] and [`Writer::delete_capture`](super::Writer::delete_capture).
 
 use rusqlite::{params, Row};
 
@@ -46,6 +47,17 @@ pub struct DeletedObjectRecord {
     pub seen_at: i64,
     /// The restore points holding it, oldest first; empty once every one has been forgotten.
     pub holders: Vec<RunId>,
+}
+
+/// A forgotten restore point whose manifest prune has still to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgottenManifest {
+    /// The run.
+    pub run: RunId,
+    /// When it started (its manifest parts are named by it).
+    pub started_at: i64,
+    /// Its manifest's (head's) key.
+    pub manifest: BlobKey,
 }
 
 /// Per-vault totals for reports.
@@ -164,17 +176,63 @@ impl Index {
         })
     }
 
-    /// The blobs of `vault` that no run holds: left by forgotten runs (or a prune that stopped
-    /// between forgetting and deleting). Sorted by key.
-    pub fn unheld_blobs(&self, vault: &VaultName) -> Result<Vec<BlobKey>, IndexError> {
+    /// The blobs of `vault` that no run holds, with their stored size: left by forgotten or
+    /// swept runs (or a prune that stopped between forgetting and deleting). Sorted by key.
+    pub fn unheld_blobs(&self, vault: &VaultName) -> Result<Vec<(BlobKey, u64)>, IndexError> {
         self.read("listing blobs no run holds", |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT c.blob_key FROM objects AS o JOIN captures AS c ON c.object = o.id
+                "SELECT c.blob_key, c.stored_bytes FROM objects AS o
+                 JOIN captures AS c ON c.object = o.id
                  WHERE o.vault = ?1
                    AND NOT EXISTS (SELECT 1 FROM run_members AS m WHERE m.capture = c.id)
                  ORDER BY c.blob_key",
             )?;
-            let rows = stmt.query_map([vault.as_str()], |r| parsed(r, 0))?;
+            let rows = stmt.query_map([vault.as_str()], |r| Ok((parsed(r, 0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// The forgotten restore points of `vault` whose manifest is still to be deleted from the
+    /// store, oldest first.
+    pub fn forgotten_manifests(
+        &self,
+        vault: &VaultName,
+    ) -> Result<Vec<ForgottenManifest>, IndexError> {
+        self.read("listing manifests still to delete", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT run_id, started_at, forgotten_manifest_key FROM runs
+                 WHERE vault = ?1 AND forgotten_manifest_key IS NOT NULL
+                 ORDER BY started_at, id",
+            )?;
+            let rows = stmt.query_map([vault.as_str()], |r| {
+                Ok(ForgottenManifest {
+                    run: parsed(r, 0)?,
+                    started_at: r.get(1)?,
+                    manifest: parsed(r, 2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The runs of `vault` that ended without a manifest, started before `before` and not yet
+    /// swept: the blobs they wrote are prune's to delete once the grace period is over (their
+    /// run may have been going elsewhere until then). Oldest first, with their start.
+    pub fn uncommitted_runs_before(
+        &self,
+        vault: &VaultName,
+        before: i64,
+    ) -> Result<Vec<(RunId, i64)>, IndexError> {
+        self.read("listing runs that never committed", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT run_id, started_at FROM runs
+                 WHERE vault = ?1 AND started_at < ?2 AND status <> 'running'
+                   AND manifest_key IS NULL AND forgotten_at IS NULL AND swept_at IS NULL
+                 ORDER BY started_at, id",
+            )?;
+            let rows = stmt.query_map(params![vault.as_str(), before], |r| {
+                Ok((parsed(r, 0)?, r.get(1)?))
+            })?;
             rows.collect()
         })
     }
@@ -182,6 +240,12 @@ impl Index {
     /// The objects of `vault` seen deleted by a committed run and not held by its newest
     /// restore point, each with the restore points that still hold it, by kind and name.
     /// Retention keeps the newest holder of each for its `keep_deleted_for`.
+    ///
+    /// The deletion counts when the run that saw it was committed, also once prune has forgotten
+    /// that run. When no such record is left (a rebuild after the run's manifest was pruned
+    /// knows nothing of what it saw), the start of the first restore point after the newest
+    /// holder stands in: that point saw the object gone, and it is no earlier than the true
+    /// time, so the last copy is kept at least as long as the policy says.
     pub fn deleted_objects_with_holders(
         &self,
         vault: &VaultName,
@@ -207,9 +271,14 @@ impl Index {
                                       ON nm.run = newest.id WHERE nm.object = o.id)
                  )
                  SELECT id, kind, display_name,
-                     (SELECT min(d.seen_at) FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
-                      WHERE d.object = candidates.id AND dr.manifest_key IS NOT NULL
-                        AND (last_held IS NULL OR dr.started_at > last_held)) AS seen_at
+                     coalesce(
+                         (SELECT min(d.seen_at) FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
+                          WHERE d.object = candidates.id
+                            AND (dr.manifest_key IS NOT NULL OR dr.forgotten_at IS NOT NULL)
+                            AND (last_held IS NULL OR dr.started_at > last_held)),
+                         (SELECT min(r.started_at) FROM runs AS r
+                          WHERE r.vault = ?1 AND r.manifest_key IS NOT NULL
+                            AND r.started_at > last_held)) AS seen_at
                  FROM candidates
                  WHERE seen_at IS NOT NULL
                  ORDER BY kind, name",

@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0004_run_members.sql",
         sql: include_str!("../../migrations/0004_run_members.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_prune.sql",
+        sql: include_str!("../../migrations/0005_prune.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

@@ -38,7 +38,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use catalog::{DeletedObjectRecord, RestorePointRecord, VaultCatalogSummary};
+pub use catalog::{
+    DeletedObjectRecord, ForgottenManifest, RestorePointRecord, VaultCatalogSummary,
+};
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;

@@ -94,7 +94,8 @@ impl Index {
                  SELECT o.kind, o.display_name, o.last_deep_scan, c.current_version, c.updated,
                      c.captured_at, c.blob_key,
                      EXISTS (SELECT 1 FROM deletions AS d JOIN runs AS dr ON dr.id = d.run
-                         WHERE d.object = o.id AND dr.manifest_key IS NOT NULL
+                         WHERE d.object = o.id
+                           AND (dr.manifest_key IS NOT NULL OR dr.forgotten_at IS NOT NULL)
                            AND (c.id IS NULL OR d.seen_at > c.captured_at))
                  FROM newest
                  JOIN objects AS o ON o.id = newest.object
@@ -383,7 +384,8 @@ impl Index {
 /// The columns [`run_from_row`] reads, in its order.
 pub(super) const RUN_COLUMNS: &str =
     "run_id, vault, started_at, finished_at, status, captured_objects,
-    unchanged_objects, deleted_objects, failed_objects, uploaded_bytes, manifest_key";
+    unchanged_objects, deleted_objects, failed_objects, uploaded_bytes, manifest_key,
+    forgotten_at";
 
 pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let manifest: Option<String> = r.get(10)?;
@@ -401,6 +403,7 @@ pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
             uploaded_bytes: r.get(9)?,
         },
         manifest: manifest.map(|m| parse_text(10, &m)).transpose()?,
+        forgotten_at: r.get(11)?,
     })
 }
 

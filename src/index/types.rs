@@ -87,8 +87,11 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// Its counts.
     pub stats: RunStats,
-    /// Its manifest in the store; `None` while running or when it ended before writing one.
+    /// Its manifest in the store; `None` while running, when it ended before writing one, or
+    /// once prune forgot it.
     pub manifest: Option<BlobKey>,
+    /// When prune forgot this restore point (its manifest is then deleted or being deleted).
+    pub forgotten_at: Option<i64>,
 }
 
 impl RunRecord {

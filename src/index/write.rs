@@ -183,8 +183,8 @@ impl<'a> Writer<'a> {
         let context = "recording the run behind an orphaned capture";
         self.tx
             .prepare_cached(
-                "INSERT INTO runs (run_id, vault, started_at, finished_at, status)
-                 VALUES (?1, ?2, ?3, ?3, 'completed')
+                "INSERT INTO runs (run_id, vault, started_at, finished_at, status, forgotten_at)
+                 VALUES (?1, ?2, ?3, ?3, 'completed', ?3)
                  ON CONFLICT (run_id) DO NOTHING",
             )
             .and_then(|mut s| {
@@ -364,38 +364,131 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Forgets restore point `run` once prune has deleted its manifest: the run stays listed,
-    /// without a manifest, and holds nothing any more. The captures it wrote stay as long as
-    /// another run holds them ([`Index::unheld_blobs`] lists those that no run holds).
+    /// Prune's first step: `run` is no restore point from now on. Its manifest key moves to
+    /// `forgotten_manifest_key` (the manifest is still to be deleted from the store) and the
+    /// run keeps what it holds until [`Writer::manifest_deleted`], so no blob its manifest
+    /// names is deleted while the manifest may still be in the store. Idempotent: a run
+    /// already forgotten is left as it is.
     ///
-    /// Order for a crash-safe prune: delete the manifest from the store, then forget the run,
-    /// then delete the blobs no run holds, then [`Writer::delete_capture`] them. A crash in
-    /// between leaves blobs that nothing refers to, never a restore point with a missing blob.
-    pub fn forget_run(&mut self, run: &RunId) -> Result<(), IndexError> {
-        let context = "forgetting a run";
-        let row: Option<(i64, bool)> = self
+    /// The crash-safe order of a prune: mark here → delete the manifest (head, then parts) →
+    /// [`Writer::manifest_deleted`] → delete the blobs no run holds ([`Index::unheld_blobs`])
+    /// → [`Writer::delete_capture`]. A crash between two steps leaves marks the next prune
+    /// completes from, never a restore point with a missing blob.
+    pub fn mark_forgotten(&mut self, run: &RunId, at: i64) -> Result<(), IndexError> {
+        let context = "marking a restore point forgotten";
+        let row: Option<(i64, bool, bool)> = self
             .tx
-            .prepare_cached("SELECT id, finished_at IS NOT NULL FROM runs WHERE run_id = ?1")
+            .prepare_cached(
+                "SELECT id, manifest_key IS NOT NULL, forgotten_at IS NOT NULL
+                 FROM runs WHERE run_id = ?1",
+            )
             .and_then(|mut s| {
-                s.query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                s.query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
             })
             .map_err(self.err(context))?;
         let run_row = match row {
             None => return Err(IndexError::UnknownRun { run: run.clone() }),
-            Some((_, false)) => {
+            Some((_, _, true)) => return Ok(()),
+            Some((_, false, false)) => {
                 return Err(IndexError::InvalidInput(format!(
-                    "run {run} is still running and cannot be forgotten"
+                    "run {run} is no restore point (it has no manifest), so it cannot be forgotten"
                 )))
             }
-            Some((id, true)) => id,
+            Some((id, true, false)) => id,
         };
         self.tx
-            .prepare_cached("DELETE FROM run_members WHERE run = ?1")
+            .prepare_cached(
+                "UPDATE runs SET forgotten_at = ?2, forgotten_manifest_key = manifest_key,
+                     manifest_key = NULL
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![run_row, at]))
+            .map_err(self.err(context))?;
+        Ok(())
+    }
+
+    /// Prune's second step, once the manifest of forgotten run `run` is gone from the store:
+    /// the run holds nothing any more, so the blobs only it held can go. Idempotent.
+    pub fn manifest_deleted(&mut self, run: &RunId) -> Result<(), IndexError> {
+        let context = "recording a deleted manifest";
+        let run_row = self.forgotten_row(run, context)?;
+        self.release_members(run_row, context)?;
+        self.tx
+            .prepare_cached("UPDATE runs SET forgotten_manifest_key = NULL WHERE id = ?1")
             .and_then(|mut s| s.execute([run_row]))
             .map_err(self.err(context))?;
+        Ok(())
+    }
+
+    /// Both steps at once, for callers that delete no manifest (tests, a store already
+    /// without it): [`Writer::mark_forgotten`] then [`Writer::manifest_deleted`].
+    pub fn forget_run(&mut self, run: &RunId, at: i64) -> Result<(), IndexError> {
+        self.mark_forgotten(run, at)?;
+        self.manifest_deleted(run)
+    }
+
+    /// Gives up the blobs of `run`, which ended without a manifest (failed, interrupted before
+    /// committing, or recorded by a rebuild as the writer of blobs whose manifest is gone), once
+    /// it is older than prune's grace period: it holds nothing any more, so blobs no committed
+    /// run holds can go. Refused for a running or committed run. Idempotent.
+    pub fn sweep_uncommitted(&mut self, run: &RunId, at: i64) -> Result<(), IndexError> {
+        let context = "sweeping a run that never committed";
+        let row: Option<(i64, bool, bool)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, status = 'running',
+                     manifest_key IS NOT NULL OR forgotten_manifest_key IS NOT NULL
+                 FROM runs WHERE run_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(self.err(context))?;
+        let run_row = match row {
+            None => return Err(IndexError::UnknownRun { run: run.clone() }),
+            Some((_, true, _)) => {
+                return Err(IndexError::InvalidInput(format!(
+                    "run {run} is still running; its blobs cannot be given up"
+                )))
+            }
+            Some((_, _, true)) => {
+                return Err(IndexError::InvalidInput(format!(
+                    "run {run} has a manifest; prune forgets restore points by the retention policy only"
+                )))
+            }
+            Some((id, false, false)) => id,
+        };
+        self.release_members(run_row, context)?;
         self.tx
-            .prepare_cached("UPDATE runs SET manifest_key = NULL WHERE id = ?1")
+            .prepare_cached("UPDATE runs SET swept_at = coalesce(swept_at, ?2) WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![run_row, at]))
+            .map_err(self.err(context))?;
+        Ok(())
+    }
+
+    fn forgotten_row(&mut self, run: &RunId, context: &'static str) -> Result<i64, IndexError> {
+        let row: Option<(i64, bool)> = self
+            .tx
+            .prepare_cached("SELECT id, forgotten_at IS NOT NULL FROM runs WHERE run_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([run.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(self.err(context))?;
+        match row {
+            None => Err(IndexError::UnknownRun { run: run.clone() }),
+            Some((_, false)) => Err(IndexError::InvalidInput(format!(
+                "run {run} is not marked forgotten; mark it before deleting its manifest"
+            ))),
+            Some((id, true)) => Ok(id),
+        }
+    }
+
+    fn release_members(&mut self, run_row: i64, context: &'static str) -> Result<(), IndexError> {
+        self.tx
+            .prepare_cached("DELETE FROM run_members WHERE run = ?1")
             .and_then(|mut s| s.execute([run_row]))
             .map_err(self.err(context))?;
         Ok(())
@@ -615,13 +708,38 @@ impl Index {
     }
 
     /// See [`Writer::forget_run`].
-    pub fn forget_run(&self, run: &RunId) -> Result<(), IndexError> {
-        self.write(|w| w.forget_run(run))
+    pub fn forget_run(&self, run: &RunId, at: i64) -> Result<(), IndexError> {
+        self.write(|w| w.forget_run(run, at))
+    }
+
+    /// See [`Writer::mark_forgotten`]; every run of `runs` in one transaction.
+    pub fn mark_forgotten(&self, runs: &[RunId], at: i64) -> Result<(), IndexError> {
+        self.write(|w| runs.iter().try_for_each(|run| w.mark_forgotten(run, at)))
+    }
+
+    /// See [`Writer::manifest_deleted`].
+    pub fn manifest_deleted(&self, run: &RunId) -> Result<(), IndexError> {
+        self.write(|w| w.manifest_deleted(run))
+    }
+
+    /// See [`Writer::sweep_uncommitted`].
+    pub fn sweep_uncommitted(&self, run: &RunId, at: i64) -> Result<(), IndexError> {
+        self.write(|w| w.sweep_uncommitted(run, at))
     }
 
     /// See [`Writer::delete_capture`].
     pub fn delete_capture(&self, blob: &BlobKey) -> Result<bool, IndexError> {
         self.write(|w| w.delete_capture(blob))
+    }
+
+    /// [`Writer::delete_capture`] for every blob of `blobs`, in one transaction; returns how
+    /// many had a capture.
+    pub fn delete_captures(&self, blobs: &[BlobKey]) -> Result<usize, IndexError> {
+        self.write(|w| {
+            blobs.iter().try_fold(0, |n, blob| {
+                w.delete_capture(blob).map(|had| n + usize::from(had))
+            })
+        })
     }
 
     /// See [`Writer::record_deleted`].

@@ -13,6 +13,11 @@ pub const DEFAULT_MIN_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// of that window can still be restored for a month after the purge.
 pub const DEFAULT_KEEP_DELETED_FOR: Duration = Duration::from_secs(120 * 86_400);
 
+/// How old the blobs of a run that never committed must be before prune deletes them, unless
+/// configured otherwise: a day is longer than any backup run, so a run still going (on this host
+/// or, with several daemons on one store, another) never loses a blob it is writing.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(86_400);
+
 /// Which restore points of a vault are kept. The `keep_*` rules are OR-ed: a point is kept when
 /// any rule selects it. With no `keep_*` rule set the policy keeps everything (see
 /// [`RetentionPolicy::is_empty`]); `min_retention` and `keep_deleted_for` only ever keep more.
@@ -40,6 +45,12 @@ pub struct RetentionPolicy {
     /// this long after the deletion was seen.
     #[serde(serialize_with = "duration")]
     pub keep_deleted_for: Duration,
+    /// Whether the daemon prunes the vault after each successful backup. Off unless set: an
+    /// operator turns it on once the policy is what they want (`kvkeep prune --dry-run`).
+    pub prune: bool,
+    /// How old the blobs of a run that never committed must be before prune deletes them.
+    #[serde(serialize_with = "duration")]
+    pub grace_period: Duration,
 }
 
 impl Default for RetentionPolicy {
@@ -55,6 +66,8 @@ impl Default for RetentionPolicy {
             keep_within: None,
             min_retention: DEFAULT_MIN_RETENTION,
             keep_deleted_for: DEFAULT_KEEP_DELETED_FOR,
+            prune: false,
+            grace_period: DEFAULT_GRACE_PERIOD,
         }
     }
 }

@@ -77,6 +77,7 @@ fn policy() -> impl Strategy<Value = RetentionPolicy> {
                 keep_within,
                 min_retention,
                 keep_deleted_for,
+                ..RetentionPolicy::default()
             },
         )
 }

@@ -336,6 +336,12 @@ fn translate(
                 {
                     (StoreErrorKind::AlreadyExists, String::new())
                 }
+                // WORM containers: the blob is kept until its retention period or hold ends.
+                (StatusCode::Conflict, "BlobImmutableDueToPolicy" | "BlobImmutableDueToLegalHold")
+                    if op == StoreOp::Delete =>
+                {
+                    (StoreErrorKind::Immutable, said)
+                }
                 (StatusCode::Unauthorized | StatusCode::Forbidden, _) => {
                     (StoreErrorKind::Forbidden, format!("{said}; {auth_hint}"))
                 }
@@ -454,6 +460,18 @@ mod tests {
                 StatusCode::PreconditionFailed,
                 "LeaseIdMissing",
                 K::Permanent,
+            ),
+            (
+                StoreOp::Delete,
+                StatusCode::Conflict,
+                "BlobImmutableDueToPolicy",
+                K::Immutable,
+            ),
+            (
+                StoreOp::Delete,
+                StatusCode::Conflict,
+                "BlobImmutableDueToLegalHold",
+                K::Immutable,
             ),
             (
                 StoreOp::Put,

@@ -24,6 +24,10 @@ pub enum StoreErrorKind {
     Throttled,
     /// A failure that may pass on its own: connection reset, timeout, 500/502/504. Retryable.
     Transient,
+    /// The store refuses to delete a blob it must keep: Azure's immutability policy or legal
+    /// hold (409 `BlobImmutableDueToPolicy` / `BlobImmutableDueToLegalHold`). Prune postpones
+    /// such a blob instead of failing; it can go once the retention period or hold ends.
+    Immutable,
     /// Anything else: retrying the same request will fail the same way.
     Permanent,
 }
@@ -171,6 +175,10 @@ impl fmt::Display for StoreError {
                     "{what} failed{detail}; the error is transient, a retry may succeed"
                 )
             }
+            StoreErrorKind::Immutable => write!(
+                f,
+                "{what} refused: the blob is under an immutability policy or legal hold{detail}; it can be deleted once that ends"
+            ),
             StoreErrorKind::Permanent => write!(f, "{what} failed{detail}"),
         }
     }

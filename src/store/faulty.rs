@@ -56,6 +56,9 @@ struct Faults {
     lose: HashMap<StoreOp, usize>,
     /// Reads of these keys come back damaged, until cleared.
     corrupt: HashMap<BlobKey, Corruption>,
+    /// Deletes of these keys are refused as immutable (a WORM policy or legal hold), until
+    /// cleared.
+    immutable: std::collections::HashSet<BlobKey>,
     /// Calls seen per operation (injected failures included).
     calls: HashMap<StoreOp, usize>,
 }
@@ -98,12 +101,19 @@ impl FaultyStore {
         self.faults().corrupt.insert(key.clone(), corruption);
     }
 
+    /// Every `delete` of `key` is refused with [`StoreErrorKind::Immutable`], as Azure refuses
+    /// to delete a blob under an immutability policy or legal hold, until cleared.
+    pub fn make_immutable(&self, key: &BlobKey) {
+        self.faults().immutable.insert(key.clone());
+    }
+
     /// Disarms every fault (call counts are kept).
     pub fn clear_faults(&self) {
         let mut f = self.faults();
         f.fail.clear();
         f.lose.clear();
         f.corrupt.clear();
+        f.immutable.clear();
     }
 
     /// How many times `op` was called.
@@ -184,6 +194,15 @@ impl BlobStore for FaultyStore {
 
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         let lose = self.enter(StoreOp::Delete, key.as_str())?;
+        if self.faults().immutable.contains(key) {
+            return Err(StoreError::new(
+                StoreErrorKind::Immutable,
+                StoreOp::Delete,
+                key.as_str(),
+                NAME,
+                "injected fault: the service answered 409 BlobImmutableDueToPolicy",
+            ));
+        }
         let r = self.inner.delete(key).await;
         Self::exit(StoreOp::Delete, key.as_str(), lose, r)
     }

@@ -9,4 +9,5 @@ pub mod azurite;
 pub mod config_files;
 pub mod e2e;
 pub mod http_sink;
+pub mod prune_bed;
 pub mod store_contract;

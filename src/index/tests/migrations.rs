@@ -286,10 +286,17 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
         script.play(&index);
     }
     drop(index);
-    // Schema version 3 stored everything above except what each run holds.
+    // Schema version 3 stored everything above except what each run holds and what prune
+    // forgot.
     let conn = Connection::open(&path).expect("open");
-    conn.execute_batch("DROP TABLE run_members; PRAGMA user_version = 3;")
-        .expect("back to version 3");
+    conn.execute_batch(
+        "DROP INDEX runs_forgotten_manifests;
+         ALTER TABLE runs DROP COLUMN forgotten_at;
+         ALTER TABLE runs DROP COLUMN forgotten_manifest_key;
+         ALTER TABLE runs DROP COLUMN swept_at;
+         DROP TABLE run_members; PRAGMA user_version = 3;",
+    )
+    .expect("back to version 3");
     let times = [99, 100, 102, 150, 200, 250, 300, 350, 400, 404, 405, 1000];
     let before: Vec<_> = times
         .iter()
@@ -307,7 +314,7 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
     drop(conn);
 
     let index = Index::open(&path).expect("upgrade");
-    assert_eq!(index.schema_version().expect("version"), 4);
+    assert_eq!(index.schema_version().expect("version"), 5);
     for (at, old) in times.iter().zip(&before) {
         assert_eq!(
             &index
