@@ -1,8 +1,9 @@
 //! `kvkeep daemon` end to end (issue 8): the real binary running three vaults of the Key Vault
 //! emulator on `@every 2s` into Azurite, over HTTPS through the official SDK crates, while the
-//! test changes a secret, sends SIGHUP with a broken and then a grown configuration, and stops
-//! it with SIGTERM in the middle of a run. systemd's side is a Unix datagram socket set as
-//! NOTIFY_SOCKET, so what the daemon tells systemd is checked as systemd would receive it.
+//! test changes a secret, lets the daemon prune one vault (`prune = true`), sends SIGHUP with a
+//! broken and then a grown configuration, and stops it with SIGTERM in the middle of a run.
+//! systemd's side is a Unix datagram socket set as NOTIFY_SOCKET, so what the daemon tells
+//! systemd is checked as systemd would receive it.
 
 mod support;
 
@@ -124,6 +125,12 @@ vaults = ["kv-a"]
         for name in names {
             let url = self.emulator.vault_url(name).expect("vault url");
             text.push_str(&vault_section(name, url, "westeurope"));
+            if *name == "kv-b" {
+                // kv-b is pruned by the daemon after each backup down to its two newest points.
+                text.push_str(
+                    "\n[vault.retention]\nkeep_last = 2\nmin_retention = \"0s\"\nprune = true\n",
+                );
+            }
         }
         std::fs::write(&self.config, text).expect("config");
     }
@@ -343,6 +350,37 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     })
     .await;
 
+    // kv-b (prune = true, keep_last = 2) is pruned after its backups; the others keep all. The
+    // metric counts a prune once it has ended, so it is what is waited for.
+    let pruned_points = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"kvkeep_pruned_points_total{vault="kv-b"} "#))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while pruned_points(&bed.get("/metrics").await.1) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kv-b was never pruned: {:?}",
+            bed.runs("kv-b")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forgotten = bed
+        .runs("kv-b")
+        .iter()
+        .filter(|r| r.forgotten_at.is_some())
+        .count();
+    assert!(forgotten >= 2, "{:?}", bed.runs("kv-b"));
+    assert!(
+        bed.committed("kv-b").len() <= 3,
+        "{:?}",
+        bed.committed("kv-b")
+    );
+    assert!(bed.runs("kv-a").iter().all(|r| r.forgotten_at.is_none()));
+
     // Prometheus sees what happened, per vault.
     let (status, metrics) = bed.get("/metrics").await;
     assert_eq!(status, 200);
@@ -353,9 +391,15 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         r#"kvkeep_last_verify_success{vault="kv-a"} 1"#,
         r#"kvkeep_build_info{version=""#,
         r#"kvkeep_start_delay_seconds_count{vault="kv-a"}"#,
+        r#"kvkeep_pruned_blobs_total{vault="kv-b"}"#,
     ] {
         assert!(metrics.contains(line), "no {line} in:\n{metrics}");
     }
+    assert!(!metrics.contains(r#"kvkeep_pruned_points_total{vault="kv-a"}"#));
+    assert!(
+        !metrics.contains(r#"kvkeep_prune_failures_total{vault="kv-b"}"#),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(r#"kvkeep_next_run_timestamp_seconds{vault="kv-c"}"#),
         "{metrics}"

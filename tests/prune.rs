@@ -478,3 +478,86 @@ async fn a_prune_killed_at_any_step_leaves_a_verifiable_store_and_the_next_prune
         std::fs::remove_dir_all(&copy.dir).ok();
     }
 }
+
+/// A store that runs a whole prune of the bed the first time anything asks it for a blob: a
+/// quick verification that listed its blobs before the prune checks them after it.
+#[derive(Debug)]
+struct PruneOnFirstRead {
+    inner: Arc<dyn BlobStore>,
+    bed_dir: std::path::PathBuf,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl PruneOnFirstRead {
+    async fn maybe_prune(&self) {
+        if !self.fired.swap(true, Ordering::SeqCst) {
+            let bed = PruneBed {
+                dir: self.bed_dir.clone(),
+                identity: Arc::new(kvkeep::crypto::Identity::generate().into()),
+            };
+            assert!(prune(&bed, self.inner.clone(), NOW).await.complete());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for PruneOnFirstRead {
+    async fn put_new(
+        &self,
+        key: &kvkeep::model::BlobKey,
+        bytes: bytes::Bytes,
+    ) -> Result<(), kvkeep::store::StoreError> {
+        self.inner.put_new(key, bytes).await
+    }
+    async fn get(
+        &self,
+        key: &kvkeep::model::BlobKey,
+    ) -> Result<bytes::Bytes, kvkeep::store::StoreError> {
+        self.maybe_prune().await;
+        self.inner.get(key).await
+    }
+    async fn head(
+        &self,
+        key: &kvkeep::model::BlobKey,
+    ) -> Result<kvkeep::store::BlobMeta, kvkeep::store::StoreError> {
+        self.maybe_prune().await;
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<kvkeep::store::BlobMeta>, kvkeep::store::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &kvkeep::model::BlobKey) -> Result<(), kvkeep::store::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_quick_verify_that_a_prune_overtakes_reports_no_blob_the_prune_deleted() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bed = PruneBed::build(&root.path().join("bed"), 60).await;
+    let before = listed(bed.store().as_ref(), "").await.len();
+    let store: Arc<dyn BlobStore> = Arc::new(PruneOnFirstRead {
+        inner: bed.store(),
+        bed_dir: bed.dir.clone(),
+        fired: Default::default(),
+    });
+    let report = kvkeep::restore::verify::verify_blobs(
+        bed.index(),
+        store,
+        &vault(),
+        None,
+        1,
+        NOW,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("verify");
+    // The prune did delete blobs the verification had listed...
+    assert!(listed(bed.store().as_ref(), "").await.len() < before);
+    // ...and none of them is reported: they are no restore point's any more.
+    assert!(report.ok(), "{:?}", report.problems);
+    assert!(report.checked_blobs > 0);
+}

@@ -134,6 +134,7 @@ fn runs(index: &Index, vault: Option<&VaultName>, output: Output) -> Result<Stri
                         "run": r.run, "vault": r.vault, "status": r.status.as_str(),
                         "started_at": r.started_at, "finished_at": r.finished_at,
                         "committed": r.is_committed(), "manifest": r.manifest,
+                        "forgotten_at": r.forgotten_at,
                         "captured_objects": r.stats.captured_objects,
                         "unchanged_objects": r.stats.unchanged_objects,
                         "deleted_objects": r.stats.deleted_objects,
@@ -168,9 +169,11 @@ fn runs(index: &Index, vault: Option<&VaultName>, output: Output) -> Result<Stri
                     r.stats.deleted_objects.to_string(),
                     r.stats.failed_objects.to_string(),
                     bytes(r.stats.uploaded_bytes),
-                    r.manifest
-                        .as_ref()
-                        .map_or("(none: incomplete)".into(), |m| m.to_string()),
+                    match (&r.manifest, r.forgotten_at) {
+                        (Some(m), _) => m.to_string(),
+                        (None, Some(at)) => format!("(forgotten {})", time(Some(at))),
+                        (None, None) => "(none: incomplete)".into(),
+                    },
                 ]);
             }
             t.render()

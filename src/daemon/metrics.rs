@@ -165,6 +165,11 @@ pub struct DaemonMetrics {
     last_verify_success: Family<VaultLabels, Gauge>,
     skipped_ticks: Family<VaultLabels, Counter>,
     notifications_failed: Family<NotifierLabels, Counter>,
+    pruned_points: Family<VaultLabels, Counter>,
+    pruned_blobs: Family<VaultLabels, Counter>,
+    pruned_bytes: Family<VaultLabels, Counter>,
+    prune_deferred: Family<VaultLabels, Counter>,
+    prune_failures: Family<VaultLabels, Counter>,
     /// Never held across an `.await` (nothing here awaits), so a std mutex suffices.
     seen: Mutex<Seen>,
 }
@@ -194,6 +199,11 @@ impl DaemonMetrics {
             last_verify_success: Family::default(),
             skipped_ticks: Family::default(),
             notifications_failed: Family::default(),
+            pruned_points: Family::default(),
+            pruned_blobs: Family::default(),
+            pruned_bytes: Family::default(),
+            prune_deferred: Family::default(),
+            prune_failures: Family::default(),
             seen: Mutex::new(Seen::default()),
         };
         let registry = &mut metrics.registry;
@@ -269,6 +279,32 @@ impl DaemonMetrics {
             "notifications_failed",
             "Notifications that could not be delivered, by notifier",
             metrics.notifications_failed.clone(),
+        );
+        registry.register(
+            "pruned_points",
+            "Restore points forgotten by the daemon's prunes",
+            metrics.pruned_points.clone(),
+        );
+        registry.register(
+            "pruned_blobs",
+            "Object blobs the daemon's prunes deleted from the store",
+            metrics.pruned_blobs.clone(),
+        );
+        registry.register_with_unit(
+            "pruned",
+            "Stored bytes the daemon's prunes freed",
+            Unit::Bytes,
+            metrics.pruned_bytes.clone(),
+        );
+        registry.register(
+            "prune_deferred_deletes",
+            "Deletes a prune left for the next one: refused by an immutability policy or failed",
+            metrics.prune_deferred.clone(),
+        );
+        registry.register(
+            "prune_failures",
+            "Prunes that could not run or stopped before the end",
+            metrics.prune_failures.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -430,6 +466,38 @@ impl DaemonMetrics {
             .inc();
     }
 
+    /// A prune of `vault` ended: what it forgot and freed, what it left for the next prune,
+    /// and whether it failed or stopped.
+    pub fn prune_finished(
+        &self,
+        vault: &VaultName,
+        outcome: &Result<crate::retention::PruneOutcome, String>,
+    ) {
+        let labels = vault_labels(vault);
+        match outcome {
+            Ok(o) => {
+                self.pruned_points
+                    .get_or_create(&labels)
+                    .inc_by(o.forgotten_points as u64);
+                self.pruned_blobs
+                    .get_or_create(&labels)
+                    .inc_by(o.deleted_blobs as u64);
+                self.pruned_bytes
+                    .get_or_create(&labels)
+                    .inc_by(o.freed_bytes);
+                self.prune_deferred
+                    .get_or_create(&labels)
+                    .inc_by((o.postponed.len() + o.failed.len()) as u64);
+                if o.interrupted {
+                    self.prune_failures.get_or_create(&labels).inc();
+                }
+            }
+            Err(_) => {
+                self.prune_failures.get_or_create(&labels).inc();
+            }
+        }
+    }
+
     /// Drops every series of `vault`, for a vault removed from the configuration: its last
     /// values would otherwise stay exposed, and alert, for the life of the process.
     pub fn forget_vault(&self, vault: &VaultName) {
@@ -447,6 +515,11 @@ impl DaemonMetrics {
             &self.retries,
             &self.uploaded,
             &self.skipped_ticks,
+            &self.pruned_points,
+            &self.pruned_blobs,
+            &self.pruned_bytes,
+            &self.prune_deferred,
+            &self.prune_failures,
         ] {
             family.remove(&labels);
         }

@@ -8,6 +8,7 @@ use crate::backup::plan::{ListedObject, UnchangedObject};
 use crate::backup::BackupStats;
 use crate::index::LastCapture;
 use crate::model::RunId;
+use crate::retention::{Deferred, PruneOutcome, PrunePlan, RetentionDecision};
 
 fn vault(name: &str) -> VaultName {
     name.parse().expect("vault name")
@@ -404,7 +405,60 @@ fn every_metric() -> DaemonMetrics {
         },
     );
     metrics.notification_failed(&kv1, "webhook");
+    metrics.prune_finished(&kv1, &Ok(pruned("kv1", 3, 7, 4096, 1, false)));
+    metrics.prune_finished(&kv1, &Err("the store refused".into()));
     metrics
+}
+
+/// What a prune of `vault_name` did: points forgotten, blobs and bytes deleted, deletes left.
+fn pruned(
+    vault_name: &str,
+    points: usize,
+    blobs: usize,
+    bytes: u64,
+    deferred: usize,
+    interrupted: bool,
+) -> PruneOutcome {
+    let later = Deferred {
+        blob: "objects/kv1/secrets/s1/1-r.age".into(),
+        reason: "refused: the blob is under an immutability policy".into(),
+    };
+    PruneOutcome {
+        plan: PrunePlan {
+            vault: vault(vault_name),
+            policy_empty: false,
+            decision: RetentionDecision { points: Vec::new() },
+            forget_manifests: Vec::new(),
+            freed_blobs: Vec::new(),
+            freed_bytes: bytes,
+        },
+        forgotten_points: points,
+        deleted_manifests: points,
+        swept_runs: 0,
+        deleted_blobs: blobs,
+        freed_bytes: bytes,
+        postponed: vec![later; deferred],
+        failed: Vec::new(),
+        interrupted,
+    }
+}
+
+#[test]
+fn prunes_count_points_blobs_and_bytes_and_what_they_left_or_failed() {
+    let metrics = DaemonMetrics::new();
+    let kv1 = vault("kv1");
+    metrics.prune_finished(&kv1, &Ok(pruned("kv1", 3, 7, 4096, 2, false)));
+    metrics.prune_finished(&kv1, &Ok(pruned("kv1", 1, 2, 100, 0, true)));
+    metrics.prune_finished(&kv1, &Err("vault kv1 is in use".into()));
+    assert_has(&metrics, r#"kvkeep_pruned_points_total{vault="kv1"} 4"#);
+    assert_has(&metrics, r#"kvkeep_pruned_blobs_total{vault="kv1"} 9"#);
+    assert_has(&metrics, r#"kvkeep_pruned_bytes_total{vault="kv1"} 4196"#);
+    assert_has(
+        &metrics,
+        r#"kvkeep_prune_deferred_deletes_total{vault="kv1"} 2"#,
+    );
+    // The stopped prune and the one that could not start.
+    assert_has(&metrics, r#"kvkeep_prune_failures_total{vault="kv1"} 2"#);
 }
 
 #[test]
@@ -416,7 +470,7 @@ fn the_readme_documents_every_metric_with_its_type() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
         .collect();
-    assert_eq!(families.len(), 14, "{text}");
+    assert_eq!(families.len(), 19, "{text}");
     for (name, kind) in families {
         // The TYPE line names a counter without the `_total` its samples carry.
         let name = if kind == "counter" {
@@ -452,6 +506,8 @@ fn forget_vault_removes_every_series_of_that_vault_only() {
             },
         );
         metrics.notification_failed(&v, "webhook");
+        metrics.prune_finished(&v, &Ok(pruned(name, 1, 1, 1, 1, false)));
+        metrics.prune_finished(&v, &Err("failed".into()));
     }
     metrics.forget_vault(&vault("kv1"));
     assert_no_series(&metrics, r#"vault="kv1""#);
@@ -460,8 +516,8 @@ fn forget_vault_removes_every_series_of_that_vault_only() {
         .filter(|l| l.contains(r#"vault="kv2""#))
         .count();
     // 1 last success, 4 last statuses, 2 runs, 7 objects, 2 request counters, 15 histogram
-    // lines, 1 upload, 1 next run, 2 verify, 1 skipped, 1 notification.
-    assert_eq!(kv2, 37, "kv2 keeps its series");
+    // lines, 1 upload, 1 next run, 2 verify, 1 skipped, 1 notification, 5 prune counters.
+    assert_eq!(kv2, 42, "kv2 keeps its series");
 
     // Series the vault gets again start from zero.
     metrics.observe_requests(

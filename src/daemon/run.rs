@@ -1,11 +1,11 @@
-//! One scheduled job, run: a vault's backup with its notifications and metrics, or its quick
-//! verification.
+//! One scheduled job, run: a vault's backup with its notifications, metrics and (with
+//! `prune = true`) the prune after it, or its quick verification.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::MetricsProgress;
+use super::metrics::{DaemonMetrics, MetricsProgress};
 use super::{Job, State, Task};
 use crate::backup::Runner;
 use crate::config::VaultConfig;
@@ -34,7 +34,7 @@ pub(super) async fn run_job(
             // The start ping goes out beside the run, never in front of it.
             let (started, r) = futures::join!(
                 notifier.run_started(&vault.name),
-                runner.backup_one(&vault, cancel, progress)
+                runner.backup_one(&vault, cancel.clone(), progress)
             );
             tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
                 captured = r.stats.captured_objects, failed = r.stats.failed_objects,
@@ -45,6 +45,9 @@ pub(super) async fn run_job(
             for failure in started.iter().chain(&finished) {
                 metrics.notification_failed(&vault.name, &failure.notifier);
             }
+            if vault.retention.prune && r.status.counts_for_retention() && !cancel.is_cancelled() {
+                prune(runner, &vault, metrics, &cancel).await;
+            }
         }
         Task::Verify => {
             if let Some(ok) = quick_verify(runner, &vault, clock.clone(), &cancel).await {
@@ -52,6 +55,38 @@ pub(super) async fn run_job(
             }
         }
     }
+}
+
+/// The prune after a backup that made a restore point, for a vault with `prune = true`: the
+/// same prune as `kvkeep prune`, under the vault's lock; a stop leaves the rest for the next.
+async fn prune(
+    runner: &Runner,
+    vault: &VaultConfig,
+    metrics: &DaemonMetrics,
+    cancel: &CancellationToken,
+) {
+    let outcome = runner.prune(vault, None, cancel).await;
+    match &outcome {
+        Ok(o) => {
+            let complete = o.complete();
+            for d in o.postponed.iter().chain(&o.failed).take(20) {
+                tracing::warn!(vault = %vault.name, blob = %d.blob, reason = %d.reason,
+                    "prune left a delete for the next prune");
+            }
+            if complete {
+                tracing::info!(vault = %vault.name, forgotten = o.forgotten_points,
+                    kept = o.plan.decision.kept().count(), blobs = o.deleted_blobs,
+                    bytes = o.freed_bytes, "prune finished");
+            } else {
+                tracing::warn!(vault = %vault.name, forgotten = o.forgotten_points,
+                    blobs = o.deleted_blobs, postponed = o.postponed.len(),
+                    failed = o.failed.len(), stopped = o.interrupted,
+                    "prune finished with deletes left for the next prune");
+            }
+        }
+        Err(e) => tracing::error!(vault = %vault.name, error = %e, "prune failed"),
+    }
+    metrics.prune_finished(&vault.name, &outcome);
 }
 
 /// The scheduled quick verification of `vault`: every blob its committed runs reference is in

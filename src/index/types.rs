@@ -35,6 +35,13 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
         }
     }
+
+    /// Whether a run that ended so counts for retention's keep rules (and, in the daemon,
+    /// triggers the prune after it): `completed` or `partially_failed`. A failed or interrupted
+    /// run must never take the place of a good one in "the last 7 days".
+    pub fn counts_for_retention(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::PartiallyFailed)
+    }
 }
 
 impl FromStr for RunStatus {

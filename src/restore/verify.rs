@@ -174,6 +174,26 @@ pub async fn verify_blobs(
             report.problems.push(p);
         }
     }
+    // A prune running beside this verification (the daemon's after a backup, or `kvkeep
+    // prune`) may delete blobs and manifests it listed: a blob that is gone because no restore
+    // point references it any more is no problem. Asked again only when something was missing.
+    if report.problems.iter().any(|p| p.reason != NOT_CHECKED) {
+        let (captures, manifests) = {
+            let index = index.clone();
+            let vault = vault.clone();
+            tokio::task::spawn_blocking(move || referenced(&index, &vault))
+                .await
+                .map_err(|e| RestoreError::Task(e.to_string()))??
+        };
+        let still: BTreeSet<&BlobKey> = captures
+            .iter()
+            .map(|c| &c.blob)
+            .chain(manifests.iter().map(|(_, m)| m))
+            .collect();
+        report
+            .problems
+            .retain(|p| p.reason == NOT_CHECKED || still.contains(&p.blob));
+    }
     report.problems.sort_by(|a, b| a.blob.cmp(&b.blob));
     // An interrupted verification proves nothing about the blobs it did not reach: it is not
     // recorded as the vault's last verification.

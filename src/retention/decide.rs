@@ -73,10 +73,9 @@ impl RetentionDecision {
     }
 }
 
-/// Whether a run's status lets it count for the rules: a failed or interrupted run must never
-/// take the place of a good one in "the last 7 days".
+/// Whether a run's status lets it count for the rules.
 fn counts(status: RunStatus) -> bool {
-    matches!(status, RunStatus::Completed | RunStatus::PartiallyFailed)
+    status.counts_for_retention()
 }
 
 /// The period of `rule` that `at` falls in, on the wall clock of `tz`.
