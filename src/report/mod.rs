@@ -11,7 +11,7 @@
 pub mod csv;
 mod rpo;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 
