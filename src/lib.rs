@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod index;
 pub mod model;
 pub mod notify;
+pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod scheduler;

@@ -288,6 +288,7 @@ fn azure_source(
         paused: false,
         verify_schedule: None,
         retention: Default::default(),
+        rpo: None,
     };
     AzureVaultSource::from_config(
         &vault,

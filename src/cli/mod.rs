@@ -12,6 +12,7 @@ pub mod keys;
 pub mod list;
 pub mod prune;
 pub mod render;
+pub mod report;
 pub mod restore;
 pub mod schedule;
 pub mod verify;
@@ -133,6 +134,9 @@ pub enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Show which restore points the retention policy keeps and would forget (--dry-run).
     Prune(prune::PruneArgs),
+    /// Report per vault: restore points, RPO status, coverage gaps, what the next prune would
+    /// forget, storage and the last verifications; from the index only.
+    Report(report::ReportArgs),
     /// Run every vault's backups on its schedule, in the foreground, until SIGTERM or Ctrl-C.
     Daemon,
     /// Restore a vault (or selected objects) as it was at a point in time.
@@ -230,6 +234,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Restore(args) => restore::run(args, config),
         Command::Schedule(args) => schedule::run(args, config),
         Command::Prune(args) => prune::run(args, config),
+        Command::Report(args) => report::run(args, config),
         Command::Daemon => daemon::run(config),
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),

@@ -235,6 +235,10 @@ pub struct VaultConfig {
     pub verify_schedule: Option<Schedule>,
     /// Which restore points to keep.
     pub retention: crate::retention::RetentionPolicy,
+    /// Recovery point objective: the oldest the newest restore point may be before
+    /// `kvkeep report` calls the vault in breach; `None` when not set.
+    #[serde(serialize_with = "optional_duration_ser")]
+    pub rpo: Option<Duration>,
 }
 
 fn schedule_ser<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S::Ok, S::Error> {
@@ -248,4 +252,14 @@ fn schedule_ser<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S:
 /// its durations with this.
 pub(super) fn duration_ser<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn optional_duration_ser<S: serde::Serializer>(
+    d: &Option<Duration>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration_ser(d, ser),
+        None => ser.serialize_none(),
+    }
 }

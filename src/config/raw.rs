@@ -145,6 +145,9 @@ pub struct RawVaultDefaults {
     pub verify_schedule: Option<Spanned<String>>,
     /// `[defaults.retention]`: which restore points to keep.
     pub retention: Option<super::retention::RawRetention>,
+    /// Recovery point objective: `kvkeep report` calls a vault in breach when its newest
+    /// restore point is older than this (e.g. `26h`).
+    pub rpo: Option<Spanned<String>>,
 }
 
 /// `[[vault]]`: the same optional settings as `[defaults]`, plus the vault's identity. (The fields
@@ -185,4 +188,6 @@ pub struct RawVault {
     pub verify_schedule: Option<Spanned<String>>,
     /// See [`RawVaultDefaults::retention`].
     pub retention: Option<super::retention::RawRetention>,
+    /// See [`RawVaultDefaults::rpo`].
+    pub rpo: Option<Spanned<String>>,
 }

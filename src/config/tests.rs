@@ -337,6 +337,13 @@ fn bad_scheduling_keys_name_key_and_line_and_never_echo_the_value() {
         ),
         (with("paused = \"yes\""), "", "paused", "yes"),
         (
+            with("rpo = \"SECRETSAUCE\""),
+            "vault[0].rpo",
+            "not a duration",
+            "SECRETSAUCE",
+        ),
+        (with("rpo = \"30s\""), "vault[0].rpo", "at least 1m", "30s"),
+        (
             format!("{m}\n[defaults]\njitter = \"-5m\"\n"),
             "defaults.jitter",
             "not a duration",
@@ -360,4 +367,26 @@ fn bad_scheduling_keys_name_key_and_line_and_never_echo_the_value() {
         assert!(hit.is_some_and(|e| e.line.is_some()), "no line: {rendered}");
         assert!(!rendered.contains(secret), "{secret} echoed: {rendered}");
     }
+}
+
+#[test]
+fn rpo_is_unset_by_default_and_a_vault_overrides_the_default() {
+    let c = parse_with(&minimal(), &[]).expect("valid");
+    assert_eq!(c.vaults[0].rpo, None);
+    let text = format!(
+        "{}\n[defaults]\nrpo = \"26h\"\n\n[[vault]]\nname = \"kv-tight\"\nrpo = \"2h\"\n",
+        minimal()
+    );
+    let c = parse_with(&text, &[]).expect("valid");
+    assert_eq!(
+        c.vaults[0].rpo,
+        Some(std::time::Duration::from_secs(26 * 3_600))
+    );
+    assert_eq!(
+        c.vaults[1].rpo,
+        Some(std::time::Duration::from_secs(2 * 3_600))
+    );
+    // `config show` prints it as written, so the output can be pasted back.
+    let shown = serde_json::to_value(&c).expect("json");
+    assert_eq!(shown["vaults"][1]["rpo"], "2h");
 }

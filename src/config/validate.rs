@@ -29,6 +29,9 @@ const DEFAULT_CONCURRENCY: i64 = 4;
 const DEFAULT_DEEP_SCAN: &str = "7d";
 /// Jitter spreads starts inside a window; past a day it would blur even daily schedules.
 const MAX_JITTER: Duration = Duration::from_secs(86_400);
+/// Bounds of `rpo`: below a minute no schedule could meet it; above a year it says nothing.
+const MIN_RPO: Duration = Duration::from_secs(60);
+const MAX_RPO: Duration = Duration::from_secs(366 * 86_400);
 /// Quick verify reads every blob's metadata: weekly unless configured.
 const DEFAULT_VERIFY_SCHEDULE: &str = "@weekly";
 
@@ -620,6 +623,7 @@ struct Settings {
     paused: Option<bool>,
     verify_schedule: Option<(String, Spanned<String>)>,
     retention: super::retention::RetentionSettings,
+    rpo: Option<Duration>,
 }
 
 fn vault_settings(
@@ -712,6 +716,16 @@ fn vault_settings(
             ),
         }
     }
+    if let Some(r) = &raw.rpo {
+        match parse_duration_within(r.get_ref(), MIN_RPO, MAX_RPO) {
+            Ok(dur) => s.rpo = Some(dur),
+            Err(why) => c.at(
+                format!("{at}.rpo"),
+                r,
+                format!("{why} (the oldest a vault's newest restore point may be, e.g. \"26h\")"),
+            ),
+        }
+    }
     (c.errors.len() == before).then_some(s)
 }
 
@@ -782,6 +796,7 @@ fn vaults(
                 paused: v.paused,
                 verify_schedule: v.verify_schedule,
                 retention: v.retention,
+                rpo: v.rpo,
             },
             Some(defaults),
         );
@@ -872,6 +887,7 @@ fn vaults(
             paused: own.paused.or(defaults.paused).unwrap_or(false),
             verify_schedule,
             retention: own.retention.over(&defaults.retention),
+            rpo: own.rpo.or(defaults.rpo),
         });
     }
     (c.errors.len() == before).then_some(out)

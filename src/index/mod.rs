@@ -26,6 +26,7 @@ pub(crate) mod file;
 pub mod lock;
 mod migrate;
 mod read;
+mod report;
 mod types;
 mod write;
 
@@ -44,6 +45,7 @@ pub use catalog::{
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;
+pub use report::{FailureStreak, KindStorageRecord, UncoveredObjectRecord, VersionCountRecord};
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,
     ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus,

@@ -33,7 +33,8 @@ pub(super) const CAPTURE_COLUMNS: &str = "r.run_id,
 
 /// "Capture `c2` is held by a committed run": how change detection and version listings tell
 /// usable captures, whether or not the run that wrote one is still committed.
-const HELD_C2: &str = "EXISTS (SELECT 1 FROM run_members AS m2 JOIN runs AS r2 ON r2.id = m2.run
+pub(super) const HELD_C2: &str =
+    "EXISTS (SELECT 1 FROM run_members AS m2 JOIN runs AS r2 ON r2.id = m2.run
     WHERE m2.capture = c2.id AND r2.manifest_key IS NOT NULL)";
 
 /// The point-in-time query: the restore point for time `?2` is the newest committed run of

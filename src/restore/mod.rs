@@ -195,5 +195,6 @@ pub fn resolve_target(config: &Config, spec: &str) -> Result<VaultConfig, String
         paused: false,
         verify_schedule: None,
         retention: Default::default(),
+        rpo: None,
     })
 }

@@ -49,6 +49,7 @@ fn vault_config() -> VaultConfig {
         paused: false,
         verify_schedule: None,
         retention: Default::default(),
+        rpo: None,
     }
 }
 

@@ -41,6 +41,7 @@ fn vault() -> VaultConfig {
         paused: false,
         verify_schedule: None,
         retention: Default::default(),
+        rpo: None,
     }
 }
 

@@ -69,6 +69,7 @@ fn vault_config(name: &str) -> VaultConfig {
         paused: false,
         verify_schedule: None,
         retention: Default::default(),
+        rpo: None,
     }
 }
 
