@@ -202,7 +202,7 @@ impl Index {
                     });
                 }
             }
-            out.sort_by(|a, b| (a.kind, a.name.canonical()).cmp(&(b.kind, b.name.canonical())));
+            out.sort_by_key(|a| (a.kind, a.name.canonical()));
             Ok(out)
         })
     }

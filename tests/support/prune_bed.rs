@@ -62,6 +62,7 @@ pub fn vault_config(policy: RetentionPolicy) -> VaultConfig {
         paused: false,
         verify_schedule: None,
         retention: policy,
+        rpo: None,
     }
 }
 
