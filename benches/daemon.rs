@@ -14,11 +14,14 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
+#[path = "support/proc.rs"]
+mod proc;
 #[path = "support/throttled.rs"]
 mod throttled;
 
 use kvkeep::index::{Index, RunStats, RunStatus};
 use kvkeep::model::{BlobKey, RunId, VaultName};
+use proc::{cpu_seconds, proc_status};
 use throttled::{block_on, env_usize, start_emulator, write_config, Shape};
 
 fn main() {
@@ -200,44 +203,4 @@ fn stop(child: &mut std::process::Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-}
-
-/// user + system CPU seconds of `pid`, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of stat: 11 and 12 counting the state (field 3) as 0.
-    (ticks(11) + ticks(12)) as f64 / clock_ticks()
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// A `/proc/<pid>/status` field in KiB.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }

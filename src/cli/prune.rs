@@ -235,7 +235,7 @@ fn render_json(plans: &[PrunePlan]) -> serde_json::Value {
                 "kept_points": plan.decision.kept().count(),
                 "forgotten_points": plan.decision.forgotten().count(),
                 "manifests_to_delete": plan.forget_manifests.len(),
-                "blobs_to_delete": plan.freed_blobs.len(),
+                "blobs_to_delete": plan.freed_blobs,
                 "bytes_to_free": plan.freed_bytes,
             })
         })
@@ -253,7 +253,7 @@ fn render_table(plans: &[PrunePlan]) -> String {
             plan.decision.kept().count(),
             plan.decision.forgotten().count(),
             plan.forget_manifests.len(),
-            plan.freed_blobs.len(),
+            plan.freed_blobs,
             bytes(plan.freed_bytes),
         ));
     }

@@ -429,7 +429,7 @@ fn pruned(
             policy_empty: false,
             decision: RetentionDecision { points: Vec::new() },
             forget_manifests: Vec::new(),
-            freed_blobs: Vec::new(),
+            freed_blobs: 0,
             freed_bytes: bytes,
         },
         forgotten_points: points,

@@ -40,7 +40,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use catalog::{
-    DeletedObjectRecord, ForgottenManifest, RestorePointRecord, VaultCatalogSummary,
+    DeletedObjectRecord, ForgottenManifest, HeldSpace, RestorePointRecord, VaultCatalogSummary,
 };
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};

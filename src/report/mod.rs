@@ -435,7 +435,7 @@ fn vault_report(
         by_reason,
         points: expiring,
         manifests: plan.forget_manifests.len() as u64,
-        blobs: plan.freed_blobs.len() as u64,
+        blobs: plan.freed_blobs,
         stored_bytes: plan.freed_bytes,
     };
 

@@ -3,14 +3,14 @@
 //! no kept point holds). Computing it changes nothing: `kvkeep prune --dry-run` prints it, and
 //! the prune that carries it out starts from it.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::{decide, Deletion, RestorePoint, RetentionDecision};
 use crate::config::VaultConfig;
-use crate::index::{Index, IndexError};
+use crate::index::{HeldSpace, Index, IndexError};
 use crate::model::{BlobKey, RunId, VaultName};
 
 /// What pruning one vault would do.
@@ -24,8 +24,10 @@ pub struct PrunePlan {
     pub decision: RetentionDecision,
     /// The manifests of the points to forget.
     pub forget_manifests: Vec<BlobKey>,
-    /// The object blobs only the forgotten points hold.
-    pub freed_blobs: Vec<BlobKey>,
+    /// How many object blobs only the forgotten points hold (counted, not listed: a first
+    /// prune of a long history frees a million; the prune itself asks the index which blobs
+    /// no run holds once it has forgotten the points).
+    pub freed_blobs: u64,
     /// Their stored (ciphertext) size.
     pub freed_bytes: u64,
 }
@@ -71,34 +73,24 @@ pub fn plan_prune(
         .collect();
     let decision = decide(&points, &deletions, &vault.retention, time_zone(vault), now);
     let forgotten: Vec<RunId> = decision.forgotten().map(|p| p.run.clone()).collect();
+    let forgotten_set: HashSet<&RunId> = forgotten.iter().collect();
     let forget_manifests = records
         .iter()
-        .filter(|r| forgotten.contains(&r.run))
+        .filter(|r| forgotten_set.contains(&r.run))
         .map(|r| r.manifest.clone())
         .collect();
-    let freed_blobs = if forgotten.is_empty() {
-        Vec::new()
+    let freed = if forgotten.is_empty() {
+        HeldSpace::default()
     } else {
-        index.blobs_held_only_by(&vault.name, &forgotten)?
+        index.space_held_only_by(&vault.name, &forgotten)?
     };
-    // Sizes come from the captures the forgotten points hold; each freed blob counted once.
-    let freed: BTreeSet<&BlobKey> = freed_blobs.iter().collect();
-    let mut counted = BTreeSet::new();
-    let mut freed_bytes = 0;
-    for run in &forgotten {
-        for capture in index.restore_point_contents(run)? {
-            if freed.contains(&capture.blob) && counted.insert(capture.blob.clone()) {
-                freed_bytes += capture.stored_bytes;
-            }
-        }
-    }
     Ok(PrunePlan {
         vault: vault.name.clone(),
         policy_empty: vault.retention.is_empty(),
         decision,
         forget_manifests,
-        freed_blobs,
-        freed_bytes,
+        freed_blobs: freed.blobs,
+        freed_bytes: freed.stored_bytes,
     })
 }
 

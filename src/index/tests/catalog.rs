@@ -1,7 +1,7 @@
 //! What each run holds (schema version 4): restore points stay complete when the run that wrote
 //! a blob is forgotten, and the queries prune and reports plan with.
 
-use super::super::{DeletedObjectRecord, Index, IndexError, VaultCatalogSummary};
+use super::super::{DeletedObjectRecord, HeldSpace, Index, IndexError, VaultCatalogSummary};
 use super::{blob, run, vault, RunScript};
 use crate::model::ObjectKind::{Keys, Secrets};
 
@@ -123,6 +123,23 @@ fn prune_learns_which_blobs_go_with_the_points_it_forgets() {
             db1.clone(),
             blob("objects/kv-app/secrets/db/200.age")
         ]
+    );
+    // Counted without listing, for the dry run: the same blobs, and their stored size.
+    let stored: u64 = both
+        .iter()
+        .map(|b| index.capture(b).expect("q").expect("captured").stored_bytes)
+        .sum();
+    assert!(stored > 0);
+    assert_eq!(
+        index.space_held_only_by(&kv, &[run(1), run(2)]).expect("q"),
+        HeldSpace {
+            blobs: 3,
+            stored_bytes: stored
+        }
+    );
+    assert_eq!(
+        index.space_held_only_by(&kv, &[]).expect("q"),
+        HeldSpace::default()
     );
 
     // The deleted object, and the points that still hold it.
