@@ -171,6 +171,7 @@ fn rebuild(rt: &tokio::runtime::Runtime) {
                     sha256: format!("{:064x}", o * 1_000 + r),
                     payload: "native".into(),
                     tags: Some(Default::default()),
+                    validity: Some(Default::default()),
                 });
             }
             let entry = slot.as_ref().expect("set");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kvkeep::config::{AzureConfig, CaScope, CredentialConfig, Limits, PayloadMode, VaultConfig};
-use kvkeep::model::{ObjectKind, ObjectName, VaultName};
+use kvkeep::model::{ObjectKind, ObjectName, Validity, VaultName};
 use kvkeep::source::{
     AzureSourceOptions, AzureVaultSource, BackoffOptions, FailureRule, InMemoryVaultSource,
     RateLimitOptions, RateLimiter, SdkRetryOptions, SeedObject, SourceErrorKind, SourceOp,
@@ -76,6 +76,9 @@ trait Bed: Send + Sync {
     async fn seed(&self, kind: ObjectKind, prefix: &str, count: usize, versions: usize);
     /// A secret with exactly this value.
     async fn put_secret(&self, name: &str, value: &str);
+    /// Sets `nbf`/`exp` of a secret's current version, as an application updates them (no new
+    /// version).
+    async fn set_secret_validity(&self, name: &str, validity: Validity);
     async fn inject(&self, fault: Fault);
     /// Faults that have fired so far.
     async fn fired(&self) -> u64;
@@ -160,6 +163,7 @@ impl Bed for MemoryBedWithFaults {
                     enabled: true,
                     value: format!("value-{v}").into_bytes(),
                     content_type: None,
+                    validity: Default::default(),
                 };
                 match kind {
                     ObjectKind::Certificates => {
@@ -177,6 +181,12 @@ impl Bed for MemoryBedWithFaults {
         self.bed
             .source
             .put(ObjectKind::Secrets, &name(secret), SeedObject::value(value));
+    }
+
+    async fn set_secret_validity(&self, secret: &str, validity: Validity) {
+        self.bed
+            .source
+            .set_validity(ObjectKind::Secrets, &name(secret), validity);
     }
 
     async fn inject(&self, fault: Fault) {
@@ -341,6 +351,25 @@ impl AzureBed {
         }
     }
 
+    /// An SDK secret client on the emulator, as an application seeding the vault would use.
+    fn secret_client(&self) -> azure_security_keyvault_secrets::SecretClient {
+        use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+        SecretClient::new(
+            &self.url,
+            Arc::new(StaticToken),
+            Some(SecretClientOptions {
+                client_options: azure_core::http::ClientOptions {
+                    transport: Some(azure_core::http::Transport::new(Arc::new(
+                        self.emulator().http_client(),
+                    ))),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+        )
+        .expect("secret client")
+    }
+
     fn emulator(&self) -> &Emulator {
         self.emulator.as_ref().expect("emulator running")
     }
@@ -490,22 +519,7 @@ impl Bed for AzureBed {
 
     async fn put_secret(&self, secret: &str, value: &str) {
         use azure_security_keyvault_secrets::models::SetSecretParameters;
-        use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-        let client = SecretClient::new(
-            &self.url,
-            Arc::new(StaticToken),
-            Some(SecretClientOptions {
-                client_options: azure_core::http::ClientOptions {
-                    transport: Some(azure_core::http::Transport::new(Arc::new(
-                        self.emulator().http_client(),
-                    ))),
-                    ..Default::default()
-                },
-                ..Default::default()
-            }),
-        )
-        .expect("secret client");
-        client
+        self.secret_client()
             .set_secret(
                 secret,
                 SetSecretParameters {
@@ -518,6 +532,33 @@ impl Bed for AzureBed {
             )
             .await
             .expect("set secret");
+    }
+
+    async fn set_secret_validity(&self, secret: &str, validity: Validity) {
+        use azure_core::time::OffsetDateTime;
+        use azure_security_keyvault_secrets::models::{
+            SecretAttributes, UpdateSecretPropertiesParameters,
+        };
+        let time = |t: Option<i64>| {
+            t.map(|t| OffsetDateTime::from_unix_timestamp(t).expect("time in range"))
+        };
+        self.secret_client()
+            .update_secret_properties(
+                secret,
+                UpdateSecretPropertiesParameters {
+                    secret_attributes: Some(SecretAttributes {
+                        not_before: time(validity.not_before),
+                        expires: time(validity.expires),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+                .try_into()
+                .expect("body"),
+                None,
+            )
+            .await
+            .expect("update secret properties");
     }
 
     async fn inject(&self, fault: Fault) {
@@ -661,6 +702,41 @@ async fn lists_every_page_and_flags_managed_objects(bed: &dyn Bed) {
         .await
         .expect("versions of an unknown name")
         .is_empty());
+}
+
+/// The listing carries `nbf` and `exp` of the current version (what the expiry report records),
+/// absent ones as `None`, and an update of them shows in the next listing.
+async fn lists_the_validity_period_of_the_current_version(bed: &dyn Bed) {
+    bed.put_secret("rotating", "v1").await;
+    bed.put_secret("forever", "v1").await;
+    let period = Validity {
+        not_before: Some(1_700_000_000),
+        expires: Some(1_900_000_000),
+    };
+    bed.set_secret_validity("rotating", period).await;
+    let source = bed.source();
+    let listed = |all: &[kvkeep::source::ObjectSummary], n: &str| {
+        all.iter()
+            .find(|o| o.name.as_str() == n)
+            .map(|o| o.validity)
+            .unwrap_or_else(|| panic!("{n} listed"))
+    };
+    let secrets = source.list(ObjectKind::Secrets).await.expect("list");
+    assert_eq!(listed(&secrets, "rotating"), period);
+    assert_eq!(listed(&secrets, "forever"), Validity::default());
+
+    let renewed = Validity {
+        expires: Some(1_950_000_000),
+        ..period
+    };
+    bed.set_secret_validity("rotating", renewed).await;
+    let secrets = source.list(ObjectKind::Secrets).await.expect("list");
+    assert_eq!(listed(&secrets, "rotating"), renewed);
+    let versions = source
+        .list_versions(ObjectKind::Secrets, &name("rotating"))
+        .await
+        .expect("versions");
+    assert_eq!(versions.len(), 1, "an attribute update makes no version");
 }
 
 /// backup → delete → purge → restore, per kind: the versions come back with their ids.
@@ -1107,6 +1183,7 @@ contract!(
     a_broken_object_is_named,
     secret_values_stay_out_of_logs,
     warns_near_the_version_limit,
+    lists_the_validity_period_of_the_current_version,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -90,5 +90,6 @@ pub fn new_capture(vault: &VaultName, o: usize, r: usize, at: i64) -> NewCapture
             enabled: true,
         }],
         tags: Some(Default::default()),
+        validity: Some(Default::default()),
     }
 }

@@ -23,7 +23,7 @@ use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
 use crate::config::VaultConfig;
 use crate::crypto::{sha256_hex, Label, Sealer};
 use crate::index::{CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus};
-use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId};
+use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId, Validity};
 use crate::source::{
     ObjectSummary, SourceError, SourceErrorKind, VaultSource, VersionInfo, MAX_BACKUP_VERSIONS,
 };
@@ -333,7 +333,7 @@ impl VaultBackup {
         // Unchanged and gone objects, and every failure, in one transaction.
         let seen_at = (self.clock)();
         // SQLite blocks: off the runtime threads, with owned copies of what it records.
-        let unchanged: Vec<(ObjectState, BlobKey, bool)> = plan
+        let unchanged: Vec<(ObjectState, BlobKey, bool, Validity)> = plan
             .unchanged
             .iter()
             .map(|u| {
@@ -343,7 +343,12 @@ impl VaultBackup {
                     current_version: u.current_version.clone(),
                     updated: u.updated,
                 };
-                (state, u.last.blob.clone(), u.deep_scanned)
+                (
+                    state,
+                    u.last.blob.clone(),
+                    u.deep_scanned,
+                    u.object.validity,
+                )
             })
             .collect();
         let gone: Vec<(ObjectKind, ObjectName)> =
@@ -353,8 +358,11 @@ impl VaultBackup {
         let recorded = self
             .on_index(move |index| {
                 index.write(|w| {
-                    for (state, blob, deep_scanned) in &unchanged {
+                    for (state, blob, deep_scanned, validity) in &unchanged {
                         w.record_unchanged(&this_run, state, blob, seen_at, *deep_scanned)?;
+                        // A capture recorded before kvkeep read `nbf`/`exp` learns them here,
+                        // so the expiry report knows them without a new backup of the object.
+                        w.fill_unknown_validity(blob, validity)?;
                     }
                     for (kind, name) in &gone {
                         w.record_deleted(&this_run, *kind, name, seen_at)?;
@@ -595,6 +603,9 @@ impl VaultBackup {
             // From the listing the plan was made from: the same snapshot of the object that
             // change detection compared (`updated` moves when tags change).
             tags: Some(planned.object.tags.clone()),
+            // Likewise: `updated` moves when `nbf` or `exp` change, so this is the period of
+            // the version the blob holds as current.
+            validity: Some(planned.object.validity),
         };
         // SQLite blocks: off the runtime threads. The capture comes back for the summary.
         let this_run = run.clone();
@@ -710,6 +721,11 @@ fn manifest_entries(
             let tags = index
                 .capture_tags(&record.blob)
                 .map_err(|e| e.to_string())?;
+            // Its `nbf`/`exp`: for an unchanged object, filled in from this run's listing if the
+            // capture predates recorded periods (recorded above, before the manifest).
+            let validity = index
+                .capture_validity(&record.blob)
+                .map_err(|e| e.to_string())?;
             let state = if record.run == *run {
                 EntryState::Captured
             } else {
@@ -734,6 +750,7 @@ fn manifest_entries(
                 sha256: record.sha256,
                 payload: record.payload.as_str().to_string(),
                 tags,
+                validity,
             })
         })
         .collect()

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::config::VaultConfig;
 use crate::index::LastCapture;
-use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
+use crate::model::{ObjectKind, ObjectName, ObjectVersion, Validity, VaultName};
 use crate::source::{ObjectSummary, Tags, VersionInfo};
 
 /// An object's identity within a vault: kind and canonical (lower-case) name, as Key Vault
@@ -291,6 +291,10 @@ pub struct ListedObject {
     /// tags it tells the current version among versions created within the same second.
     #[serde(skip)]
     pub content_type: Option<String>,
+    /// Current version's `nbf` and `exp`, recorded with a capture for the expiry report. Not
+    /// printed, like the tags: changing them moves `updated`, which is what plans show.
+    #[serde(skip)]
+    pub validity: Validity,
 }
 
 impl From<&ObjectSummary> for ListedObject {
@@ -303,6 +307,7 @@ impl From<&ObjectSummary> for ListedObject {
             enabled: o.enabled,
             tags: o.tags.clone(),
             content_type: o.content_type.clone(),
+            validity: o.validity,
         }
     }
 }

@@ -2,16 +2,20 @@
 //! `--vault`) from the index alone, as a terminal table, JSON (`report_format` 1) or one CSV
 //! section, on stdout or into a private file (`--out`). Exit 0; 1 when the index cannot be read
 //! or the file cannot be written; 2 for a usage or configuration error (also CSV without
-//! `--section`, or JSON with it).
+//! `--section`, JSON with it, or an `--expiring-within` that is not a duration).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::backup::select_vaults;
 use super::render::{bytes, time, Table};
 use super::restore::open_index;
 use super::{exit_code_of, load_config, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::report::{build_report, csv, human_duration, Report, Section, VaultReport};
+use crate::report::{
+    build_report_with, csv, human_duration, Report, ReportOptions, Section, VaultReport,
+    MAX_EXPIRING_WITHIN,
+};
 
 /// The forms of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +43,14 @@ pub struct ReportArgs {
     /// Write the report to FILE (mode 0600, replaced whole) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// List objects whose Key Vault expiry (`exp`) is at most this far away, and those already
+    /// expired (e.g. "30d", "12w"; at most 3660d).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_expiring_within)]
+    pub expiring_within: Duration,
+}
+
+fn parse_expiring_within(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration_within(text, Duration::ZERO, MAX_EXPIRING_WITHIN)
 }
 
 /// Runs `kvkeep report` and returns the exit code.
@@ -77,7 +89,10 @@ fn report_command(args: ReportArgs, config: &Path) -> Result<u8, Fail> {
     let config = load_config(config)?;
     let vaults = select_vaults(&config, &args.vaults).map_err(|e| Fail(EXIT_USAGE, e))?;
     let index = open_index(&config)?;
-    let report = build_report(&index, &vaults, crate::clock::now())
+    let options = ReportOptions {
+        expiring_within: args.expiring_within,
+    };
+    let report = build_report_with(&index, &vaults, crate::clock::now(), &options)
         .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
     let text = match (args.format, args.section) {
         (ReportFormat::Json, _) => {
@@ -150,7 +165,9 @@ pub fn render_table(report: &Report, section: Option<Section>) -> String {
         if !details.is_empty() {
             out.push('\n');
             for line in details.lines() {
-                out.push_str(&format!("  {line}\n"));
+                // A blank line between two tables stays blank, without trailing spaces.
+                out.push_str(format!("  {line}").trim_end());
+                out.push('\n');
             }
         }
     }
@@ -254,6 +271,24 @@ fn summary(v: &VaultReport, section: Section) -> Vec<(&'static str, String)> {
             .collect();
             vec![("verification", parts.join("; "))]
         }
+        Section::KeyVaultExpiry => {
+            let e = &v.key_vault_expiry;
+            let within = human_duration(Duration::from_secs(e.within_seconds));
+            let mut text = match (e.objects.len(), e.expired) {
+                (0, _) => format!("no object expires within {within}"),
+                (n, 0) => format!("{n} expiring within {within}"),
+                (n, expired) => {
+                    format!("{n} expiring within {within}, {expired} of them already expired")
+                }
+            };
+            if e.unknown > 0 {
+                text.push_str(&format!(
+                    "; {} not known (backed up before kvkeep recorded expiry; the next backup records it)",
+                    e.unknown
+                ));
+            }
+            vec![("kv expiry", text)]
+        }
     }
 }
 
@@ -287,6 +322,28 @@ fn details(v: &VaultReport, section: Option<Section>) -> String {
                 time(Some(o.captured_at)),
                 String::new(),
                 String::new(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    // Like coverage, always shown: an object about to expire is something to act on.
+    if wants(Section::KeyVaultExpiry) && !v.key_vault_expiry.objects.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let mut t = Table::new(["KIND", "NAME", "EXPIRES", "WHEN", "NOT BEFORE"]);
+        for o in &v.key_vault_expiry.objects {
+            let gap = Duration::from_secs(o.expires_in_seconds.unsigned_abs());
+            t.row(vec![
+                o.kind.as_str().into(),
+                o.name.to_string(),
+                time(Some(o.expires_at)),
+                if o.expired {
+                    format!("expired {} ago", human_duration(gap))
+                } else {
+                    format!("in {}", human_duration(gap))
+                },
+                time(o.not_before),
             ]);
         }
         out.push_str(&t.render());
@@ -342,6 +399,7 @@ fn details(v: &VaultReport, section: Option<Section>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::build_report;
     use crate::report::tests::{config, fixture, now};
 
     fn report() -> Report {
@@ -374,5 +432,34 @@ mod tests {
         assert!(check_combination(ReportFormat::Json, Some(Section::Rpo)).is_err());
         assert!(check_combination(ReportFormat::Csv, Some(Section::Rpo)).is_ok());
         assert!(check_combination(ReportFormat::Table, Some(Section::Rpo)).is_ok());
+    }
+
+    #[test]
+    fn the_expiry_section_lists_each_object_with_how_long_is_left() {
+        let text = render_table(&report(), Some(Section::KeyVaultExpiry));
+        insta::assert_snapshot!("report_table_key_vault_expiry", text);
+        assert!(text.contains("expired 2d ago"), "{text}");
+        assert!(text.contains("in 10d"), "{text}");
+        assert!(text.contains("1 not known"), "{text}");
+    }
+
+    #[test]
+    fn expiring_within_takes_durations_and_refuses_anything_else() {
+        let day = 86_400;
+        for (text, secs) in [
+            ("30d", 30 * day),
+            ("12w", 84 * day),
+            ("0s", 0),
+            ("36h", 129_600),
+        ] {
+            assert_eq!(
+                parse_expiring_within(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for text in ["soon", "30", "-1d", "3661d", ""] {
+            assert!(parse_expiring_within(text).is_err(), "{text:?} accepted");
+        }
     }
 }

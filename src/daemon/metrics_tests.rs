@@ -41,6 +41,7 @@ fn unchanged(kind: ObjectKind, name: &str) -> UnchangedObject {
             enabled: true,
             tags: Default::default(),
             content_type: None,
+            validity: Default::default(),
         },
         current_version: "0123456789abcdef0123456789abcdef".parse().expect("version"),
         updated: 1_700_000_000,

@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0005_prune.sql",
         sql: include_str!("../../migrations/0005_prune.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_capture_expiry.sql",
+        sql: include_str!("../../migrations/0006_capture_expiry.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

@@ -45,7 +45,10 @@ pub use catalog::{
 pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;
-pub use report::{FailureStreak, KindStorageRecord, UncoveredObjectRecord, VersionCountRecord};
+pub use report::{
+    ExpiringObjectRecord, ExpiryRecords, FailureStreak, KindStorageRecord, UncoveredObjectRecord,
+    VersionCountRecord,
+};
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,
     ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus,

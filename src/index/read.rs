@@ -18,7 +18,7 @@ use super::types::{
     ObjectRecord, RunRecord, RunStats, VerificationDepth, VerificationRecord, VersionRecord,
 };
 use super::Index;
-use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
+use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, Validity, VaultName};
 
 /// The columns [`capture_from_row`] reads, in its order; `c`, `o` and `r` are captures, objects
 /// and runs (`r` the run that wrote the capture). A capture counts ("committed") when its
@@ -205,6 +205,27 @@ impl Index {
                 serde_json::from_str(&t).map_err(|e| conversion(0, format!("tags {t:?}: {e}")))
             })
             .transpose()
+        })
+    }
+
+    /// The `nbf` and `exp` recorded with the capture in blob `blob`: `None` when the capture
+    /// predates recorded periods (or no capture has that blob), so callers can tell "unknown"
+    /// from "neither set".
+    pub fn capture_validity(&self, blob: &BlobKey) -> Result<Option<Validity>, IndexError> {
+        self.read("reading the validity period of a capture", |conn| {
+            let row: Option<(Option<i64>, Option<i64>, bool)> = conn
+                .prepare_cached(
+                    "SELECT expires_at, not_before, validity_known FROM captures
+                     WHERE blob_key = ?1",
+                )?
+                .query_row([blob.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            Ok(row.and_then(|(expires, not_before, known)| {
+                known.then_some(Validity {
+                    not_before,
+                    expires,
+                })
+            }))
         })
     }
 

@@ -1,6 +1,7 @@
 //! The read queries behind `kvkeep report` (issue #10) that the catalog does not already answer:
 //! storage per kind with its recent growth, objects whose latest attempts failed or that no
-//! restore point holds, and objects whose newest capture holds many versions.
+//! restore point holds, objects whose newest capture holds many versions, and objects whose
+//! Key Vault `exp` is near.
 //!
 //! Restore points and verifications come from [`Index::restore_points`] and
 //! [`Index::last_verification`]; these queries only add what a report needs on top. Like every
@@ -11,7 +12,7 @@ use rusqlite::params;
 use super::error::IndexError;
 use super::read::{parsed, HELD_C2};
 use super::Index;
-use crate::model::{ObjectKind, ObjectName, VaultName};
+use crate::model::{ObjectKind, ObjectName, Validity, VaultName};
 
 /// The blobs of one vault and kind that the index records, and those captured in a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,30 @@ pub struct VersionCountRecord {
     pub versions: u64,
     /// When it was captured.
     pub captured_at: i64,
+}
+
+/// An object still in its vault whose newest held capture recorded an `exp` inside the window
+/// asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringObjectRecord {
+    /// Its kind.
+    pub kind: ObjectKind,
+    /// Its name as last displayed.
+    pub name: ObjectName,
+    /// `exp` and `nbf` of its current version as recorded with that capture.
+    pub validity: Validity,
+    /// `exp`, the sort key (always set for a listed object).
+    pub expires_at: i64,
+}
+
+/// What the index knows of the expiry of a vault's objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiryRecords {
+    /// Objects whose `exp` is at or before the time asked for, soonest first.
+    pub expiring: Vec<ExpiringObjectRecord>,
+    /// Objects still in the vault whose newest held capture was recorded before kvkeep read
+    /// `nbf`/`exp`, so nothing is known of their expiry.
+    pub unknown: u64,
 }
 
 impl Index {
@@ -243,6 +268,58 @@ impl Index {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    /// The objects of `vault` still in it (as last seen) whose newest held capture recorded an
+    /// `exp` at or before `until` (already expired ones included), soonest first; and how many
+    /// such objects have a newest held capture whose period is unknown.
+    ///
+    /// "Newest held capture", as for the version counts: the object as the newest restore point
+    /// that holds it has it. A run that finds an object unchanged fills in an unknown period of
+    /// that capture from its listing, so after one run on schema 6 only objects no run has
+    /// listed since stay unknown.
+    pub fn expiring_objects(
+        &self,
+        vault: &VaultName,
+        until: i64,
+    ) -> Result<ExpiryRecords, IndexError> {
+        // One pass: unknown rows are only counted, never parsed.
+        let sql = format!(
+            "WITH newest AS (
+                SELECT o.kind, o.name, o.display_name,
+                    (SELECT c2.id FROM captures AS c2 WHERE c2.object = o.id AND {HELD_C2}
+                     ORDER BY c2.captured_at DESC, c2.id DESC LIMIT 1) AS capture
+                FROM objects AS o WHERE o.vault = ?1 AND o.deleted_at IS NULL
+             )
+             SELECT c.validity_known, n.kind, n.display_name, c.expires_at, c.not_before
+             FROM newest AS n JOIN captures AS c ON c.id = n.capture
+             WHERE c.validity_known = 0 OR c.expires_at <= ?2
+             ORDER BY c.expires_at, n.kind, n.name"
+        );
+        self.read("listing objects that expire soon", |conn| {
+            let mut out = ExpiryRecords::default();
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![vault.as_str(), until])?;
+            while let Some(r) = rows.next()? {
+                let known: bool = r.get(0)?;
+                let expires: Option<i64> = r.get(3)?;
+                match (known, expires) {
+                    (true, Some(expires_at)) => out.expiring.push(ExpiringObjectRecord {
+                        kind: parsed(r, 1)?,
+                        name: parsed(r, 2)?,
+                        validity: Validity {
+                            not_before: r.get(4)?,
+                            expires: Some(expires_at),
+                        },
+                        expires_at,
+                    }),
+                    // Known without `exp` cannot match `expires_at <= ?2`; unknown is counted.
+                    (true, None) => {}
+                    (false, _) => out.unknown += 1,
+                }
+            }
+            Ok(out)
         })
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::config::PayloadMode;
-use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId, VaultName};
+use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId, Validity, VaultName};
 
 /// How a run ended (or that it has not yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,6 +159,10 @@ pub struct NewCapture {
     /// compare with; `None` when unknown (rebuilt from a manifest written before tags were
     /// recorded), which is not the same as no tags.
     pub tags: Option<CaptureTags>,
+    /// The current version's `nbf` and `exp` as the listing reported them, for the expiry
+    /// report; `None` when unknown (rebuilt from a manifest written before kvkeep recorded
+    /// them), which is not the same as a version that has neither.
+    pub validity: Option<Validity>,
 }
 
 /// The tags of a capture's current version (Key Vault allows at most 15).

@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::error::{classify, IndexError};
 use super::types::{NewCapture, ObjectState, RunStats, RunStatus, VerificationRecord};
 use super::Index;
-use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
+use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, Validity, VaultName};
 
 /// One open write transaction on the index; see [`Index::write`].
 pub struct Writer<'a> {
@@ -80,8 +80,8 @@ impl<'a> Writer<'a> {
             .prepare_cached(
                 "INSERT INTO captures (run, object, blob_key, display_name, captured_at,
                      current_version, updated, plain_bytes, stored_bytes, sha256, payload_mode,
-                     tags)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     tags, expires_at, not_before, validity_known)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  RETURNING id",
             )
             .and_then(|mut s| {
@@ -99,6 +99,9 @@ impl<'a> Writer<'a> {
                         capture.sha256,
                         capture.payload.as_str(),
                         tags,
+                        capture.validity.and_then(|v| v.expires),
+                        capture.validity.and_then(|v| v.not_before),
+                        capture.validity.is_some(),
                     ],
                     |r| r.get(0),
                 )
@@ -166,6 +169,33 @@ impl<'a> Writer<'a> {
             ))
         })?;
         self.add_member(run_row, object_row, capture)
+    }
+
+    /// Records the `nbf` and `exp` a run listed for an object it found unchanged since its
+    /// capture in `blob`, when that capture's are not known (it was recorded before kvkeep read
+    /// them). Unchanged means the same `updated`, and Key Vault moves `updated` whenever
+    /// attributes change, so the listing still shows the captured version's period; a period
+    /// already known is left as the capture recorded it. Returns whether it filled one in.
+    pub fn fill_unknown_validity(
+        &mut self,
+        blob: &BlobKey,
+        validity: &Validity,
+    ) -> Result<bool, IndexError> {
+        let filled = self
+            .tx
+            .prepare_cached(
+                "UPDATE captures SET expires_at = ?2, not_before = ?3, validity_known = 1
+                 WHERE blob_key = ?1 AND validity_known = 0",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    blob.as_str(),
+                    validity.expires,
+                    validity.not_before
+                ])
+            })
+            .map_err(self.err("recording the validity period of an unchanged object"))?;
+        Ok(filled > 0)
     }
 
     /// Records, for a rebuild, a capture that run `writer` wrote but whose manifest is no longer

@@ -2,7 +2,8 @@
 //! ends, fields quoted when they hold a comma, quote or line break), a header row first. Times
 //! are RFC 3339 in UTC and sizes are bytes, as in the JSON form; an absent value is an empty
 //! field. One row per vault, or per vault and item for the list-like sections (coverage,
-//! expirations, storage, verification), so a spreadsheet or `COPY` can take it as it is.
+//! expirations, storage, verification, key-vault-expiry), so a spreadsheet or `COPY` can take it
+//! as it is.
 
 use super::{Report, Section};
 use crate::restore::plan::rfc3339;
@@ -56,6 +57,16 @@ pub fn header(section: Section) -> &'static [&'static str] {
             "growth_30d_plain_bytes",
         ],
         Section::Verification => &["vault", "depth", "at", "result", "detail"],
+        Section::KeyVaultExpiry => &[
+            "vault",
+            "kind",
+            "name",
+            "state",
+            "expires_at",
+            "not_before",
+            "within_seconds",
+            "objects",
+        ],
     }
 }
 
@@ -169,6 +180,35 @@ fn rows(report: &Report, section: Section) -> Vec<Vec<String>> {
                         time(last.as_ref().map(|l| l.at)),
                         last.as_ref().map_or("never", |l| l.result).to_string(),
                         last.as_ref().map(|l| l.detail.clone()).unwrap_or_default(),
+                    ]);
+                }
+            }
+            // One row per listed object (`expired` or `expiring`), then one `unknown` row with
+            // the count of objects whose expiry was never recorded, when there are any.
+            Section::KeyVaultExpiry => {
+                let e = &v.key_vault_expiry;
+                for o in &e.objects {
+                    rows.push(vec![
+                        vault.clone(),
+                        o.kind.as_str().to_string(),
+                        o.name.to_string(),
+                        if o.expired { "expired" } else { "expiring" }.to_string(),
+                        time(Some(o.expires_at)),
+                        time(o.not_before),
+                        e.within_seconds.to_string(),
+                        String::new(),
+                    ]);
+                }
+                if e.unknown > 0 {
+                    rows.push(vec![
+                        vault.clone(),
+                        String::new(),
+                        String::new(),
+                        "unknown".to_string(),
+                        String::new(),
+                        String::new(),
+                        e.within_seconds.to_string(),
+                        e.unknown.to_string(),
                     ]);
                 }
             }

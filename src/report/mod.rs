@@ -1,6 +1,6 @@
 //! `kvkeep report` (issue #10): per vault, what can be restored and from when, whether the
 //! vault meets its RPO, what is not covered, what the next prune would forget, what the backups
-//! weigh and when they were last verified. Built from the index alone (no Key Vault call) at a
+//! weigh, when they were last verified and which objects Key Vault will soon expire. Built from the index alone (no Key Vault call) at a
 //! "now" passed in, so the same index and time always give the same report.
 //!
 //! [`Report`] is the model and, serialized, the JSON form (`report_format` 1; its fields are
@@ -9,6 +9,7 @@
 //! file; the terminal table is drawn by `cli::report`.
 
 pub mod csv;
+mod expiry;
 mod rpo;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -18,6 +19,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+pub use expiry::{
+    key_vault_expiry, ExpiringObject, KeyVaultExpiryReport, ReportOptions, DEFAULT_EXPIRING_WITHIN,
+    MAX_EXPIRING_WITHIN,
+};
 pub use rpo::{assess, late_after, schedule_period, RpoReport, RpoStatus, MIN_GRACE};
 
 use crate::config::VaultConfig;
@@ -51,17 +56,20 @@ pub enum Section {
     Storage,
     /// Last quick, deep and drill verification.
     Verification,
+    /// Objects whose Key Vault `exp` falls within `--expiring-within`.
+    KeyVaultExpiry,
 }
 
 impl Section {
     /// Every section, in report order.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::RestorePoints,
         Section::Rpo,
         Section::Coverage,
         Section::Expirations,
         Section::Storage,
         Section::Verification,
+        Section::KeyVaultExpiry,
     ];
 
     /// The section's name, as `--section` takes it.
@@ -73,6 +81,7 @@ impl Section {
             Section::Expirations => "expirations",
             Section::Storage => "storage",
             Section::Verification => "verification",
+            Section::KeyVaultExpiry => "key-vault-expiry",
         }
     }
 }
@@ -106,6 +115,8 @@ pub struct VaultReport {
     pub storage: StorageReport,
     /// Its last verifications.
     pub verification: VerificationReport,
+    /// Its objects whose Key Vault `exp` is near or past.
+    pub key_vault_expiry: KeyVaultExpiryReport,
 }
 
 /// Restore points of a vault and the policy that keeps them.
@@ -308,15 +319,25 @@ impl From<VerificationRecord> for LastVerification {
     }
 }
 
-/// Builds the report of `vaults` from `index` at `now`.
+/// Builds the report of `vaults` from `index` at `now`, with the default options.
 pub fn build_report(
     index: &Index,
     vaults: &[VaultConfig],
     now: DateTime<Utc>,
 ) -> Result<Report, IndexError> {
+    build_report_with(index, vaults, now, &ReportOptions::default())
+}
+
+/// Builds the report of `vaults` from `index` at `now` with `options`.
+pub fn build_report_with(
+    index: &Index,
+    vaults: &[VaultConfig],
+    now: DateTime<Utc>,
+    options: &ReportOptions,
+) -> Result<Report, IndexError> {
     let vaults = vaults
         .iter()
-        .map(|v| vault_report(index, v, now))
+        .map(|v| vault_report(index, v, now, options))
         .collect::<Result<_, _>>()?;
     Ok(Report {
         report_format: REPORT_FORMAT,
@@ -329,6 +350,7 @@ fn vault_report(
     index: &Index,
     vault: &VaultConfig,
     now: DateTime<Utc>,
+    options: &ReportOptions,
 ) -> Result<VaultReport, IndexError> {
     let points = index.restore_points(&vault.name)?;
     let mut by_status = StatusCounts::default();
@@ -490,6 +512,12 @@ fn vault_report(
         expirations,
         storage,
         verification,
+        key_vault_expiry: key_vault_expiry(
+            index,
+            &vault.name,
+            now.timestamp(),
+            options.expiring_within,
+        )?,
     })
 }
 

@@ -6,13 +6,13 @@ use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{build_report, csv, Report, RpoStatus, Section};
+use super::{build_report, build_report_with, csv, Report, ReportOptions, RpoStatus, Section};
 use crate::config::{Config, PayloadMode};
 use crate::index::{
     CapturedVersion, Index, NewCapture, ObjectState, RunStats, RunStatus, VerificationDepth,
     VerificationRecord,
 };
-use crate::model::{BlobKey, ObjectKind, RunId};
+use crate::model::{BlobKey, ObjectKind, RunId, Validity};
 
 const CONFIG: &str = r#"
 [store]
@@ -89,6 +89,7 @@ fn capture(vault: &str, kind: ObjectKind, name: &str, versions: usize, at: i64) 
             })
             .collect(),
         tags: None,
+        validity: None,
     }
 }
 
@@ -115,6 +116,22 @@ impl<'a> Run<'a> {
 
     fn capture(&self, kind: ObjectKind, name: &str, versions: usize) -> &Self {
         let c = capture(self.vault, kind, name, versions, self.started + 30);
+        self.index.record_capture(&self.id, &c).expect("capture");
+        self
+    }
+
+    /// A capture that recorded its current version's `nbf`/`exp` (index schema 6).
+    fn capture_valid(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        versions: usize,
+        validity: Validity,
+    ) -> &Self {
+        let c = NewCapture {
+            validity: Some(validity),
+            ..capture(self.vault, kind, name, versions, self.started + 30)
+        };
         self.index.record_capture(&self.id, &c).expect("capture");
         self
     }
@@ -152,20 +169,49 @@ impl<'a> Run<'a> {
 
 /// kv-prod: a daily point at 02:00 from 25 to 30 November (the 27th `failed`, the 28th
 /// `partially_failed`), a certificate failing since the 28th, a secret refused on its first
-/// sighting, a secret with 460 versions, and two verifications. kv-late: a point in October
-/// and one two days old, on a six-hourly schedule. kv-empty: nothing at all.
+/// sighting, a secret with 460 versions, and two verifications. Key Vault expiry: the key
+/// expired two days ago, the password (recaptured on the 26th) expires in ten days, the
+/// certificate in sixty, the busy secret never. kv-late: a point in October (before kvkeep
+/// recorded expiry) and one two days old whose secret expires in twenty days, on a six-hourly
+/// schedule. kv-empty: nothing at all.
 pub(crate) fn fixture() -> Index {
     let index = Index::open_in_memory().expect("index");
     use ObjectKind::{Certificates, Keys, Secrets};
+    let day = 86_400;
+    let at = now().timestamp();
     let first = Run::begin(&index, "kv-prod", 1, utc(25, 2, 0));
     first
         .capture(Secrets, "db-password", 3)
-        .capture(Keys, "signing-key", 2)
-        .capture(Certificates, "tls-cert", 1)
-        .capture(Secrets, "busy-secret", 460);
+        .capture_valid(
+            Keys,
+            "signing-key",
+            2,
+            Validity {
+                not_before: Some(at - 400 * day),
+                expires: Some(at - 2 * day),
+            },
+        )
+        .capture_valid(
+            Certificates,
+            "tls-cert",
+            1,
+            Validity {
+                not_before: Some(at - 30 * day),
+                expires: Some(at + 60 * day),
+            },
+        )
+        .capture_valid(Secrets, "busy-secret", 460, Validity::default());
     first.finish(RunStatus::Completed);
     Run::begin(&index, "kv-prod", 2, utc(26, 2, 0))
-        .capture(Secrets, "db-password", 4)
+        .capture_valid(
+            Secrets,
+            "db-password",
+            4,
+            Validity {
+                not_before: None,
+                expires: Some(at + 10 * day),
+            },
+        )
         .finish(RunStatus::Completed);
     Run::begin(&index, "kv-prod", 3, utc(27, 2, 0)).finish(RunStatus::Failed);
     for (n, day, status) in [
@@ -199,7 +245,15 @@ pub(crate) fn fixture() -> Index {
         .capture(Secrets, "app-secret", 1)
         .finish(RunStatus::Completed);
     Run::begin(&index, "kv-late", 8, utc(28, 12, 0))
-        .capture(Secrets, "app-config", 2)
+        .capture_valid(
+            Secrets,
+            "app-config",
+            2,
+            Validity {
+                not_before: None,
+                expires: Some(at + 20 * day),
+            },
+        )
         .finish(RunStatus::Completed);
     for (at, depth, ok, detail) in [
         (utc(30, 3, 0), VerificationDepth::Quick, true, "5 blobs ok"),
@@ -306,4 +360,65 @@ fn a_csv_field_with_a_comma_or_quote_is_quoted() {
         text.contains(r#""Key Vault throttled the backup, ""Throttled"", retries exhausted""#),
         "{text}"
     );
+}
+
+#[test]
+fn key_vault_expiry_lists_what_expires_within_the_window_soonest_first() {
+    let report = report();
+    let [prod, late, empty] = [&report.vaults[0], &report.vaults[1], &report.vaults[2]];
+    let day = 86_400;
+    let at = now().timestamp();
+
+    // Default window, 30 days: the key expired two days ago comes first and is flagged; the
+    // password's newest capture (the 26th, not the 25th's, which had no period recorded)
+    // expires in ten days. The certificate (sixty days) and the secret without `exp` are not
+    // listed, and every object in kv-prod has a known period.
+    let e = &prod.key_vault_expiry;
+    assert_eq!(e.within_seconds, 30 * day as u64);
+    let listed: Vec<(&str, i64, bool)> = e
+        .objects
+        .iter()
+        .map(|o| (o.name.as_str(), o.expires_at, o.expired))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("signing-key", at - 2 * day, true),
+            ("db-password", at + 10 * day, false),
+        ]
+    );
+    assert_eq!(e.expired, 1);
+    assert_eq!(e.unknown, 0);
+    assert_eq!(e.objects[0].kind, ObjectKind::Keys);
+    assert_eq!(e.objects[0].not_before, Some(at - 400 * day));
+    assert_eq!(e.objects[0].expires_in_seconds, -2 * day);
+    assert_eq!(e.objects[1].not_before, None);
+    assert_eq!(e.objects[1].expires_in_seconds, 10 * day);
+
+    // kv-late: the October secret was backed up before kvkeep recorded expiry.
+    let l = &late.key_vault_expiry;
+    assert_eq!(l.objects.len(), 1);
+    assert_eq!(l.objects[0].name.as_str(), "app-config");
+    assert_eq!(l.unknown, 1);
+    assert_eq!(empty.key_vault_expiry.objects.len(), 0);
+    assert_eq!(empty.key_vault_expiry.unknown, 0);
+
+    // A wider window takes in the certificate; a zero one keeps only what is already expired.
+    for (within_days, expected) in [
+        (90, vec!["signing-key", "db-password", "tls-cert"]),
+        (0, vec!["signing-key"]),
+    ] {
+        let options = ReportOptions {
+            expiring_within: std::time::Duration::from_secs(within_days * day as u64),
+        };
+        let wider =
+            build_report_with(&fixture(), &config().vaults, now(), &options).expect("report");
+        let names: Vec<&str> = wider.vaults[0]
+            .key_vault_expiry
+            .objects
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(names, expected, "within {within_days}d");
+    }
 }

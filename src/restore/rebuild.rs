@@ -176,6 +176,7 @@ fn replay_part(
             payload,
             versions: o.versions.iter().map(CapturedVersion::from).collect(),
             tags: o.tags.clone(),
+            validity: o.validity,
         };
         if o.state == EntryState::Captured && o.run == m.head.run {
             w.record_capture(&m.head.run, &capture)?;
@@ -198,6 +199,11 @@ fn replay_part(
             });
         }
         w.record_unchanged(&m.head.run, &state, &o.blob, m.head.finished_at, false)?;
+        // As the run did when it found the object unchanged: a capture recorded before kvkeep
+        // read `nbf`/`exp` learns them from the later listing this entry records.
+        if let Some(validity) = &o.validity {
+            w.fill_unknown_validity(&o.blob, validity)?;
+        }
         stats.unchanged_objects += 1;
     }
     for d in &part.deleted {

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::azure::{AzureSetupError, SameHostPolicy};
 use crate::config::{AzureConfig, VaultConfig};
-use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
+use crate::model::{ObjectKind, ObjectName, ObjectVersion, Validity, VaultName};
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the SDK clients beyond transport and credential.
@@ -390,6 +390,10 @@ impl AzureVaultSource {
                 updated: attrs.updated,
                 enabled: attrs.enabled,
                 tags: tags(tag_map),
+                validity: Validity {
+                    not_before: attrs.not_before,
+                    expires: attrs.expires,
+                },
                 managed: managed.unwrap_or(false),
                 content_type,
             });

@@ -18,7 +18,7 @@ use super::{
     warn_many_versions, BackupBlob, DeletedInfo, ObjectProperties, ObjectSummary, RestoredObject,
     Tags, VaultSource, VersionInfo, MAX_BACKUP_VERSIONS,
 };
-use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
+use crate::model::{ObjectKind, ObjectName, ObjectVersion, Validity, VaultName};
 
 const BLOB_MARKER: &[u8] = b"kvkeep-in-memory-backup-v1\n";
 
@@ -31,6 +31,9 @@ struct FakeVersion {
     enabled: bool,
     tags: Tags,
     content_type: Option<String>,
+    /// `nbf` and `exp`. Defaulted so blobs written before the fake kept them still restore.
+    #[serde(default)]
+    validity: Validity,
     /// The secret value or stand-in key material; only ever inside a blob.
     value: Vec<u8>,
 }
@@ -67,6 +70,8 @@ pub struct SeedObject {
     pub content_type: Option<String>,
     /// Whether the new version is enabled.
     pub enabled: bool,
+    /// `nbf` and `exp` of the new version.
+    pub validity: Validity,
     /// The value (secrets) or stand-in key material.
     pub value: Vec<u8>,
 }
@@ -224,6 +229,7 @@ impl InMemoryVaultSource {
             enabled: seed.enabled,
             tags: seed.tags,
             content_type: seed.content_type,
+            validity: seed.validity,
             value: seed.value,
         });
         version
@@ -267,6 +273,23 @@ impl InMemoryVaultSource {
         {
             v.enabled = enabled;
             v.tags = tags;
+            v.updated = now;
+        }
+    }
+
+    /// Sets `nbf` and `exp` of the current version, moving `updated` as Key Vault's update
+    /// does (no new version).
+    pub fn set_validity(&self, kind: ObjectKind, name: &ObjectName, validity: Validity) {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some(v) = state
+            .objects
+            .get_mut(&key(kind, name))
+            .filter(|o| o.deleted_on.is_none())
+            .and_then(|o| o.versions.last_mut())
+        {
+            v.validity = validity;
             v.updated = now;
         }
     }
@@ -454,6 +477,7 @@ impl VaultSource for InMemoryVaultSource {
                     updated: Some(current.updated),
                     enabled: current.enabled,
                     tags: current.tags.clone(),
+                    validity: current.validity,
                     managed: o.managed,
                     content_type: current.content_type.clone(),
                 })
@@ -695,8 +719,8 @@ impl VaultSource for InMemoryVaultSource {
             enabled: current.enabled,
             created: Some(current.created),
             updated: Some(current.updated),
-            not_before: None,
-            expires: None,
+            not_before: current.validity.not_before,
+            expires: current.validity.expires,
             tags: current.tags.clone(),
             managed: object.managed,
             content_type: current.content_type.clone(),

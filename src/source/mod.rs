@@ -36,7 +36,7 @@ pub use rate::{
 };
 pub use sdk_retry::SdkRetryOptions;
 
-use crate::model::{ObjectKind, ObjectName, ObjectVersion, VaultName};
+use crate::model::{ObjectKind, ObjectName, ObjectVersion, Validity, VaultName};
 
 /// Key Vault refuses to back up an object with more than this many versions.
 pub const MAX_BACKUP_VERSIONS: usize = 500;
@@ -66,6 +66,9 @@ pub struct ObjectSummary {
     pub enabled: bool,
     /// Tags of the current version.
     pub tags: Tags,
+    /// `nbf` and `exp` of the current version (the listing carries them with the other
+    /// attributes, so recording them costs no request).
+    pub validity: Validity,
     /// True for the key and secret that back a certificate: backing them up directly is refused,
     /// the certificate's backup covers them. Always false for certificates.
     pub managed: bool,

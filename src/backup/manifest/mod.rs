@@ -47,7 +47,9 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 
 use crate::index::CapturedVersion;
-use crate::model::{BlobKey, IdError, ObjectKind, ObjectName, ObjectVersion, RunId, VaultName};
+use crate::model::{
+    BlobKey, IdError, ObjectKind, ObjectName, ObjectVersion, RunId, Validity, VaultName,
+};
 
 /// The manifest format this code writes: a head and parts.
 pub const MANIFEST_FORMAT: u32 = 2;
@@ -192,6 +194,11 @@ pub struct ManifestObject {
     /// recorded (unknown, not empty), so those still parse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    /// The current version's `nbf` and `exp` as listed (`{"nbf": .., "exp": ..}`, `{}` when it
+    /// has neither); `None` in manifests written before kvkeep recorded them (unknown), so those
+    /// still parse and older readers, which ignore unknown keys, read new ones unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<Validity>,
 }
 
 /// An object seen gone.
@@ -464,6 +471,49 @@ mod tests {
                 String::from_utf8_lossy(&json).contains(r#""tags""#),
                 key_written
             );
+            assert_eq!(Manifest::from_json(&json).expect("parse"), m);
+        }
+    }
+
+    #[test]
+    fn a_manifest_written_before_validity_was_recorded_parses_with_it_unknown() {
+        let m = Manifest::from_json(BEFORE_TAGS).expect("old manifest");
+        assert_eq!(m.objects[0].validity, None);
+        // A format 2 part as written before kvkeep recorded `nbf`/`exp` (with tags), verbatim.
+        let part = br#"{"format":2,"vault":"kv1","run":"0123456789abcdef","part":0,"objects":[{"state":"unchanged","kind":"keys","name":"signing","blob":"objects/kv1/keys/signing/20261128T190500Z-0123456789abcdef.age","run":"0123456789abcdef","captured_at":1795892701,"current_version":"0123456789abcdef0123456789abcdef","updated":1795890000,"versions":[],"plain_bytes":1000,"stored_bytes":600,"sha256":"abababababababababababababababababababababababababababababababab","payload":"native","tags":{"env":"prod"}}],"deleted":[],"failed":[]}"#;
+        let part = ManifestPart::from_json(part).expect("old part");
+        assert_eq!(part.objects[0].validity, None);
+        assert!(part.objects[0].tags.is_some());
+    }
+
+    #[test]
+    fn validity_round_trips_with_key_vault_names_and_none_set_stays_distinct_from_unknown() {
+        let mut m = Manifest::from_json(BEFORE_TAGS).expect("old manifest");
+        for (validity, written) in [
+            (
+                Some(Validity {
+                    not_before: Some(1_795_000_000),
+                    expires: Some(1_797_000_000),
+                }),
+                Some(r#""validity":{"nbf":1795000000,"exp":1797000000}"#),
+            ),
+            (
+                Some(Validity {
+                    not_before: None,
+                    expires: Some(1_797_000_000),
+                }),
+                Some(r#""validity":{"exp":1797000000}"#),
+            ),
+            (Some(Validity::default()), Some(r#""validity":{}"#)),
+            (None, None),
+        ] {
+            m.objects[0].validity = validity;
+            let json = m.to_json().expect("json");
+            let text = String::from_utf8_lossy(&json);
+            match written {
+                Some(fragment) => assert!(text.contains(fragment), "{text}"),
+                None => assert!(!text.contains("validity"), "{text}"),
+            }
             assert_eq!(Manifest::from_json(&json).expect("parse"), m);
         }
     }

@@ -713,6 +713,96 @@ async fn a_run_stopped_before_it_starts_lists_nothing_and_commits_nothing() {
     assert!(bed.store.list("").await.expect("list").is_empty());
 }
 
+/// A capture records its current version's `nbf`/`exp` from the listing, in the index and the
+/// manifest; a capture recorded before kvkeep read them (as an upgraded index holds them) learns
+/// them from the next run that finds the object unchanged, without a backup call; and an update
+/// of `exp` moves `updated`, so the object is captured again with its new period.
+#[tokio::test]
+async fn the_validity_period_is_recorded_and_learned_for_objects_found_unchanged() {
+    use crate::model::Validity;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let bed = Bed {
+        index: Arc::new(Index::open(&path).expect("index")),
+        ..Bed::new()
+    };
+    let day = 86_400;
+    let period = Validity {
+        not_before: Some(START - 500),
+        expires: Some(START + 10 * day),
+    };
+    bed.source
+        .set_validity(ObjectKind::Secrets, &n("single"), period);
+    let entry = |m: &Manifest, name: &str| {
+        m.objects
+            .iter()
+            .find(|o| o.name.as_str() == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in the manifest"))
+    };
+
+    let first = bed.run().await;
+    assert_eq!(first.status, RunStatus::Completed, "{first:?}");
+    let m1 = bed.manifest(&first).await;
+    let single = entry(&m1, "single");
+    assert_eq!(single.validity, Some(period));
+    assert_eq!(
+        entry(&m1, "signing").validity,
+        Some(Validity::default()),
+        "no exp is recorded as known, not left unknown"
+    );
+    assert_eq!(
+        bed.index.capture_validity(&single.blob).expect("read"),
+        Some(period)
+    );
+
+    // What an index upgraded from schema 5 holds: captures with nothing known.
+    rusqlite::Connection::open(&path)
+        .and_then(|c| {
+            c.execute(
+                "UPDATE captures SET expires_at = NULL, not_before = NULL, validity_known = 0",
+                [],
+            )
+        })
+        .expect("forget the periods");
+    let soon = START + 30 * day;
+    let before = bed.index.expiring_objects(&vault_name(), soon).expect("q");
+    assert_eq!((before.expiring.len(), before.unknown), (0, 6));
+
+    let second = bed.run().await;
+    assert_eq!(second.stats.captured_objects, 0, "{second:?}");
+    assert_eq!(second.stats.backup_calls, 0);
+    let m2 = bed.manifest(&second).await;
+    let unchanged = entry(&m2, "single");
+    assert_eq!(unchanged.state, EntryState::Unchanged);
+    assert_eq!(unchanged.blob, single.blob);
+    assert_eq!(unchanged.validity, Some(period));
+    let after = bed.index.expiring_objects(&vault_name(), soon).expect("q");
+    assert_eq!(after.unknown, 0);
+    assert_eq!(after.expiring.len(), 1);
+    assert_eq!(after.expiring[0].name.as_str(), "single");
+    assert_eq!(after.expiring[0].validity, period);
+
+    let renewed = Validity {
+        expires: Some(START + 400 * day),
+        ..period
+    };
+    bed.source
+        .set_validity(ObjectKind::Secrets, &n("single"), renewed);
+    let third = bed.run().await;
+    assert_eq!(third.stats.captured_objects, 1, "{third:?}");
+    let recaptured = entry(&bed.manifest(&third).await, "single");
+    assert_eq!(recaptured.state, EntryState::Captured);
+    assert_eq!(recaptured.validity, Some(renewed));
+    assert!(bed
+        .index
+        .expiring_objects(&vault_name(), soon)
+        .expect("q")
+        .expiring
+        .is_empty());
+}
+
 /// The current version from the version list alone: newest `created`, and within one second
 /// the version whose attributes and tags the object listing reported.
 #[test]
@@ -737,6 +827,7 @@ fn the_current_version_comes_from_the_version_list() {
         enabled,
         tags: BTreeMap::from([("gen".to_string(), tag.to_string())]),
         content_type: None,
+        validity: Default::default(),
     };
     let known = |id: &str| Current::Known(id.parse().expect("version"));
     let cases: Vec<(&str, ListedObject, Vec<VersionInfo>, Current)> = vec![

@@ -57,6 +57,7 @@ fn listed(kind: ObjectKind, name: &str, version: Option<&str>, updated: i64) -> 
         updated: Some(updated),
         enabled: true,
         tags: BTreeMap::new(),
+        validity: Default::default(),
         managed: false,
         content_type: None,
     }

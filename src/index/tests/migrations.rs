@@ -135,6 +135,77 @@ fn captures_recorded_before_version_3_upgrade_with_tags_unknown_and_new_ones_kee
 }
 
 #[test]
+fn captures_recorded_before_version_6_upgrade_with_their_expiry_unknown() {
+    use crate::index::{RunStats, RunStatus};
+    use crate::model::Validity;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("index.sqlite");
+    let old = Index::open_at_version(&path, 5).expect("version 5");
+    assert_eq!(old.schema_version().expect("version"), 5);
+    // What kvkeep at schema version 5 wrote for a committed capture: no period columns yet.
+    old.lock()
+        .execute_batch(&format!(
+            "INSERT INTO runs (id, run_id, vault, started_at, finished_at, status, manifest_key)
+             VALUES (1, '0000000000000001', 'kv1', 100, 110, 'completed',
+                 'manifests/kv1/100-0000000000000001.age');
+             INSERT INTO objects (vault, kind, name, display_name, first_seen, last_seen,
+                 current_version, updated)
+             VALUES ('kv1', 'secrets', 'old', 'old', 100, 100, 'v1', 99);
+             INSERT INTO captures (run, object, blob_key, display_name, captured_at,
+                 current_version, updated, plain_bytes, stored_bytes, sha256, payload_mode, tags)
+             VALUES (1, 1, 'objects/kv1/secrets/old/100.age', 'old', 100, 'v1', 99, 1, 1,
+                 '{}', 'native', '{{}}');
+             INSERT INTO run_members (run, object, capture) VALUES (1, 1, 1);",
+            "ab".repeat(32)
+        ))
+        .expect("old capture");
+    drop(old);
+
+    let index = Index::open(&path).expect("upgrade");
+    assert_eq!(index.schema_version().expect("version"), 6);
+    let old_blob = blob("objects/kv1/secrets/old/100.age");
+    assert_eq!(
+        index.capture_validity(&old_blob).expect("validity"),
+        None,
+        "a capture from before version 6 has an unknown period, not \"none set\""
+    );
+    let records = index
+        .expiring_objects(&vault("kv1"), i64::MAX)
+        .expect("query");
+    assert_eq!((records.expiring.len(), records.unknown), (0, 1));
+
+    // The upgraded index records the period of new captures.
+    index.begin_run(&run(2), &vault("kv1"), 200).expect("run");
+    let validity = Validity {
+        not_before: Some(150),
+        expires: Some(5_000),
+    };
+    let new = NewCapture {
+        validity: Some(validity),
+        ..capture("kv1", ObjectKind::Keys, "new", &["k1"], 201)
+    };
+    index.record_capture(&run(2), &new).expect("capture");
+    index
+        .finish_run(
+            &run(2),
+            RunStatus::Completed,
+            &RunStats::default(),
+            210,
+            Some(&blob("manifests/kv1/200-0000000000000002.age")),
+        )
+        .expect("finish");
+    assert_eq!(
+        index.capture_validity(&new.blob).expect("validity"),
+        Some(validity)
+    );
+    let records = index.expiring_objects(&vault("kv1"), 5_000).expect("query");
+    assert_eq!(records.expiring.len(), 1);
+    assert_eq!(records.expiring[0].name.as_str(), "new");
+    assert_eq!(records.unknown, 1, "the old capture is still unknown");
+}
+
+#[test]
 fn opening_an_up_to_date_index_again_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("index.sqlite");
@@ -286,11 +357,14 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
         script.play(&index);
     }
     drop(index);
-    // Schema version 3 stored everything above except what each run holds and what prune
-    // forgot.
+    // Schema version 3 stored everything above except what each run holds, what prune
+    // forgot and the captures' validity periods.
     let conn = Connection::open(&path).expect("open");
     conn.execute_batch(
-        "DROP INDEX runs_forgotten_manifests;
+        "ALTER TABLE captures DROP COLUMN validity_known;
+         ALTER TABLE captures DROP COLUMN not_before;
+         ALTER TABLE captures DROP COLUMN expires_at;
+         DROP INDEX runs_forgotten_manifests;
          ALTER TABLE runs DROP COLUMN forgotten_at;
          ALTER TABLE runs DROP COLUMN forgotten_manifest_key;
          ALTER TABLE runs DROP COLUMN swept_at;
@@ -314,7 +388,10 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
     drop(conn);
 
     let index = Index::open(&path).expect("upgrade");
-    assert_eq!(index.schema_version().expect("version"), 5);
+    assert_eq!(
+        index.schema_version().expect("version"),
+        supported_version()
+    );
     for (at, old) in times.iter().zip(&before) {
         assert_eq!(
             &index

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod damage;
+mod expiry;
 mod foreign;
 mod migrations;
 #[cfg(unix)]
@@ -75,6 +76,7 @@ pub(super) fn capture(
             })
             .collect(),
         tags: None,
+        validity: None,
     }
 }
 

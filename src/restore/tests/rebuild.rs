@@ -166,6 +166,74 @@ async fn format_1_manifests_still_rebuild() {
     assert_same_restore_sets(&bed.index, &Index::open(&path).expect("index"));
 }
 
+/// The validity periods the manifests record come back with a rebuild. A store whose first
+/// manifest was written before kvkeep recorded them rebuilds with those captures unknown, except
+/// where a later run found the object unchanged and recorded its period then.
+#[tokio::test]
+async fn validity_periods_rebuild_and_older_manifests_leave_them_unknown_until_seen_again() {
+    let bed = three_runs().await;
+    let store = Arc::new(InMemoryStore::new());
+    let objects = bed.store.list("objects/").await.expect("list");
+    for meta in &objects {
+        let bytes = bed.store.get(&meta.key).await.expect("get");
+        store.put_new(&meta.key, bytes).await.expect("copy");
+    }
+    let heads = bed.store.list("manifests/").await.expect("list");
+    for (i, meta) in heads.iter().enumerate() {
+        let mut whole = read_listed_manifest(&bed, &meta.key).await;
+        if i == 0 {
+            // As kvkeep wrote it before it recorded `nbf`/`exp`.
+            for o in &mut whole.objects {
+                o.validity = None;
+            }
+        }
+        let v1 = Manifest {
+            format: MANIFEST_FORMAT_V1,
+            ..whole
+        };
+        let label = Label::manifest(v1.vault.clone(), v1.finished_at).with_run(v1.run.clone());
+        let sealed = bed
+            .sealer
+            .seal(&label, &v1.to_json().expect("json"))
+            .expect("seal");
+        store
+            .put_new(&meta.key, Bytes::from(sealed))
+            .await
+            .expect("put");
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(store, &bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rebuilt = Index::open(&path).expect("index");
+
+    // db-password got a new version before the second run: its first blob is in no later
+    // manifest, so nothing tells its period. Every other blob's is as the backups recorded it.
+    let first = read_listed_manifest(&bed, &heads[0].key).await;
+    let replaced = first
+        .objects
+        .iter()
+        .find(|o| o.name.as_str() == "db-password")
+        .expect("db-password in the first run")
+        .blob
+        .clone();
+    let mut known = 0;
+    for meta in &objects {
+        let original = bed.index.capture_validity(&meta.key).expect("original");
+        let again = rebuilt.capture_validity(&meta.key).expect("rebuilt");
+        if meta.key == replaced {
+            assert!(original.is_some());
+            assert_eq!(again, None, "{}", meta.key);
+        } else {
+            assert_eq!(again, original, "{}", meta.key);
+            known += usize::from(again.is_some());
+        }
+    }
+    assert_eq!(known, objects.len() - 1);
+}
+
 #[tokio::test]
 async fn a_format_2_head_is_refused_by_a_format_1_reader() {
     let bed = Bed::new().await;

@@ -142,6 +142,66 @@ fn disabled_version_get_is_403_but_update_and_list_work() {
     );
 }
 
+/// `nbf` and `exp` are accepted on create and update and come back in list items (where
+/// kvkeep reads them for its expiry report), as integers; an update replaces them in place,
+/// without a new version, and moves `updated`.
+#[test]
+fn nbf_and_exp_are_listed_and_updated_in_place() {
+    let mut v = vault();
+    ok(
+        &mut v,
+        Op::SetSecret {
+            name: "cert-pass".into(),
+            body: json!({"value": "v", "attributes": {"nbf": NOW - 10, "exp": NOW + 100}}),
+        },
+    );
+    set_secret(&mut v, "plain", "v");
+    let (items, _) = page(&mut v, list(Collection::Secrets, None, 25));
+    assert_eq!(items[0]["attributes"]["nbf"], NOW - 10);
+    assert_eq!(items[0]["attributes"]["exp"], NOW + 100);
+    // Unset attributes are left out, as the service leaves them out.
+    assert!(items[1]["attributes"].get("exp").is_none());
+    assert!(items[1]["attributes"].get("nbf").is_none());
+
+    ok_at(
+        &mut v,
+        Op::Update {
+            coll: Collection::Secrets,
+            name: "cert-pass".into(),
+            version: None,
+            body: json!({"attributes": {"exp": NOW + 500}}),
+        },
+        NOW + 7,
+    );
+    let (items, _) = page(&mut v, list(Collection::Secrets, None, 25));
+    let attrs = &items[0]["attributes"];
+    assert_eq!(
+        (&attrs["nbf"], &attrs["exp"], &attrs["updated"]),
+        (&json!(NOW - 10), &json!(NOW + 500), &json!(NOW + 7))
+    );
+    let (versions, _) = page(
+        &mut v,
+        Op::ListVersions {
+            coll: Collection::Secrets,
+            name: "cert-pass".into(),
+            after: None,
+            limit: 25,
+        },
+    );
+    assert_eq!(versions.len(), 1, "an attribute update makes no version");
+
+    // Keys carry them the same way.
+    ok(
+        &mut v,
+        Op::CreateKey {
+            name: "k".into(),
+            body: json!({"kty": "EC", "attributes": {"exp": NOW + 300}}),
+        },
+    );
+    let (keys, _) = page(&mut v, list(Collection::Keys, None, 25));
+    assert_eq!(keys[0]["attributes"]["exp"], NOW + 300);
+}
+
 #[test]
 fn update_of_missing_secret_is_404() {
     let mut v = vault();
