@@ -27,6 +27,7 @@ pub mod lock;
 mod migrate;
 mod read;
 mod report;
+mod timeline;
 mod types;
 mod write;
 
@@ -46,6 +47,7 @@ pub use error::IndexError;
 pub use lock::{lock_index, lock_vault, IndexLock, LockError};
 pub use migrate::supported_version;
 pub use report::{FailureStreak, KindStorageRecord, UncoveredObjectRecord, VersionCountRecord};
+pub use timeline::{ObjectPointsPage, ObjectPointsRecord};
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,
     ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus,
