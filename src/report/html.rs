@@ -142,7 +142,7 @@ th,td{text-align:left;padding:.28rem .5rem;border-bottom:1px solid var(--line);v
 th{background:var(--head);font-weight:600}tbody th{background:none}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\
 caption{text-align:left;font-weight:600;padding:.2rem 0}\
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em;overflow-wrap:break-word}.t{white-space:nowrap}\
-figure{margin:.5rem 0}figcaption{font-size:.85rem;color:var(--muted)}\
+figure{margin:.5rem 0}\
 .timeline svg{display:block;width:100%;min-width:40rem;height:auto}\
 ul.legend{display:flex;flex-wrap:wrap;gap:.2rem 1.1rem;list-style:none;padding:0;margin:.5rem 0;font-size:.85rem}\
 .swatch{display:inline-block;width:.75rem;height:.75rem;margin-right:.35rem;vertical-align:-.05rem;border-radius:2px;-webkit-print-color-adjust:exact;print-color-adjust:exact}\
@@ -162,7 +162,11 @@ fn legend(out: &mut String) {
     }
     out.push_str(
         "<li>full mark: completed; three quarters: partially failed; lower half: failed; \
-         upper half: interrupted; dashed: the next prune would forget it</li></ul>",
+         upper half: interrupted; dashed: the next prune would forget it</li></ul>\
+         <p class=\"muted\">In each timeline, a mark is a restore point (hover or tap it for its \
+         time, status and why it is kept), age grows to the left on a logarithmic axis, and the \
+         rows below the marks show which retention rule keeps each point. The tables after it \
+         hold the same facts.</p>",
     );
 }
 
@@ -170,7 +174,7 @@ fn legend(out: &mut String) {
 /// "is anything wrong" before any scrolling.
 fn overview(out: &mut String, report: &Report) {
     out.push_str(
-        r#"<nav aria-label="Vaults"><div class="scroll"><table class="overview"><caption>Vaults</caption><thead><tr><th scope="col">Vault</th><th scope="col">RPO</th><th scope="col" class="num">Restore points</th><th scope="col">Newest</th><th scope="col" class="num">Uncovered objects</th><th scope="col" class="num">Stored</th></tr></thead><tbody>"#,
+        r#"<nav aria-label="Vaults"><div class="scroll"><table class="overview"><caption>Vaults</caption><thead><tr><th>Vault</th><th>RPO</th><th class="num">Restore points</th><th>Newest</th><th class="num">Uncovered objects</th><th class="num">Stored</th></tr></thead><tbody>"#,
     );
     for v in &report.vaults {
         let name = Esc(v.vault.as_str());
@@ -228,7 +232,7 @@ fn vault_section(out: &mut String, v: &VaultReport, tl: &VaultTimeline, now: i64
 
     w!(
         out,
-        r#"<h3>Timeline</h3><figure class="timeline"><div class="scroll">{svg}</div><figcaption>Each mark is a restore point (hover or tap for its time, status and why it is kept); the rows below show which retention rule keeps it. Age grows to the left on a logarithmic axis. The tables below hold the same facts.</figcaption></figure>"#,
+        r#"<h3>Timeline</h3><figure class="timeline"><div class="scroll">{svg}</div></figure>"#,
         svg = svg::timeline_svg(v, tl, now),
     );
     bands_table(out, v, tl);
@@ -343,7 +347,7 @@ fn bands_table(out: &mut String, v: &VaultReport, tl: &VaultTimeline) {
     if bands.is_empty() {
         return;
     }
-    out.push_str(r#"<div class="scroll"><table class="bands"><caption>What keeps the restore points</caption><thead><tr><th scope="col">Rule</th><th scope="col" class="num">Points kept</th><th scope="col">Oldest</th><th scope="col">Newest</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="scroll"><table class="bands"><caption>What keeps the restore points</caption><thead><tr><th>Rule</th><th class="num">Points kept</th><th>Oldest</th><th>Newest</th></tr></thead><tbody>"#);
     for band in bands {
         let kept: Vec<&TimelinePoint> = tl
             .points
@@ -368,7 +372,7 @@ fn points_table(out: &mut String, v: &VaultReport, tl: &VaultTimeline, rows: usi
     if tl.points.is_empty() {
         return;
     }
-    out.push_str(r#"<h3>Restore points</h3><div class="scroll"><table class="points"><thead><tr><th scope="col">Started</th><th scope="col">Status</th><th scope="col">Run</th><th scope="col">Next prune</th><th scope="col">Why</th></tr></thead><tbody>"#);
+    out.push_str(r#"<h3>Restore points</h3><div class="scroll"><table class="points"><thead><tr><th>Started</th><th>Status</th><th>Run</th><th>Next prune</th><th>Why</th></tr></thead><tbody>"#);
     for p in tl.points.iter().rev().take(rows) {
         let reasons = p
             .reasons
@@ -402,7 +406,7 @@ fn rpo(out: &mut String, v: &VaultReport) {
     let r = &v.rpo;
     w!(
         out,
-        r#"<h3>RPO</h3><p{class}>{badge} {reason}</p><div class="scroll"><table class="rpo"><thead><tr><th scope="col">Newest point</th><th scope="col">Age</th><th scope="col">Schedule</th><th scope="col">Period</th><th scope="col">Late after</th><th scope="col">RPO</th></tr></thead><tbody><tr><td>{newest}</td><td>{age}</td><td class="mono">{schedule}</td><td>{period}</td><td>{late}</td><td>{target}</td></tr></tbody></table></div>"#,
+        r#"<h3>RPO</h3><p{class}>{badge} {reason}</p><div class="scroll"><table class="rpo"><thead><tr><th>Newest point</th><th>Age</th><th>Schedule</th><th>Period</th><th>Late after</th><th>RPO</th></tr></thead><tbody><tr><td>{newest}</td><td>{age}</td><td class="mono">{schedule}</td><td>{period}</td><td>{late}</td><td>{target}</td></tr></tbody></table></div>"#,
         class = if matches!(r.status, super::RpoStatus::Ok) {
             ""
         } else {
@@ -426,7 +430,7 @@ fn coverage(out: &mut String, v: &VaultReport, rows: usize) {
     if c.objects.is_empty() {
         out.push_str("<p>Every object the vault holds is in its newest restore point.</p>");
     } else {
-        out.push_str(r#"<div class="scroll"><table class="coverage"><thead><tr><th scope="col">Kind</th><th scope="col">Name</th><th scope="col">Issue</th><th scope="col">Last captured</th><th scope="col">Failing since</th><th scope="col" class="num">Failed runs</th><th scope="col">Error</th></tr></thead><tbody>"#);
+        out.push_str(r#"<div class="scroll"><table class="coverage"><thead><tr><th>Kind</th><th>Name</th><th>Issue</th><th>Last captured</th><th>Failing since</th><th class="num">Failed runs</th><th>Error</th></tr></thead><tbody>"#);
         for o in c.objects.iter().take(rows) {
             let error = match (&o.error_kind, &o.error) {
                 (Some(kind), Some(msg)) => format!("{kind}: {msg}"),
@@ -456,7 +460,7 @@ fn coverage(out: &mut String, v: &VaultReport, rows: usize) {
     if !c.many_versions.is_empty() {
         w!(
             out,
-            r#"<div class="scroll"><table class="versions"><caption>Objects with {} or more versions (Key Vault refuses to back up more than {})</caption><thead><tr><th scope="col">Kind</th><th scope="col">Name</th><th scope="col" class="num">Versions</th><th scope="col">Captured</th></tr></thead><tbody>"#,
+            r#"<div class="scroll"><table class="versions"><caption>Objects with {} or more versions (Key Vault refuses to back up more than {})</caption><thead><tr><th>Kind</th><th>Name</th><th class="num">Versions</th><th>Captured</th></tr></thead><tbody>"#,
             c.version_warning_at,
             c.version_limit
         );
@@ -497,7 +501,7 @@ fn expirations(out: &mut String, v: &VaultReport) {
         e.blobs,
         bytes(e.stored_bytes)
     );
-    out.push_str(r#"<div class="scroll"><table class="expiring"><thead><tr><th scope="col">Reason</th><th scope="col" class="num">Points</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="scroll"><table class="expiring"><thead><tr><th>Reason</th><th class="num">Points</th></tr></thead><tbody>"#);
     for r in &e.by_reason {
         w!(
             out,
@@ -517,7 +521,7 @@ fn storage(out: &mut String, v: &VaultReport) {
         out.push_str("<p>No object blob stored.</p>");
         return;
     }
-    out.push_str(r#"<div class="scroll"><table class="storage"><thead><tr><th scope="col">Kind</th><th scope="col" class="num">Blobs</th><th scope="col" class="num">Stored</th><th scope="col" class="num">Plain</th><th scope="col" class="num">Captures, last 30 days</th><th scope="col" class="num">Stored, last 30 days</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="scroll"><table class="storage"><thead><tr><th>Kind</th><th class="num">Blobs</th><th class="num">Stored</th><th class="num">Plain</th><th class="num">Captures, last 30 days</th><th class="num">Stored, last 30 days</th></tr></thead><tbody>"#);
     let mut row = |kind: &str, blobs: u64, stored: u64, plain: u64, g: &super::Growth| {
         w!(
             out,
@@ -543,7 +547,7 @@ fn storage(out: &mut String, v: &VaultReport) {
 
 fn verification(out: &mut String, v: &VaultReport) {
     let ver = &v.verification;
-    out.push_str(r#"<h3>Verification</h3><div class="scroll"><table class="verification"><thead><tr><th scope="col">Depth</th><th scope="col">Last</th><th scope="col">Result</th><th scope="col">Detail</th></tr></thead><tbody>"#);
+    out.push_str(r#"<h3>Verification</h3><div class="scroll"><table class="verification"><thead><tr><th>Depth</th><th>Last</th><th>Result</th><th>Detail</th></tr></thead><tbody>"#);
     for (depth, last) in [
         ("quick", &ver.quick),
         ("deep", &ver.deep),
@@ -579,7 +583,7 @@ fn objects_table(out: &mut String, v: &VaultReport, tl: &VaultTimeline, rows: us
         out.push_str("<p>No object seen yet.</p>");
         return;
     }
-    out.push_str(r#"<div class="scroll"><table class="objects"><thead><tr><th scope="col">Kind</th><th scope="col">Name</th><th scope="col" class="num">Restore points</th><th scope="col" class="num">Distinct captures</th><th scope="col">First point</th><th scope="col">Last point</th><th scope="col">Newest captures</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="scroll"><table class="objects"><thead><tr><th>Kind</th><th>Name</th><th class="num">Restore points</th><th class="num">Distinct captures</th><th>First point</th><th>Last point</th><th>Newest captures</th></tr></thead><tbody>"#);
     for o in tl.objects.iter().take(rows) {
         let mut captures: Vec<String> = o.newest_captures.iter().map(|t| rfc3339(*t)).collect();
         if o.captures > captures.len() as u64 {

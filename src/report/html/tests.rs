@@ -364,3 +364,35 @@ fn each_timeline_svg_renders_alone_and_draws_its_marks() {
         }
     }
 }
+
+/// A fleet: the row budget keeps each vault's tables at 10 rows, so the page grows by a bounded
+/// amount per vault (about 15 KB here: the summary, the tables, the timeline's frame and 20
+/// points) and per point. Issue #10's 5 MB for a thousand vaults holds only for vaults with few
+/// points and objects; the README gives the figures.
+#[test]
+fn a_fleet_report_grows_by_a_bounded_amount_per_vault() {
+    let (report, timeline, _) = page_of(&fixture());
+    let mut fleet = report.clone();
+    let mut lines = timeline.clone();
+    fleet.vaults.clear();
+    lines.vaults.clear();
+    for i in 0..1_000 {
+        let mut v = report.vaults[0].clone();
+        v.vault = format!("kv-fleet-{i:04}").parse().expect("vault");
+        let mut tl = timeline.vaults[0].clone();
+        tl.vault = v.vault.clone();
+        tl.points = synthetic_points(20, now());
+        fleet.vaults.push(v);
+        lines.vaults.push(tl);
+    }
+    let html = render(&fleet, &lines);
+    assert_eq!(count(&html, r#"class="point status-"#), 20_000);
+    assert_eq!(count(&html, "<section class=\"vault\""), 1_000);
+    // Ten rows per table: the restore points table of each vault is cut.
+    assert_eq!(
+        count(&html, "and 10 more (this page shows 10 of 20)"),
+        1_000
+    );
+    let per_vault = html.len() / 1_000;
+    assert!(per_vault < 16_000, "{per_vault} bytes per vault");
+}
