@@ -1,6 +1,7 @@
 //! `kvkeep report` through the real binary: the JSON document and its RPO verdicts, a CSV
-//! section written to a private file, and the exit codes of the mistakes a person makes
-//! (CSV without a section, JSON with one, an unknown vault or section, no index).
+//! section written to a private file, the HTML page on stdout, and the exit codes of the
+//! mistakes a person makes (CSV without a section, JSON or HTML with one, an unknown vault or
+//! section, no index). The HTML in a browser is `report_browser.rs`.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -127,6 +128,28 @@ fn the_json_report_gives_each_vault_its_rpo_verdict() {
     );
 }
 
+#[test]
+fn the_html_report_goes_to_stdout_as_one_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    setup(dir.path());
+    let out = kvkeep(dir.path(), &["--format", "html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.trim_end().ends_with("</html>"), "{page}");
+    for vault in ["kv-fresh", "kv-stale", "kv-new"] {
+        assert!(
+            page.contains(&format!(r#"<section class="vault" id="vault-{vault}""#)),
+            "{vault}"
+        );
+    }
+    // kv-fresh's 24 hourly points and kv-stale's one, each a mark.
+    assert_eq!(
+        page.matches(r#"class="point status-completed""#).count(),
+        25
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn a_csv_section_goes_to_a_private_file_replaced_whole() {
@@ -179,6 +202,15 @@ fn mistakes_are_usage_errors_that_say_what_to_do() {
         stderr(&json).contains("drop --section"),
         "{}",
         stderr(&json)
+    );
+
+    let html = kvkeep(dir.path(), &["--format", "html", "--section", "rpo"]);
+    assert_eq!(html.status.code(), Some(2));
+    assert!(html.stdout.is_empty());
+    assert!(
+        stderr(&html).contains("HTML report always holds every section"),
+        "{}",
+        stderr(&html)
     );
 
     let section = kvkeep(dir.path(), &["--format", "csv", "--section", "everything"]);

@@ -1,8 +1,9 @@
 //! `kvkeep report`: the retention report of the configured vaults (or those named with
 //! `--vault`) from the index alone, as a terminal table, JSON (`report_format` 1) or one CSV
-//! section, on stdout or into a private file (`--out`). Exit 0; 1 when the index cannot be read
-//! or the file cannot be written; 2 for a usage or configuration error (also CSV without
-//! `--section`, JSON with it, or an `--expiring-within` that is not a duration).
+//! section, or one self-contained HTML page, on stdout or into a private file (`--out`). Exit 0;
+//! 1 when the index cannot be read or the file cannot be written; 2 for a usage or configuration
+//! error (also CSV without `--section`, JSON or HTML with it, or an `--expiring-within` that is
+//! not a duration).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,9 @@ use super::backup::select_vaults;
 use super::render::{bytes, time, Table};
 use super::restore::open_index;
 use super::{exit_code_of, load_config, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::report::timeline::build_timeline;
 use crate::report::{
-    build_report_with, csv, human_duration, Report, ReportOptions, Section, VaultReport,
+    build_report_with, csv, html, human_duration, Report, ReportOptions, Section, VaultReport,
     MAX_EXPIRING_WITHIN,
 };
 
@@ -26,6 +28,8 @@ pub enum ReportFormat {
     Json,
     /// One section (`--section`) as RFC 4180 CSV.
     Csv,
+    /// One self-contained HTML page, every section, with a timeline per vault.
+    Html,
 }
 
 /// Arguments of `kvkeep report`.
@@ -80,6 +84,10 @@ fn check_combination(format: ReportFormat, section: Option<Section>) -> Result<(
             EXIT_USAGE,
             "the JSON report always holds every section (report_format 1): drop --section, or use --format csv --section NAME for one section".into(),
         )),
+        (ReportFormat::Html, Some(_)) => Err(Fail(
+            EXIT_USAGE,
+            "the HTML report always holds every section: drop --section, or use --format table --section NAME for one section".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -89,10 +97,11 @@ fn report_command(args: ReportArgs, config: &Path) -> Result<u8, Fail> {
     let config = load_config(config)?;
     let vaults = select_vaults(&config, &args.vaults).map_err(|e| Fail(EXIT_USAGE, e))?;
     let index = open_index(&config)?;
+    let now = crate::clock::now();
     let options = ReportOptions {
         expiring_within: args.expiring_within,
     };
-    let report = build_report_with(&index, &vaults, crate::clock::now(), &options)
+    let report = build_report_with(&index, &vaults, now, &options)
         .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
     let text = match (args.format, args.section) {
         (ReportFormat::Json, _) => {
@@ -105,6 +114,11 @@ fn report_command(args: ReportArgs, config: &Path) -> Result<u8, Fail> {
             .map_err(|e| Fail(EXIT_FAILED, format!("cannot render the report: {e}")))?,
         (ReportFormat::Csv, None) => unreachable!("refused by check_combination"),
         (ReportFormat::Table, section) => render_table(&report, section),
+        (ReportFormat::Html, _) => {
+            let timeline = build_timeline(&index, &vaults, now)
+                .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
+            html::render(&report, &timeline)
+        }
     };
     match &args.out {
         Some(path) => write_private(path, text.as_bytes()).map_err(|e| {

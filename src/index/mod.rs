@@ -27,6 +27,7 @@ pub mod lock;
 mod migrate;
 mod read;
 mod report;
+mod timeline;
 mod types;
 mod write;
 
@@ -49,6 +50,7 @@ pub use report::{
     ExpiringObjectRecord, ExpiryRecords, FailureStreak, KindStorageRecord, UncoveredObjectRecord,
     VersionCountRecord,
 };
+pub use timeline::{ObjectPointsPage, ObjectPointsRecord};
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,
     ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus,

@@ -6,13 +6,16 @@
 //! [`Report`] is the model and, serialized, the JSON form (`report_format` 1; its fields are
 //! documented in the README). Adding a field is compatible; renaming or removing one, or
 //! changing its meaning, bumps [`REPORT_FORMAT`]. The CSV form is [`csv`], one section per
-//! file; the terminal table is drawn by `cli::report`.
+//! file; the HTML page is [`html`], drawn from the model and the [`timeline`] of every restore
+//! point; the terminal table is drawn by `cli::report`.
 
 pub mod csv;
 mod expiry;
+pub mod html;
 mod rpo;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod timeline;
 
 use std::time::Duration;
 
