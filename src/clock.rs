@@ -2,7 +2,13 @@
 //! clock function built on this one), so tests can pin time. `clippy.toml` forbids the wall-clock
 //! functions everywhere else; monotonic `Instant`s (rate limiting, backoff) are not wall clock.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+
+/// A source of "now" in Unix seconds, for code whose tests move time by hand (backup runs,
+/// the in-memory store's lease expiry). Production passes [`now_unix`].
+pub type UnixClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Now, as Unix seconds (UTC).
 pub fn now_unix() -> i64 {

@@ -23,7 +23,7 @@ use kvkeep::restore::{
 };
 use kvkeep::retention::{prune_vault, PruneObserver, PruneOutcome, PruneStep};
 use kvkeep::source::{InMemoryVaultSource, VaultSource};
-use kvkeep::store::{BlobStore, FaultyStore};
+use kvkeep::store::{BlobStore, FaultyStore, LeaseDuration, LeaseHolder};
 use support::prune_bed::{
     assert_pruned_state, listed, name, policy, vault, vault_config, PruneBed, HOUR, T0,
     TEMP_DELETED_BEFORE,
@@ -115,9 +115,23 @@ async fn prune_keeps_what_the_policy_says_and_deletes_everything_else() {
     let index = bed.index();
     let store = bed.store();
     let before_blobs = listed(store.as_ref(), "objects/").await.len();
+    // Pruned under the vault's lease, as the daemon and `kvkeep prune` will: the lock blob
+    // lives in the store beside the backups and is none of them.
+    let holder = LeaseHolder::new("web-1").expect("holder");
+    let lease = store
+        .acquire_lease(&vault(), &holder, LeaseDuration::DEFAULT)
+        .await
+        .expect("lease");
 
     let outcome = prune(&bed, store.clone(), NOW).await;
     assert!(outcome.complete(), "{outcome:?}");
+    assert_eq!(
+        listed(store.as_ref(), "locks/").await,
+        BTreeSet::from(["locks/kv-prune".to_string()]),
+        "prune leaves the lock blob alone"
+    );
+    store.renew_lease(&lease).await.expect("still held");
+    store.release_lease(lease).await.expect("release");
     let kept: BTreeSet<String> = outcome
         .plan
         .decision
@@ -537,6 +551,32 @@ impl BlobStore for PruneOnFirstRead {
     }
     async fn delete(&self, key: &kvkeep::model::BlobKey) -> Result<(), kvkeep::store::StoreError> {
         self.inner.delete(key).await
+    }
+    async fn acquire_lease(
+        &self,
+        vault: &kvkeep::model::VaultName,
+        holder: &kvkeep::store::LeaseHolder,
+        duration: kvkeep::store::LeaseDuration,
+    ) -> Result<kvkeep::store::Lease, kvkeep::store::LeaseError> {
+        self.inner.acquire_lease(vault, holder, duration).await
+    }
+    async fn renew_lease(
+        &self,
+        lease: &kvkeep::store::Lease,
+    ) -> Result<(), kvkeep::store::LeaseError> {
+        self.inner.renew_lease(lease).await
+    }
+    async fn release_lease(
+        &self,
+        lease: kvkeep::store::Lease,
+    ) -> Result<(), kvkeep::store::LeaseError> {
+        self.inner.release_lease(lease).await
+    }
+    async fn break_lease(
+        &self,
+        vault: &kvkeep::model::VaultName,
+    ) -> Result<(), kvkeep::store::LeaseError> {
+        self.inner.break_lease(vault).await
     }
 }
 

@@ -493,3 +493,64 @@ async fn resolve_overrides_reach_a_host_the_system_cannot_resolve() {
         .expect("put through the resolve override");
     assert_eq!(store.get(&k).await.expect("get").as_ref(), b"via resolve");
 }
+
+/// Two stores over one container stand for two kvkeep processes: a restarted instance (same
+/// name, so same lease id) takes its lease back at once from another process, another instance
+/// is refused and told who holds the vault, and the lock blob sits under the store prefix with
+/// the holder in its metadata.
+#[tokio::test]
+async fn azure_leases_span_processes_and_respect_the_prefix() {
+    use kvkeep::store::{LeaseDuration, LeaseError, LeaseHolder};
+    let fx = AzureFixture::start().await;
+    let first = fx.bearer_store("kvkeep/");
+    let second = fx.sas_store("racwdl", "kvkeep/");
+    let kv1: kvkeep::model::VaultName = "kv1".parse().expect("vault");
+    let web1 = LeaseHolder::new("web-1").expect("holder");
+    let web2 = LeaseHolder::new("web-2").expect("holder");
+
+    let old = first
+        .acquire_lease(&kv1, &web1, LeaseDuration::DEFAULT)
+        .await
+        .expect("first process");
+    let err = second
+        .acquire_lease(&kv1, &web2, LeaseDuration::DEFAULT)
+        .await
+        .expect_err("held by web-1");
+    let LeaseError::Held { by: Some(by), .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(by.instance, "web-1");
+    assert!(err.to_string().contains("azure container"), "{err}");
+
+    // web-1 restarted: its new process proposes the same id and gets the lease at once.
+    let new = second
+        .acquire_lease(&kv1, &web1, LeaseDuration::DEFAULT)
+        .await
+        .expect("a restart re-acquires at once");
+    first.renew_lease(&old).await.expect("the same lease id");
+    second.renew_lease(&new).await.expect("renew");
+
+    // Another prefix is another store: its lock is its own.
+    let other = fx.bearer_store("other/");
+    other
+        .acquire_lease(&kv1, &web2, LeaseDuration::DEFAULT)
+        .await
+        .expect("another prefix's vault kv1");
+
+    let blob = fx
+        .azurite
+        .service_client_with_token()
+        .expect("client")
+        .blob_container_client(CONTAINER)
+        .blob_client("kvkeep/locks/kv1");
+    let props = blob.get_properties(None).await.expect("lock blob");
+    use azure_storage_blob::models::BlobClientGetPropertiesResultHeaders;
+    let meta = props.metadata().expect("metadata");
+    assert_eq!(
+        meta.get("kvkeep_instance").map(String::as_str),
+        Some("web-1"),
+        "{meta:?}"
+    );
+    assert_eq!(props.content_length().expect("length"), Some(0));
+    second.release_lease(new).await.expect("release");
+}

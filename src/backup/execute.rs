@@ -30,7 +30,7 @@ use crate::source::{
 use crate::store::BlobStore;
 
 /// A source of "now" in Unix seconds. Production uses [`super::system_clock`].
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub type Clock = crate::clock::UnixClock;
 
 /// Everything one vault's backup needs. Cheap to build per run.
 #[derive(Clone)]

@@ -14,6 +14,7 @@
 //!   the SDK's error text is scrubbed of SAS signatures (reqwest quotes request URLs).
 //! - The SDK pipeline's own retry should be off (`RetryOptions::none()`, as `open_store` does):
 //!   [`super::RetryStore`] is the single retry layer.
+//! - Vault leases are blob leases on `locks/{vault}` (see `azure_lease.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,10 +31,11 @@ use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOpt
 use bytes::Bytes;
 use futures::TryStreamExt;
 
+use super::lease::{Lease, LeaseDuration, LeaseError, LeaseHolder};
 use super::{normalise_prefix, BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
 use crate::azure::{error_chain, read_secret_file, retry_after, Redacted};
 use crate::config::AccessTier;
-use crate::model::BlobKey;
+use crate::model::{BlobKey, VaultName};
 
 /// How the store authenticates.
 #[derive(Clone)]
@@ -121,7 +123,7 @@ pub struct AzureBlobStore {
     /// `maxresults` for list pages; `None` is the service's default (5,000).
     list_page_size: Option<i32>,
     /// "azure container {url}" (never with the SAS) for messages.
-    name: String,
+    pub(super) name: String,
     auth_hint: String,
 }
 
@@ -212,12 +214,12 @@ impl AzureBlobStore {
         self
     }
 
-    fn blob(&self, key: &BlobKey) -> BlobClient {
+    pub(super) fn blob(&self, key: &BlobKey) -> BlobClient {
         self.container
             .blob_client(&format!("{}{}", self.prefix, key.as_str()))
     }
 
-    fn translate(&self, op: StoreOp, key: &str, error: azure_core::Error) -> StoreError {
+    pub(super) fn translate(&self, op: StoreOp, key: &str, error: azure_core::Error) -> StoreError {
         translate(op, key, &self.name, &self.auth_hint, error)
     }
 }
@@ -290,6 +292,27 @@ impl BlobStore for AzureBlobStore {
             .await
             .map(|_| ())
             .map_err(|e| self.translate(StoreOp::Delete, key.as_str(), e))
+    }
+
+    async fn acquire_lease(
+        &self,
+        vault: &VaultName,
+        holder: &LeaseHolder,
+        duration: LeaseDuration,
+    ) -> Result<Lease, LeaseError> {
+        self.acquire_lease_azure(vault, holder, duration).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.renew_lease_azure(lease).await
+    }
+
+    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError> {
+        self.release_lease_azure(&lease).await
+    }
+
+    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError> {
+        self.break_lease_azure(vault).await
     }
 }
 

@@ -54,6 +54,14 @@ pub enum StoreOp {
     Delete,
     /// Opening the store (reading its configuration, credentials, directory).
     Open,
+    /// `acquire_lease` (creating the lock blob, leasing it, recording the holder).
+    AcquireLease,
+    /// `renew_lease`.
+    RenewLease,
+    /// `release_lease`.
+    ReleaseLease,
+    /// `break_lease`.
+    BreakLease,
 }
 
 impl fmt::Display for StoreOp {
@@ -65,6 +73,10 @@ impl fmt::Display for StoreOp {
             StoreOp::List => "list",
             StoreOp::Delete => "delete",
             StoreOp::Open => "open",
+            StoreOp::AcquireLease => "acquire lease on",
+            StoreOp::RenewLease => "renew lease on",
+            StoreOp::ReleaseLease => "release lease on",
+            StoreOp::BreakLease => "break lease on",
         })
     }
 }

@@ -1,6 +1,8 @@
 //! [`FaultyStore`]: fault injection around any store, for tests of what kvkeep does when the
 //! store misbehaves — refused or throttled requests, answers lost after the work was done, and
-//! blobs that come back damaged (damage tests of restore and verify).
+//! blobs that come back damaged (damage tests of restore and verify). Lease calls pass through
+//! and take the same injected failures (`StoreOp::RenewLease` …); a lost lease is made for real
+//! with `break_lease`, which every store supports.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
-use crate::model::BlobKey;
+use super::lease::{Lease, LeaseDuration, LeaseError, LeaseHolder};
+use super::{lock_key, BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
+use crate::model::{BlobKey, VaultName};
 
 const NAME: &str = "faulty store";
 
@@ -141,12 +144,12 @@ impl FaultyStore {
         Ok(false)
     }
 
-    fn exit<T>(
+    fn exit<T, E: From<StoreError>>(
         op: StoreOp,
         key: &str,
         lose: bool,
-        result: Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        result: Result<T, E>,
+    ) -> Result<T, E> {
         if lose {
             Err(StoreError::new(
                 StoreErrorKind::Transient,
@@ -154,7 +157,8 @@ impl FaultyStore {
                 key,
                 NAME,
                 "injected fault: the response was lost after the operation ran",
-            ))
+            )
+            .into())
         } else {
             result
         }
@@ -205,6 +209,39 @@ impl BlobStore for FaultyStore {
         }
         let r = self.inner.delete(key).await;
         Self::exit(StoreOp::Delete, key.as_str(), lose, r)
+    }
+
+    async fn acquire_lease(
+        &self,
+        vault: &VaultName,
+        holder: &LeaseHolder,
+        duration: LeaseDuration,
+    ) -> Result<Lease, LeaseError> {
+        let (op, key) = (StoreOp::AcquireLease, lock_key(vault));
+        let lose = self.enter(op, key.as_str())?;
+        let r = self.inner.acquire_lease(vault, holder, duration).await;
+        Self::exit(op, key.as_str(), lose, r)
+    }
+
+    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
+        let (op, key) = (StoreOp::RenewLease, lease.key());
+        let lose = self.enter(op, key.as_str())?;
+        let r = self.inner.renew_lease(lease).await;
+        Self::exit(op, key.as_str(), lose, r)
+    }
+
+    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError> {
+        let (op, key) = (StoreOp::ReleaseLease, lease.key());
+        let lose = self.enter(op, key.as_str())?;
+        let r = self.inner.release_lease(lease).await;
+        Self::exit(op, key.as_str(), lose, r)
+    }
+
+    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError> {
+        let (op, key) = (StoreOp::BreakLease, lock_key(vault));
+        let lose = self.enter(op, key.as_str())?;
+        let r = self.inner.break_lease(vault).await;
+        Self::exit(op, key.as_str(), lose, r)
     }
 }
 

@@ -21,17 +21,24 @@
 //! directory the store creates is private (0600 / 0700, set whatever the umask, see
 //! [`crate::fsutil`]); directories that existed before keep their mode. File systems without hard links (some FUSE and SMB mounts) are refused with a
 //! clear error rather than silently losing the no-overwrite guarantee.
+//!
+//! Vault leases are `flock`s on the file `locks/{vault}` (see `local_lease.rs`): held while the
+//! process keeps the file open, released by the kernel when it dies.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::lease::{lock_key, Lease, LeaseDuration, LeaseError, LeaseHolder};
+use super::local_lease::HeldLock;
 use super::{normalise_prefix, BlobMeta, BlobStore, StoreError, StoreErrorKind, StoreOp};
 use crate::fsutil::{self, sync_dir};
-use crate::model::BlobKey;
+use crate::model::{BlobKey, VaultName};
 
 /// Blobs as files under a directory.
 #[derive(Debug, Clone)]
@@ -39,7 +46,10 @@ pub struct LocalStore {
     /// `{directory}/{prefix}`: where keys start.
     base: PathBuf,
     /// "local store {directory}" for messages.
-    name: String,
+    pub(super) name: String,
+    /// The lock files this store holds, per vault, shared by its clones. The open file *is*
+    /// the lock: dropping it releases the `flock`.
+    pub(super) locks: Arc<Mutex<HashMap<VaultName, HeldLock>>>,
 }
 
 impl LocalStore {
@@ -55,7 +65,11 @@ impl LocalStore {
         };
         fsutil::create_private_dir_all(&base)
             .map_err(|e| io_error(StoreOp::Open, "", &name, &base, e))?;
-        Ok(LocalStore { base, name })
+        Ok(LocalStore {
+            base,
+            name,
+            locks: Arc::default(),
+        })
     }
 
     /// The directory where keys start (the store directory joined with the prefix).
@@ -63,16 +77,17 @@ impl LocalStore {
         &self.base
     }
 
-    fn path_of(&self, key: &BlobKey) -> PathBuf {
+    pub(super) fn path_of(&self, key: &BlobKey) -> PathBuf {
         // Safe by construction: BlobKey segments are never empty, `.` or `..`, nor contain a
         // separator other than `/`.
         self.base.join(key.as_str())
     }
 
-    async fn blocking<T, F>(&self, op: StoreOp, key: &str, f: F) -> Result<T, StoreError>
+    async fn blocking<T, E, F>(&self, op: StoreOp, key: &str, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(LocalStore) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(LocalStore) -> Result<T, E> + Send + 'static,
     {
         let this = self.clone();
         tokio::task::spawn_blocking(move || f(this))
@@ -85,7 +100,9 @@ impl LocalStore {
                     self.name.clone(),
                     format!("the file system task ended abnormally: {e}"),
                 )
-            })?
+                .into()
+            })
+            .and_then(|r| r)
     }
 
     fn put_blocking(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
@@ -267,6 +284,44 @@ impl BlobStore for LocalStore {
             .await
     }
 
+    async fn acquire_lease(
+        &self,
+        vault: &VaultName,
+        holder: &LeaseHolder,
+        duration: LeaseDuration,
+    ) -> Result<Lease, LeaseError> {
+        let (v, h) = (vault.clone(), holder.clone());
+        let now = crate::clock::now_unix();
+        self.blocking(StoreOp::AcquireLease, lock_key(vault).as_str(), move |s| {
+            s.acquire_lease_blocking(&v, &h, duration, now)
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
+        let l = lease.clone();
+        self.blocking(StoreOp::RenewLease, lease.key().as_str(), move |s| {
+            s.renew_lease_blocking(&l)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError> {
+        let key = lease.key();
+        self.blocking(StoreOp::ReleaseLease, key.as_str(), move |s| {
+            s.release_lease_blocking(&lease)
+        })
+        .await
+    }
+
+    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError> {
+        let v = vault.clone();
+        self.blocking(StoreOp::BreakLease, lock_key(vault).as_str(), move |s| {
+            s.break_lease_blocking(&v)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         let k = key.clone();
         self.blocking(StoreOp::Delete, key.as_str(), move |s| {
@@ -286,7 +341,7 @@ impl BlobStore for LocalStore {
 
 /// Creates `dir` and its missing ancestors below `base`, private, fsyncing each parent after a
 /// child appears in it, so the directory entries survive a crash along with the blob.
-fn create_dirs(base: &Path, dir: &Path) -> io::Result<()> {
+pub(super) fn create_dirs(base: &Path, dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -301,7 +356,13 @@ fn is_unsupported(e: &io::Error) -> bool {
 }
 
 /// Translates a file-system error into the store vocabulary.
-fn io_error(op: StoreOp, key: &str, store: &str, path: &Path, e: io::Error) -> StoreError {
+pub(super) fn io_error(
+    op: StoreOp,
+    key: &str,
+    store: &str,
+    path: &Path,
+    e: io::Error,
+) -> StoreError {
     use io::ErrorKind as K;
     let (kind, detail) = match e.kind() {
         K::NotFound | K::IsADirectory | K::NotADirectory

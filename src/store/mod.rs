@@ -7,7 +7,9 @@
 //!   [`StoreErrorKind::AlreadyExists`]; it never replaces content, even when two writers race;
 //! - a blob is visible to `get`/`list` only complete (no partial writes are ever observable);
 //! - `list` returns every key under a prefix (all pages), sorted, relative to the store prefix;
-//! - keys are [`BlobKey`]s, valid both as Azure blob names and relative file paths.
+//! - keys are [`BlobKey`]s, valid both as Azure blob names and relative file paths;
+//! - one lease per vault on its lock blob `locks/{vault}` keeps instances that share the store
+//!   from working on the same vault at once (see [`lease`] for the semantics).
 //!
 //! Backends: [`InMemoryStore`] (the fake), [`LocalStore`] (a directory), [`AzureBlobStore`]
 //! (a container). Behaviour that applies to any backend wraps it: [`RetryStore`] (bounded
@@ -15,9 +17,12 @@
 //! damage tests). [`open_store`] assembles the production stack from the configuration.
 
 mod azure;
+mod azure_lease;
 mod error;
 mod faulty;
+pub mod lease;
 mod local;
+mod local_lease;
 mod memory;
 mod retry;
 
@@ -29,12 +34,15 @@ use bytes::Bytes;
 pub use azure::{AzureAuth, AzureBlobStore};
 pub use error::{StoreError, StoreErrorKind, StoreOp};
 pub use faulty::{Corruption, FaultyStore};
+pub use lease::{
+    lock_key, HolderInfo, Lease, LeaseDuration, LeaseError, LeaseHolder, LOCKS_PREFIX,
+};
 pub use local::LocalStore;
 pub use memory::InMemoryStore;
 pub use retry::{RetryOptions, RetryStore};
 
 use crate::config::{AzureConfig, StoreAuth, StoreConfig};
-use crate::model::BlobKey;
+use crate::model::{BlobKey, VaultName};
 
 /// A blob as listed: its key (relative to the store prefix) and size.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,6 +75,29 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Deletes a blob; [`StoreErrorKind::NotFound`] if it does not exist. Only retention's prune
     /// deletes.
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
+
+    /// Acquires `vault`'s lease for `holder` (creating its lock blob `locks/{vault}` the first
+    /// time) and records the holder on the lock blob. Succeeds at once when `holder`'s lease id
+    /// already holds it (a restarted instance); [`LeaseError::Held`], naming the holder, when
+    /// another does. Safe to retry: the lease id is the holder's own.
+    async fn acquire_lease(
+        &self,
+        vault: &VaultName,
+        holder: &LeaseHolder,
+        duration: LeaseDuration,
+    ) -> Result<Lease, LeaseError>;
+
+    /// Extends `lease` by its duration; [`LeaseError::Lost`] when it was broken, released or
+    /// taken by another holder (the run it protects must stop).
+    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError>;
+
+    /// Ends `lease`. A lease that is no longer ours (broken, expired, taken) needs no release:
+    /// that succeeds too.
+    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError>;
+
+    /// Ends whoever's lease on `vault` at once (break period 0), so that the next acquire
+    /// succeeds: for operators and tests. A vault without a lease is left as it is.
+    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError>;
 }
 
 /// Opens the store configured in `[store]`, wrapped in a [`RetryStore`] with default options.

@@ -8,6 +8,14 @@
 //! may have landed can resolve that, which this one does: after a retryable failure, a
 //! conflict is checked by reading the blob back — identical bytes mean the earlier attempt
 //! succeeded. Likewise a `NotFound` on a retried delete means the earlier delete landed.
+//!
+//! Lease calls are retried the same way, which is safe for each of them: acquire proposes the
+//! holder's own lease id, so a repeat after a lost answer finds the lease already ours and
+//! succeeds; renew, release and break are idempotent. Refusals (`Held`) and losses (`Lost`) are
+//! answers, never retried. Patience is the same as for blobs (about 15 s by default, plus what
+//! the service asks for): a caller renewing a 60 s lease every 20 s still hears of a failure
+//! before the lease runs out, and must in any case stop when no renew succeeded for a whole
+//! lease duration.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +24,34 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::lease::{Lease, LeaseDuration, LeaseError, LeaseHolder};
 use super::{BlobMeta, BlobStore, StoreError, StoreErrorKind};
-use crate::model::BlobKey;
+use crate::model::{BlobKey, VaultName};
+
+/// What [`RetryStore::run`] needs to know of an error: whether to retry and how long the
+/// service asked to wait.
+trait Retryable: std::fmt::Display {
+    fn retryable(&self) -> bool;
+    fn requested_delay(&self) -> Option<Duration>;
+}
+
+impl Retryable for StoreError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+    fn requested_delay(&self) -> Option<Duration> {
+        self.retry_after()
+    }
+}
+
+impl Retryable for LeaseError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+    fn requested_delay(&self) -> Option<Duration> {
+        self.retry_after()
+    }
+}
 
 /// How persistently [`RetryStore`] retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,20 +121,21 @@ impl RetryStore {
 
     /// Runs `op` until it succeeds, fails for good, or attempts run out. `settle` sees the
     /// error of an attempt that followed a retryable failure and may turn it into success.
-    async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, StoreError>
+    async fn run<T, E, F, Fut>(&self, mut op: F) -> Result<T, E>
     where
+        E: Retryable,
         F: FnMut(bool) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>>,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
         let mut retry = 0;
         let mut after_failure = false;
         loop {
             match op(after_failure).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && retry + 1 < self.options.max_attempts => {
-                    let delay = self
-                        .options
-                        .delay(retry, rand::random::<f64>(), e.retry_after());
+                Err(e) if e.retryable() && retry + 1 < self.options.max_attempts => {
+                    let delay =
+                        self.options
+                            .delay(retry, rand::random::<f64>(), e.requested_delay());
                     tracing::debug!(error = %e, retry = retry + 1, delay_ms = delay.as_millis() as u64, "retrying store operation");
                     tokio::select! {
                         _ = self.cancel.cancelled() => return Err(e),
@@ -158,6 +193,28 @@ impl BlobStore for RetryStore {
             }
         })
         .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        vault: &VaultName,
+        holder: &LeaseHolder,
+        duration: LeaseDuration,
+    ) -> Result<Lease, LeaseError> {
+        self.run(|_| self.inner.acquire_lease(vault, holder, duration))
+            .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.run(|_| self.inner.renew_lease(lease)).await
+    }
+
+    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError> {
+        self.run(|_| self.inner.release_lease(lease.clone())).await
+    }
+
+    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError> {
+        self.run(|_| self.inner.break_lease(vault)).await
     }
 }
 
@@ -352,5 +409,71 @@ mod tests {
             .await
             .expect_err("a first-attempt NotFound stays");
         assert_eq!(err.kind(), StoreErrorKind::NotFound);
+    }
+
+    fn lease_parts() -> (crate::model::VaultName, LeaseHolder, LeaseHolder) {
+        (
+            "kv1".parse().expect("vault"),
+            LeaseHolder::new("web-1").expect("holder"),
+            LeaseHolder::new("web-2").expect("holder"),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lease_calls_are_retried_and_a_lost_answer_to_an_acquire_is_harmless() {
+        let (faulty, retry) = stack(4);
+        let (v, a, b) = lease_parts();
+        // The acquire lands but its answer is lost: the retry finds the lease already ours.
+        faulty.lose_next_responses(StoreOp::AcquireLease, 1);
+        let lease = retry
+            .acquire_lease(&v, &a, LeaseDuration::DEFAULT)
+            .await
+            .expect("own lease recognised");
+        assert_eq!(faulty.calls(StoreOp::AcquireLease), 2);
+
+        faulty.fail_next(StoreOp::RenewLease, 2, StoreErrorKind::Throttled);
+        retry
+            .renew_lease(&lease)
+            .await
+            .expect("renew after throttling");
+        assert_eq!(faulty.calls(StoreOp::RenewLease), 3);
+
+        // A refusal is an answer, not a failure: asked once.
+        let err = retry
+            .acquire_lease(&v, &b, LeaseDuration::DEFAULT)
+            .await
+            .expect_err("held");
+        assert!(matches!(err, LeaseError::Held { .. }), "{err}");
+        assert_eq!(faulty.calls(StoreOp::AcquireLease), 3);
+
+        // Release and break are idempotent, so a lost answer is retried into success.
+        faulty.lose_next_responses(StoreOp::ReleaseLease, 1);
+        retry.release_lease(lease.clone()).await.expect("release");
+        assert_eq!(faulty.calls(StoreOp::ReleaseLease), 2);
+        let lease = retry
+            .acquire_lease(&v, &b, LeaseDuration::DEFAULT)
+            .await
+            .expect("free after the release");
+        faulty.lose_next_responses(StoreOp::BreakLease, 1);
+        retry.break_lease(&v).await.expect("break");
+        assert_eq!(faulty.calls(StoreOp::BreakLease), 2);
+
+        // Lost is an answer too.
+        let err = retry.renew_lease(&lease).await.expect_err("broken");
+        assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
+        assert_eq!(faulty.calls(StoreOp::RenewLease), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lease_retries_are_bounded() {
+        let (faulty, retry) = stack(3);
+        let (v, a, _) = lease_parts();
+        faulty.fail_next(StoreOp::AcquireLease, 10, StoreErrorKind::Transient);
+        let err = retry
+            .acquire_lease(&v, &a, LeaseDuration::DEFAULT)
+            .await
+            .expect_err("still failing");
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(faulty.calls(StoreOp::AcquireLease), 3);
     }
 }

@@ -7,8 +7,10 @@
 
 use bytes::Bytes;
 use futures::future::join_all;
-use kvkeep::model::BlobKey;
-use kvkeep::store::{BlobMeta, BlobStore, StoreErrorKind};
+use kvkeep::model::{BlobKey, VaultName};
+use kvkeep::store::{
+    BlobMeta, BlobStore, Lease, LeaseDuration, LeaseError, LeaseHolder, StoreErrorKind,
+};
 
 /// Keys written by the listing check: enough to span several pages of a small page size.
 pub const LIST_KEYS: usize = 25;
@@ -21,6 +23,208 @@ pub async fn run_contract(store: &dyn BlobStore) {
     delete(store).await;
     missing(store).await;
     concurrent_put_new(store).await;
+    run_lease_contract(store).await;
+}
+
+/// Runs the lease checks: each works on its own vault, so they share a store with the blob
+/// checks and with each other.
+pub async fn run_lease_contract(store: &dyn BlobStore) {
+    lease_acquire_and_refuse(store).await;
+    lease_restart_reacquires(store).await;
+    lease_release_frees(store).await;
+    lease_renew_keeps(store).await;
+    lease_break_ends_at_once(store).await;
+    lease_vaults_are_independent(store).await;
+    lease_blobs_are_not_backups(store).await;
+    lease_infinite(store).await;
+}
+
+fn vault(s: &str) -> VaultName {
+    s.parse().expect("valid vault name")
+}
+
+fn holder(s: &str) -> LeaseHolder {
+    LeaseHolder::new(s).expect("valid instance name")
+}
+
+async fn acquire(store: &dyn BlobStore, v: &VaultName, who: &str) -> Result<Lease, LeaseError> {
+    store
+        .acquire_lease(v, &holder(who), LeaseDuration::DEFAULT)
+        .await
+}
+
+/// `who` is refused the vault, and told that `holder` has it.
+async fn assert_held_by(store: &dyn BlobStore, v: &VaultName, who: &str, holder: &str) {
+    let err = acquire(store, v, who)
+        .await
+        .expect_err("the vault is leased by another holder");
+    let LeaseError::Held { vault, by, .. } = &err else {
+        panic!("expected Held, got: {err}");
+    };
+    assert_eq!(vault, v);
+    let by = by
+        .as_ref()
+        .unwrap_or_else(|| panic!("the holder is named: {err}"));
+    assert_eq!(by.instance, holder, "{err}");
+    assert_eq!(by.pid, Some(std::process::id()), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("vault {v} is locked"))
+            && text.contains(&format!("kvkeep instance {holder} (pid ")),
+        "{text}"
+    );
+}
+
+fn assert_lost(result: Result<(), LeaseError>, what: &str) {
+    match result {
+        Err(LeaseError::Lost { .. }) => {}
+        other => panic!("{what}: expected Lost, got {other:?}"),
+    }
+}
+
+/// A fresh vault's lease is granted; a second holder is refused and told who holds it.
+pub async fn lease_acquire_and_refuse(store: &dyn BlobStore) {
+    let v = vault("lease-fresh");
+    let lease = acquire(store, &v, "web-1").await.expect("fresh vault");
+    assert_eq!(lease.vault(), &v);
+    assert_eq!(lease.holder().instance(), "web-1");
+    assert_eq!(lease.duration(), LeaseDuration::DEFAULT);
+    assert_eq!(lease.key().as_str(), "locks/lease-fresh");
+    assert_held_by(store, &v, "web-2", "web-1").await;
+    store.release_lease(lease).await.expect("release");
+}
+
+/// The same instance (a restart: a new holder value with the same name, so the same lease id)
+/// re-acquires at once while its old lease is still live, and the old lease value stays good.
+pub async fn lease_restart_reacquires(store: &dyn BlobStore) {
+    let v = vault("lease-restart");
+    let before = acquire(store, &v, "web-1").await.expect("first life");
+    let after = acquire(store, &v, "web-1")
+        .await
+        .expect("a restarted instance takes its lease back at once");
+    assert_eq!(
+        before.holder().lease_id(),
+        after.holder().lease_id(),
+        "the lease id is stable per instance"
+    );
+    store.renew_lease(&before).await.expect("same lease id");
+    store.renew_lease(&after).await.expect("renew");
+    assert_held_by(store, &v, "web-2", "web-1").await;
+    store.release_lease(after).await.expect("release");
+}
+
+/// After a release, another holder acquires at once; releasing again is no error.
+pub async fn lease_release_frees(store: &dyn BlobStore) {
+    let v = vault("lease-release");
+    let a = acquire(store, &v, "web-1").await.expect("acquire");
+    store.release_lease(a.clone()).await.expect("release");
+    let b = acquire(store, &v, "web-2")
+        .await
+        .expect("free after the release");
+    assert_held_by(store, &v, "web-1", "web-2").await;
+    // The first holder's lease is gone: renewing it fails, releasing it again does nothing (and
+    // certainly does not end web-2's lease).
+    assert_lost(store.renew_lease(&a).await, "renew after release");
+    store
+        .release_lease(a)
+        .await
+        .expect("a second release is no error");
+    assert_held_by(store, &v, "web-1", "web-2").await;
+    store.release_lease(b).await.expect("release");
+}
+
+/// Renewing keeps the lease (others stay refused), as often as needed.
+pub async fn lease_renew_keeps(store: &dyn BlobStore) {
+    let v = vault("lease-renew");
+    let lease = acquire(store, &v, "web-1").await.expect("acquire");
+    for _ in 0..3 {
+        store.renew_lease(&lease).await.expect("renew");
+        assert_held_by(store, &v, "web-2", "web-1").await;
+    }
+    store.release_lease(lease).await.expect("release");
+}
+
+/// A break ends the lease at once: the old holder's renew fails with Lost, a new holder
+/// acquires, and the old holder then can neither renew nor take it back.
+pub async fn lease_break_ends_at_once(store: &dyn BlobStore) {
+    let v = vault("lease-break");
+    let old = acquire(store, &v, "web-1").await.expect("acquire");
+    store.break_lease(&v).await.expect("break");
+    assert_lost(store.renew_lease(&old).await, "renew after a break");
+    let new = acquire(store, &v, "web-2")
+        .await
+        .expect("a broken lease is free at once");
+    assert_lost(
+        store.renew_lease(&old).await,
+        "renew after another holder acquired",
+    );
+    assert_held_by(store, &v, "web-1", "web-2").await;
+    store
+        .release_lease(old)
+        .await
+        .expect("releasing a lost lease is no error");
+    store
+        .renew_lease(&new)
+        .await
+        .expect("the new holder keeps it");
+    store.release_lease(new).await.expect("release");
+    // Breaking a vault with no lease, or with no lock blob at all, is no error.
+    store.break_lease(&v).await.expect("break without a lease");
+    store
+        .break_lease(&vault("lease-never-locked"))
+        .await
+        .expect("break without a lock blob");
+}
+
+/// Leases on two vaults are independent.
+pub async fn lease_vaults_are_independent(store: &dyn BlobStore) {
+    let (one, two) = (vault("lease-one"), vault("lease-two"));
+    let a = acquire(store, &one, "web-1").await.expect("vault one");
+    let b = acquire(store, &two, "web-2")
+        .await
+        .expect("vault two, held by another instance");
+    assert_held_by(store, &one, "web-2", "web-1").await;
+    assert_held_by(store, &two, "web-1", "web-2").await;
+    store.break_lease(&one).await.expect("break one");
+    store.renew_lease(&b).await.expect("two is untouched");
+    assert_lost(store.renew_lease(&a).await, "renew of the broken one");
+    store.release_lease(b).await.expect("release");
+}
+
+/// Acquiring writes nothing but the lock blob, and that only under `locks/`, where nothing that
+/// looks for backups (`manifests/`, `manifest-parts/`, `objects/`) lists.
+pub async fn lease_blobs_are_not_backups(store: &dyn BlobStore) {
+    let keys = |listed: Vec<BlobMeta>| -> Vec<String> {
+        listed.into_iter().map(|m| m.key.to_string()).collect()
+    };
+    let before = keys(store.list("").await.expect("list everything"));
+    let v = vault("lease-listed");
+    let lease = acquire(store, &v, "web-1").await.expect("acquire");
+    store.renew_lease(&lease).await.expect("renew");
+    let after = keys(store.list("").await.expect("list everything"));
+    let new: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+    assert_eq!(new, ["locks/lease-listed"], "the only blob a lease adds");
+    assert_eq!(after.len(), before.len() + 1, "nothing else changed");
+    store.release_lease(lease).await.expect("release");
+    assert!(
+        keys(store.list("locks/").await.expect("list locks/"))
+            .contains(&"locks/lease-listed".to_string()),
+        "the lock blob stays after a release, for the next acquire"
+    );
+}
+
+/// An infinite lease is granted and held until broken.
+pub async fn lease_infinite(store: &dyn BlobStore) {
+    let v = vault("lease-infinite");
+    let lease = store
+        .acquire_lease(&v, &holder("web-1"), LeaseDuration::Infinite)
+        .await
+        .expect("infinite lease");
+    store.renew_lease(&lease).await.expect("renew");
+    assert_held_by(store, &v, "web-2", "web-1").await;
+    store.break_lease(&v).await.expect("break");
+    let next = acquire(store, &v, "web-2").await.expect("free once broken");
+    store.release_lease(next).await.expect("release");
 }
 
 fn key(s: &str) -> BlobKey {

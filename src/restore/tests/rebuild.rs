@@ -92,6 +92,33 @@ async fn multi_part_manifests_rebuild_to_the_same_restore_points() {
         .all(|c| c.name.as_str() != "signing"));
 }
 
+/// Lock blobs (`locks/{vault}`, one per leased vault) sit in the store beside the backups; a
+/// rebuild neither replays them nor reports them as incomplete runs or problems.
+#[tokio::test]
+async fn lock_blobs_are_no_runs_to_a_rebuild() {
+    use crate::store::{LeaseDuration, LeaseHolder};
+    let bed = three_runs().await;
+    let holder = LeaseHolder::new("web-1").expect("holder");
+    for vault in ["kv1", "kv-other"] {
+        bed.store
+            .acquire_lease(&v(vault), &holder, LeaseDuration::DEFAULT)
+            .await
+            .expect("lease");
+    }
+    assert_eq!(bed.store.list("locks/").await.expect("list").len(), 2);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.incomplete.is_empty(), "{:?}", report.incomplete);
+    assert_eq!((report.manifests, report.runs), (3, 3));
+    assert_eq!(report.vaults, ["kv1"]);
+    assert_same_restore_sets(&bed.index, &Index::open(&path).expect("rebuilt index"));
+}
+
 #[tokio::test]
 async fn a_damaged_part_leaves_its_run_out_and_names_the_part() {
     let bed = three_runs().await;
