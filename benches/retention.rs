@@ -33,11 +33,12 @@ use bytes::Bytes;
 use kvkeep::backup::{Clock, NoProgress, VaultBackup};
 use kvkeep::crypto::{Identity, Sealer};
 use kvkeep::index::{Index, ObjectState, RunStats, RunStatus};
-use kvkeep::model::{BlobKey, ObjectKind, RunId};
+use kvkeep::model::{BlobKey, ObjectKind, RunId, VaultName};
 use kvkeep::retention::{plan_prune, prune_vault, PruneObserver, PruneStep, RetentionPolicy};
 use kvkeep::source::{InMemoryVaultSource, SeedObject, VaultSource};
 use kvkeep::store::{
-    AzureAuth, AzureBlobStore, BlobMeta, BlobStore, RetryOptions, RetryStore, StoreError,
+    AzureAuth, AzureBlobStore, BlobMeta, BlobStore, Lease, LeaseDuration, LeaseError, LeaseHolder,
+    RetryOptions, RetryStore, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -357,6 +358,28 @@ impl BlobStore for CountingStore {
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         self.deletes.fetch_add(1, Ordering::Relaxed);
         self.inner.delete(key).await
+    }
+
+    // Prune does not take leases yet; these pass through uncounted.
+    async fn acquire_lease(
+        &self,
+        vault: &VaultName,
+        holder: &LeaseHolder,
+        duration: LeaseDuration,
+    ) -> Result<Lease, LeaseError> {
+        self.inner.acquire_lease(vault, holder, duration).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.inner.renew_lease(lease).await
+    }
+
+    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError> {
+        self.inner.release_lease(lease).await
+    }
+
+    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError> {
+        self.inner.break_lease(vault).await
     }
 }
 
