@@ -99,6 +99,35 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Replaces `path` with a private file (0600 whatever the umask) holding `bytes`: written to a
+/// new file beside it and renamed over it once complete, so a reader (a web server, a mail job,
+/// the daemon's `/report`) never sees half a file. The temporary name is unique per process and
+/// call, so two writers in one process do not trample each other; the last rename wins.
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let mut temp_name = file_name.to_os_string();
+    temp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = path.with_file_name(temp_name);
+    let written = create_private_file(&temp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let renamed = written.and_then(|()| fs::rename(&temp, path));
+    if renamed.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    renamed
+}
+
 /// The directory holding `path`: its parent, or `.` for a bare file name.
 pub fn parent_or_dot(path: &Path) -> &Path {
     match path.parent() {
@@ -238,5 +267,28 @@ mod tests {
             message.contains(&format!("chmod 600 {}", path.display())),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_replaced_file_is_private_whole_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.html");
+        fs::write(&path, "old").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        replace_private_file(&path, b"new report").expect("replace");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "new report");
+        assert_eq!(mode(&path), 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("report.html")]);
+        // A directory in the way: an error, and the directory is left alone.
+        let blocked = dir.path().join("sub");
+        fs::create_dir(&blocked).expect("mkdir");
+        fs::write(blocked.join("keep"), "x").expect("write");
+        assert!(replace_private_file(&blocked, b"x").is_err());
+        assert!(blocked.join("keep").exists());
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 2);
     }
 }

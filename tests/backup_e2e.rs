@@ -553,14 +553,40 @@ fn demo_runs_without_azure_and_leaves_a_usable_index() {
             .is_some_and(|backup| backup < restore_step),
         "the restore comes after the second backup: {stdout}"
     );
-    for file in ["kvkeep.toml", "identity.txt", "index.sqlite"] {
+    for file in ["kvkeep.toml", "identity.txt", "index.sqlite", "report.html"] {
         assert!(demo_dir.join(file).is_file(), "{file} is kept");
     }
+    // It ends by writing the HTML report, after the restore, and says where it is.
+    let report_path = demo_dir.join("report.html");
+    let report_step = stdout
+        .find("7. wrote the HTML retention report")
+        .expect("step 7");
+    assert!(restore_step < report_step, "{stdout}");
+    assert!(
+        stdout[report_step..].contains(&report_path.display().to_string()),
+        "{stdout}"
+    );
+    let page = std::fs::read_to_string(&report_path).expect("report");
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(
+        page.contains(r#"<section class="vault" id="vault-demo-vault""#),
+        "no section for the demo vault"
+    );
+    // Both backups are restore points, drawn as marks in the timeline.
+    assert!(
+        page.contains("2 from "),
+        "the facts line counts two restore points"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(demo_dir.join("identity.txt"))
             .expect("identity")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(&report_path)
+            .expect("report")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -85,6 +85,9 @@ verify_schedule = "@every 3s"
 listen = "LISTEN"
 shutdown_timeout = "30s"
 
+[report]
+html_path = "report.html"
+
 [[notify]]
 kind = "webhook"
 url_file = "webhook-url"
@@ -406,6 +409,25 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     );
     assert_eq!(bed.get("/healthz").await, (200, "ok".to_string()));
     assert_eq!(bed.get("/readyz").await, (200, "ready".to_string()));
+    assert!(
+        metrics.contains("kvkeep_report_written_timestamp_seconds "),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("kvkeep_report_failures_total 1"),
+        "{metrics}"
+    );
+
+    // [report] html_path: the HTML report is rewritten after runs and served at /report.
+    let (status, page) = bed.get("/report").await;
+    assert_eq!(status, 200, "{page}");
+    for vault in FIRST {
+        assert!(
+            page.contains(&format!(r#"<section class="vault" id="vault-{vault}""#)),
+            "no section for {vault} in /report"
+        );
+    }
+    assert!(!page.contains(r#"id="vault-kv-d""#));
 
     // SIGHUP with a broken file: every problem logged, the old configuration kept running.
     let good = std::fs::read_to_string(&bed.config).expect("config");
@@ -437,6 +459,20 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
     })
     .await;
     assert_eq!(bed.get("/readyz").await.0, 200);
+    let report_file = bed.dir.path().join("report.html");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !bed
+        .get("/report")
+        .await
+        .1
+        .contains(&format!(r#"<section class="vault" id="vault-{ADDED}""#))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added vault never showed in /report"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // SIGTERM while kv-c is mid-run: every backup answer of kv-c is held for a while.
     bed.hold_backups("kv-c", 1_500).await;
@@ -467,6 +503,34 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         "the run stopped mid-way is committed as interrupted: {:?}\n{stderr}",
         bed.runs("kv-c")
     );
+    // The last report, written after the stop, is private and shows the interrupted run.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&report_file).expect("the report file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let page = std::fs::read_to_string(&report_file).expect("report");
+        let kv_c = page
+            .split(r#"<section class="vault" id="vault-kv-c""#)
+            .nth(1)
+            .expect("kv-c's section");
+        let kv_c = kv_c.split("</section>").next().unwrap_or_default();
+        // The facts line: "<dt>Restore points</dt><dd>N from … M failed, K interrupted</dd>".
+        let facts = kv_c
+            .split("<dt>Restore points</dt><dd>")
+            .nth(1)
+            .and_then(|rest| rest.split("</dd>").next())
+            .expect("kv-c's restore points line");
+        let interrupted: u32 = facts
+            .strip_suffix(" interrupted")
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count of interrupted points in {facts:?}"));
+        assert!(
+            interrupted >= 1,
+            "kv-c's interrupted run is not in the last report: {facts:?}, {:?}",
+            bed.runs("kv-c")
+        );
+    }
     // The broken file's problem was logged by key, and the daemon said what it did.
     assert!(stderr.contains("vault[3].name"), "{stderr}");
     assert!(stderr.contains("configuration reloaded"), "{stderr}");

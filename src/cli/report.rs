@@ -121,7 +121,7 @@ fn report_command(args: ReportArgs, config: &Path) -> Result<u8, Fail> {
         }
     };
     match &args.out {
-        Some(path) => write_private(path, text.as_bytes()).map_err(|e| {
+        Some(path) => crate::fsutil::replace_private_file(path, text.as_bytes()).map_err(|e| {
             Fail(
                 EXIT_FAILED,
                 format!("cannot write the report to {}: {e}", path.display()),
@@ -133,27 +133,6 @@ fn report_command(args: ReportArgs, config: &Path) -> Result<u8, Fail> {
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Writes `bytes` to `path` through a new private file beside it, renamed over `path` when
-/// complete: a reader (a web server, a mail job) never sees half a report, and the file is
-/// 0600 whatever the umask, as it names every vault and object.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
-    let mut temp_name = file_name.to_os_string();
-    temp_name.push(format!(".tmp-{}", std::process::id()));
-    let temp = path.with_file_name(temp_name);
-    let written = crate::fsutil::create_private_file(&temp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&temp, path));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    renamed
 }
 
 /// The report for a terminal: per vault one line per section, then the objects without a

@@ -10,6 +10,7 @@ mod duration;
 mod model;
 mod notify;
 mod raw;
+mod report;
 mod retention;
 mod secret_files;
 mod toml_error;
@@ -25,6 +26,7 @@ pub use model::{
     PayloadMode, StoreAuth, StoreConfig, VaultConfig,
 };
 pub use notify::{NotifyConfig, NotifyOutcome, NotifyTarget};
+pub use report::ReportConfig;
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

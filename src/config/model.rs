@@ -29,6 +29,8 @@ pub struct Config {
     pub vaults: Vec<VaultConfig>,
     /// How `kvkeep daemon` runs.
     pub daemon: super::daemon::DaemonConfig,
+    /// The HTML report the daemon keeps (`[report]`).
+    pub report: super::report::ReportConfig,
     /// Who hears about a run's outcome (`[[notify]]`).
     pub notify: Vec<NotifyConfig>,
 }

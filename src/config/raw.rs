@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// `[daemon]`
     #[serde(default)]
     pub daemon: super::daemon::RawDaemon,
+    /// `[report]`
+    #[serde(default)]
+    pub report: super::report::RawReport,
     /// `[[notify]]`: who hears about a run's outcome.
     #[serde(default, rename = "notify")]
     pub notify: Vec<Spanned<super::notify::RawNotify>>,

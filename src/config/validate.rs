@@ -73,7 +73,7 @@ impl Check<'_> {
         });
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(super) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -129,9 +129,12 @@ pub(super) fn validate(
     let defaults = vault_settings(&mut c, "defaults", raw.defaults, None);
     let vaults = vaults(&mut c, raw.vaults, defaults.as_ref());
     let daemon = super::daemon::validate(&mut c, raw.daemon);
+    let report = super::report::validate(&mut c, raw.report);
     let notify = super::notify::validate(raw.notify, vaults.as_deref(), text, base, &mut c.errors);
 
-    match (store, encryption, index_path, azure, limits, vaults, daemon) {
+    match (
+        store, encryption, index_path, azure, limits, vaults, daemon, report,
+    ) {
         (
             Some(store),
             Some(encryption),
@@ -140,6 +143,7 @@ pub(super) fn validate(
             Some(limits),
             Some(vaults),
             Some(daemon),
+            Some(report),
         ) if c.errors.is_empty() => Ok(Config {
             store,
             encryption,
@@ -148,6 +152,7 @@ pub(super) fn validate(
             limits,
             vaults,
             daemon,
+            report,
             notify,
         }),
         _ => {

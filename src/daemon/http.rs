@@ -7,11 +7,14 @@
 //!   index and store) passes, 503 with its reason otherwise. A readiness probe: the process is
 //!   fine, its surroundings are not.
 //! - `GET /metrics`: the [`DaemonMetrics`] as OpenMetrics text.
+//! - `GET /report`: the HTML report the daemon writes to `[report] html_path`; 404 saying so
+//!   when no path is configured, 503 until the first one is written.
 //!
 //! Anything else is 404. The server stops when the daemon's cancellation token fires.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +90,15 @@ impl Heartbeat {
 /// The check behind `/readyz`: `Ok` when ready, else the reason.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// Where `/report` reads the HTML report: `[report] html_path` of the configuration in force
+/// (a reload may set, move or remove it), `None` when there is none.
+pub type ReportPath = Arc<dyn Fn() -> Option<PathBuf> + Send + Sync>;
+
+/// What `/report` answers with besides the page: no script, no fetch, styles inline only. The
+/// page needs nothing else, and a browser that enforces this keeps any markup that slipped in
+/// from doing anything.
+const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
 /// What the endpoint serves from.
 #[derive(Clone)]
 pub struct HttpState {
@@ -96,6 +108,8 @@ pub struct HttpState {
     pub readiness: ReadinessCheck,
     /// The metrics (`/metrics`).
     pub metrics: Arc<DaemonMetrics>,
+    /// The HTML report's file (`/report`).
+    pub report_path: ReportPath,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -137,6 +151,37 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
+async fn report(State(state): State<HttpState>) -> Response {
+    let Some(path) = (state.report_path)() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no report: set [report] html_path in the configuration and reload (SIGHUP)",
+        )
+            .into_response();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(page) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_SECURITY_POLICY, REPORT_CSP),
+            ],
+            page,
+        )
+            .into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the report has not been written yet: the daemon writes it at start and after each run",
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the report at {}: {e}", path.display()),
+        )
+            .into_response(),
+    }
+}
+
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
@@ -147,6 +192,7 @@ fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/report", get(report))
         .fallback(not_found)
         .with_state(state)
 }

@@ -2,6 +2,7 @@
 //! bodies and headers a probe or a Prometheus scraper gets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use futures::FutureExt;
 use tokio::task::JoinHandle;
@@ -48,6 +49,7 @@ fn state(bound: Duration, ready: Arc<AtomicBool>) -> HttpState {
         health: Arc::new(Heartbeat::new(bound)),
         readiness: readiness(ready),
         metrics: Arc::new(DaemonMetrics::new()),
+        report_path: Arc::new(|| None),
     }
 }
 
@@ -149,6 +151,58 @@ async fn metrics_are_served_as_openmetrics_text() {
         "{body}"
     );
     assert!(body.ends_with("# EOF\n"), "{body}");
+    server.cancel.cancel();
+}
+
+#[tokio::test]
+async fn report_serves_the_file_says_when_there_is_none_and_follows_the_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.html");
+    // What `[report] html_path` is in the configuration of the moment: a reload changes it.
+    let configured: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    let mut state = state(Duration::from_secs(60), Arc::new(AtomicBool::new(true)));
+    state.report_path = {
+        let configured = configured.clone();
+        Arc::new(move || configured.lock().expect("lock").clone())
+    };
+    let server = start(state).await;
+    let url = format!("{}/report", server.base);
+
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("set [report] html_path"), "{body}");
+
+    *configured.lock().expect("lock") = Some(file.clone());
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("not been written yet"), "{body}");
+
+    let page = "<!doctype html><title>kvkeep report</title><h2>kv-prod</h2>";
+    std::fs::write(&file, page).expect("write");
+    let response = client().get(&url).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+    let csp = header("content-security-policy").expect("a CSP");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert_eq!(response.text().await.expect("body"), page);
+
+    // Rewritten in place: the next request gets the new page.
+    std::fs::write(&file, "<!doctype html><h2>kv-next</h2>").expect("write");
+    assert_eq!(
+        get(&url).await,
+        (200, "<!doctype html><h2>kv-next</h2>".to_string())
+    );
     server.cancel.cancel();
 }
 

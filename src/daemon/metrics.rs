@@ -2,7 +2,9 @@
 //! last backed up, how its runs end, how hard Key Vault pushes back — served as OpenMetrics
 //! text on `/metrics` (see [`super::http`]).
 //!
-//! Every family but `kvkeep_build_info` carries a `vault` label, so one dashboard and one set
+//! Every family but `kvkeep_build_info` and the two of the HTML report
+//! (`kvkeep_report_written_timestamp_seconds`, `kvkeep_report_failures_total`, one report for all
+//! vaults) carries a `vault` label, so one dashboard and one set
 //! of alert rules serve any number of vaults; [`DaemonMetrics::forget_vault`] drops a vault's
 //! series once it leaves the configuration, or its last values would alert forever.
 //!
@@ -170,6 +172,8 @@ pub struct DaemonMetrics {
     pruned_bytes: Family<VaultLabels, Counter>,
     prune_deferred: Family<VaultLabels, Counter>,
     prune_failures: Family<VaultLabels, Counter>,
+    report_written: Gauge,
+    report_failures: Counter,
     /// Never held across an `.await` (nothing here awaits), so a std mutex suffices.
     seen: Mutex<Seen>,
 }
@@ -204,6 +208,8 @@ impl DaemonMetrics {
             pruned_bytes: Family::default(),
             prune_deferred: Family::default(),
             prune_failures: Family::default(),
+            report_written: Gauge::default(),
+            report_failures: Counter::default(),
             seen: Mutex::new(Seen::default()),
         };
         let registry = &mut metrics.registry;
@@ -305,6 +311,17 @@ impl DaemonMetrics {
             "prune_failures",
             "Prunes that could not run or stopped before the end",
             metrics.prune_failures.clone(),
+        );
+        registry.register_with_unit(
+            "report_written_timestamp",
+            "When the daemon last wrote the HTML report of [report] html_path (Unix time)",
+            Unit::Seconds,
+            metrics.report_written.clone(),
+        );
+        registry.register(
+            "report_failures",
+            "Times the HTML report of [report] html_path could not be built or written",
+            metrics.report_failures.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -544,6 +561,18 @@ impl DaemonMetrics {
                 vault: vault.to_string(),
                 notifier,
             });
+        }
+    }
+
+    /// The HTML report was written (`Some(when)`) or could not be (`None`).
+    pub fn report_finished(&self, written_at: Option<DateTime<Utc>>) {
+        match written_at {
+            Some(at) => {
+                self.report_written.set(at.timestamp());
+            }
+            None => {
+                self.report_failures.inc();
+            }
         }
     }
 

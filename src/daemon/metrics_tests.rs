@@ -463,6 +463,19 @@ fn prunes_count_points_blobs_and_bytes_and_what_they_left_or_failed() {
 }
 
 #[test]
+fn report_writes_set_their_time_and_failures_are_counted() {
+    let metrics = DaemonMetrics::new();
+    metrics.report_finished(Some(at(1_700_000_000)));
+    metrics.report_finished(None);
+    metrics.report_finished(Some(at(1_700_000_600)));
+    assert_has(
+        &metrics,
+        "kvkeep_report_written_timestamp_seconds 1700000600",
+    );
+    assert_has(&metrics, "kvkeep_report_failures_total 1");
+}
+
+#[test]
 fn the_readme_documents_every_metric_with_its_type() {
     let readme = include_str!("../../README.md");
     let text = every_metric().encode();
@@ -471,7 +484,7 @@ fn the_readme_documents_every_metric_with_its_type() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
         .collect();
-    assert_eq!(families.len(), 19, "{text}");
+    assert_eq!(families.len(), 21, "{text}");
     for (name, kind) in families {
         // The TYPE line names a counter without the `_total` its samples carry.
         let name = if kind == "counter" {

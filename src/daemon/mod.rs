@@ -12,6 +12,8 @@
 //!   so throttle budgets already spent are not handed out twice.
 //! - After each scheduled backup, the `[[notify]]` entries hear its outcome ([`Notifier`]); a
 //!   notification that fails is logged and never fails the run.
+//! - With `[report] html_path`, the HTML report is rewritten at start and after each run, and
+//!   served at `/report` ([`report`]).
 //! - Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are
 //!   open, a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop,
 //!   RELOADING=1 with MONOTONIC_USEC while reloading, and STOPPING=1 when a stop begins.
@@ -21,6 +23,7 @@ mod jobs;
 pub mod metrics;
 mod observe;
 mod reload;
+mod report;
 mod run;
 
 use std::path::PathBuf;
@@ -113,6 +116,8 @@ struct State {
     http: reqwest::Client,
     /// What `/metrics` shows; kept across reloads.
     metrics: Arc<DaemonMetrics>,
+    /// Where runs ask for the HTML report to be rewritten.
+    report: report::ReportWriter,
 }
 
 impl State {
@@ -198,6 +203,7 @@ pub async fn run(
         reload_problem: Mutex::new(None),
         http,
         metrics: metrics.clone(),
+        report: report::ReportWriter::default(),
     });
     let start: StartRun<Job> = {
         let (state, cancel, clock) = (state.clone(), cancel.clone(), clock.clone());
@@ -244,6 +250,10 @@ pub async fn run(
             health: heartbeat.clone(),
             readiness: observe::readiness_check(state.clone(), cancel.clone()),
             metrics: metrics.clone(),
+            report_path: {
+                let state = state.clone();
+                Arc::new(move || state.runner().config().report.html_path.clone())
+            },
         };
         match listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "health and metrics endpoint listening"),
@@ -276,15 +286,28 @@ pub async fn run(
             }
         })
     };
+    let reports = tokio::spawn(report::keep_written(
+        state.clone(),
+        clock.clone(),
+        cancel.clone(),
+    ));
     tracing::info!(vaults = config.vaults.len(), "daemon started");
     notify(&[sd_notify::NotifyState::Ready]);
-    let scheduler = run_loop(agenda, clock, start, loop_options, cancel.clone());
+    let scheduler = run_loop(agenda, clock.clone(), start, loop_options, cancel.clone());
     tokio::pin!(scheduler);
     let stopped = tokio::select! {
         _ = &mut scheduler => Stopped::Cleanly,
         () = stop_deadline(&cancel, config.daemon.shutdown_timeout) => Stopped::TimedOut,
     };
     reloads.abort();
+    if stopped == Stopped::Cleanly {
+        // The writer ends once a rewrite under way is done (the stop has fired), so this last
+        // one, which shows the runs the stop interrupted, is not overwritten by an older page.
+        let _ = reports.await;
+        report::write_now(&state, clock()).await;
+    } else {
+        reports.abort();
+    }
     match stopped {
         Stopped::Cleanly => tracing::info!("daemon stopped"),
         Stopped::TimedOut => tracing::error!(

@@ -55,6 +55,7 @@ pub(super) async fn run_job(
             }
         }
     }
+    state.report.wanted();
 }
 
 /// The prune after a backup that made a restore point, for a vault with `prune = true`: the

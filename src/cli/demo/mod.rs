@@ -208,6 +208,21 @@ async fn demo(dir: &Path) -> Result<u8, String> {
         }
     };
 
+    // Step 7: the retention report of the backed-up vault, as the daemon would keep it.
+    let report_path = config
+        .report
+        .html_path
+        .clone()
+        .unwrap_or_else(|| dir.join("report.html"));
+    let report_written = write_report(&config, &report_path);
+    match &report_written {
+        Ok(bytes) => println!(
+            "\n7. wrote the HTML retention report ({bytes} bytes; timeline, RPO, coverage, storage):\n   {}",
+            report_path.display()
+        ),
+        Err(e) => eprintln!("error: the report step failed: {e}"),
+    }
+
     let config_arg = paths.config.display();
     println!(
         "\nwhere everything is:\n\
@@ -215,14 +230,17 @@ async fn demo(dir: &Path) -> Result<u8, String> {
          \x20 identity       {} (the private key; only restore needs it)\n\
          \x20 store          {} (sealed blobs: objects/ and manifests/)\n\
          \x20 index          {}\n\
+         \x20 report         {} (open it in a browser)\n\
          \nlook further (the emulator is gone, the index and store remain):\n\
          \x20 kvkeep list runs --config {config_arg}\n\
+         \x20 kvkeep report --config {config_arg}\n\
          \x20 kvkeep list objects --config {config_arg}\n\
          \x20 kvkeep list versions --config {config_arg} --vault {VAULT} --kind secrets --name app-secret-00000\n\
          \x20 age -d -i {} {}/manifests/{VAULT}/<file>.age | zstd -d | tail -c +13   (a manifest, by hand)",
         paths.identity.display(),
         dir.join("store").display(),
         dir.join("index.sqlite").display(),
+        report_path.display(),
         paths.identity.display(),
         dir.join("store").display(),
     );
@@ -235,6 +253,9 @@ async fn demo(dir: &Path) -> Result<u8, String> {
         eprintln!("error: the demo's runs did not end as expected (see the reports above)");
         return Ok(EXIT_FAILED);
     }
+    if report_written.is_err() {
+        return Ok(EXIT_FAILED);
+    }
     if !restored_ok {
         eprintln!(
             "error: the restored vault does not match the first backup's point in time (see above)"
@@ -242,6 +263,16 @@ async fn demo(dir: &Path) -> Result<u8, String> {
         return Ok(EXIT_FAILED);
     }
     Ok(EXIT_OK)
+}
+
+/// Writes the HTML report of `config`'s vaults to `path` from the index; its size on success.
+fn write_report(config: &Config, path: &Path) -> Result<usize, String> {
+    let index = crate::index::Index::open(&config.index_path).map_err(|e| e.to_string())?;
+    let html = crate::report::html::build_html(&index, &config.vaults, crate::clock::now())
+        .map_err(|e| e.to_string())?;
+    crate::fsutil::replace_private_file(path, html.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(html.len())
 }
 
 /// Step 6: creates a fresh vault, adds it to the configuration, restores the point `at` (the
@@ -463,6 +494,9 @@ resolve = {{ {resolve} }}
 vault_share = 1.0
 subscription_share = 1.0
 concurrency = 4
+
+[report]
+html_path = "report.html"      # `kvkeep daemon` keeps it up to date; the demo writes it once
 
 {sections}"#,
         ca = ca.display(),
