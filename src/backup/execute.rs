@@ -17,12 +17,14 @@ use super::manifest::{
 };
 use super::plan::{
     self, object_key, BackupPlan, DeepScan, KnownObject, ListedObject, ObjectKey, PlanOptions,
-    PlannedCapture, VersionFingerprint,
+    PlannedCapture, SkipReason, SkippedObject, VersionFingerprint,
 };
 use super::report::{BackupReport, BackupStats, ObjectFailure, Progress};
 use crate::config::VaultConfig;
 use crate::crypto::{sha256_hex, Label, Sealer};
-use crate::index::{CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus};
+use crate::index::{
+    CapturedVersion, Index, IndexError, NewCapture, ObjectState, RunStatus, SkippedCounts,
+};
 use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId, Validity};
 use crate::source::{
     ObjectSummary, SourceError, SourceErrorKind, VaultSource, VersionInfo, MAX_BACKUP_VERSIONS,
@@ -354,10 +356,12 @@ impl VaultBackup {
         let gone: Vec<(ObjectKind, ObjectName)> =
             plan.gone.iter().map(|g| (g.kind, g.name.clone())).collect();
         let failures = report.failures.clone();
+        let skipped = skipped_counts(&plan.skipped);
         let this_run = run.clone();
         let recorded = self
             .on_index(move |index| {
                 index.write(|w| {
+                    w.record_skipped(&this_run, &skipped)?;
                     for (state, blob, deep_scanned, validity) in &unchanged {
                         w.record_unchanged(&this_run, state, blob, seen_at, *deep_scanned)?;
                         // A capture recorded before kvkeep read `nbf`/`exp` learns them here,
@@ -834,4 +838,17 @@ pub(super) fn current_version(listed: &ListedObject, versions: &[VersionInfo]) -
             candidates: n,
         },
     }
+}
+
+/// The plan's left-out objects counted by reason, for the report's coverage section.
+fn skipped_counts(skipped: &[SkippedObject]) -> SkippedCounts {
+    let mut counts = SkippedCounts::default();
+    for s in skipped {
+        match s.why {
+            SkipReason::Managed => counts.managed += 1,
+            SkipReason::NotIncluded | SkipReason::Excluded { .. } => counts.filtered += 1,
+            SkipReason::Tagged { .. } => counts.tagged += 1,
+        }
+    }
+    counts
 }

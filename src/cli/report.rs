@@ -202,17 +202,20 @@ fn summary(v: &VaultReport, section: Section) -> Vec<(&'static str, String)> {
         )],
         Section::Coverage => {
             let c = &v.coverage;
-            vec![(
-                "coverage",
-                format!(
-                    "{} never captured, {} failing, {} with {} or more versions (Key Vault's limit is {})",
-                    c.never_captured,
-                    c.failing,
-                    c.many_versions.len(),
-                    c.version_warning_at,
-                    c.version_limit
+            vec![
+                (
+                    "coverage",
+                    format!(
+                        "{} never captured, {} failing, {} with {} or more versions (Key Vault's limit is {})",
+                        c.never_captured,
+                        c.failing,
+                        c.many_versions.len(),
+                        c.version_warning_at,
+                        c.version_limit
+                    ),
                 ),
-            )]
+                ("skipped", crate::report::skipped_line(c.skipped.as_ref())),
+            ]
         }
         Section::Expirations => {
             let e = &v.expirations;

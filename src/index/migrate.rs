@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0006_capture_expiry.sql",
         sql: include_str!("../../migrations/0006_capture_expiry.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_run_skipped.sql",
+        sql: include_str!("../../migrations/0007_run_skipped.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

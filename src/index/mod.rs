@@ -53,7 +53,7 @@ pub use report::{
 pub use timeline::{ObjectPointsPage, ObjectPointsRecord};
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,
-    ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus,
+    ObjectErrorRecord, ObjectRecord, ObjectState, RunRecord, RunStats, RunStatus, SkippedCounts,
     VerificationDepth, VerificationRecord, VersionRecord,
 };
 pub use write::Writer;

@@ -7,10 +7,11 @@
 //! [`Index::last_verification`]; these queries only add what a report needs on top. Like every
 //! reader they never write, so a report can run next to the daemon (WAL mode).
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::error::IndexError;
 use super::read::{parsed, HELD_C2};
+use super::types::SkippedCounts;
 use super::Index;
 use crate::model::{ObjectKind, ObjectName, Validity, VaultName};
 
@@ -229,6 +230,32 @@ impl Index {
             }
             out.sort_by_key(|a| (a.kind, a.name.canonical()));
             Ok(out)
+        })
+    }
+
+    /// What the newest run of `vault` that recorded them left out, by reason, and when it
+    /// started; `None` when no run has (none yet, or all before schema 7 or rebuilt).
+    pub fn newest_skipped(
+        &self,
+        vault: &VaultName,
+    ) -> Result<Option<(i64, SkippedCounts)>, IndexError> {
+        self.read("reading what the newest run left out", |conn| {
+            conn.prepare_cached(
+                "SELECT started_at, skipped_managed, skipped_filtered, skipped_tagged FROM runs
+                 WHERE vault = ?1 AND skipped_managed IS NOT NULL
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row([vault.as_str()], |r| {
+                Ok((
+                    r.get(0)?,
+                    SkippedCounts {
+                        managed: r.get(1)?,
+                        filtered: r.get(2)?,
+                        tagged: r.get(3)?,
+                    },
+                ))
+            })
+            .optional()
         })
     }
 

@@ -79,6 +79,17 @@ pub struct RunStats {
     pub uploaded_bytes: u64,
 }
 
+/// How many listed objects a run left out, by reason (from its plan).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedCounts {
+    /// A certificate's key or secret: the certificate's backup covers it.
+    pub managed: u64,
+    /// Left out by `include` or `exclude`.
+    pub filtered: u64,
+    /// Carrying a skip tag.
+    pub tagged: u64,
+}
+
 /// One run as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {

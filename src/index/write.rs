@@ -8,7 +8,9 @@
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::error::{classify, IndexError};
-use super::types::{NewCapture, ObjectState, RunStats, RunStatus, VerificationRecord};
+use super::types::{
+    NewCapture, ObjectState, RunStats, RunStatus, SkippedCounts, VerificationRecord,
+};
 use super::Index;
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, Validity, VaultName};
 
@@ -196,6 +198,33 @@ impl<'a> Writer<'a> {
             })
             .map_err(self.err("recording the validity period of an unchanged object"))?;
         Ok(filled > 0)
+    }
+
+    /// Records how many listed objects run `run` left out, by reason.
+    pub fn record_skipped(
+        &mut self,
+        run: &RunId,
+        skipped: &SkippedCounts,
+    ) -> Result<(), IndexError> {
+        let changed = self
+            .tx
+            .prepare_cached(
+                "UPDATE runs SET skipped_managed = ?2, skipped_filtered = ?3, skipped_tagged = ?4
+                 WHERE run_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run.as_str(),
+                    skipped.managed,
+                    skipped.filtered,
+                    skipped.tagged
+                ])
+            })
+            .map_err(self.err("recording the objects a run left out"))?;
+        if changed == 0 {
+            return Err(IndexError::UnknownRun { run: run.clone() });
+        }
+        Ok(())
     }
 
     /// Records, for a rebuild, a capture that run `writer` wrote but whose manifest is no longer

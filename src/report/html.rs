@@ -292,12 +292,13 @@ fn facts(out: &mut String, v: &VaultReport) {
     })
     .collect();
     let coverage = format!(
-        "{} never captured, {} failing, {} with {} or more versions (Key Vault's limit is {})",
+        "{} never captured, {} failing, {} with {} or more versions (Key Vault's limit is {}); skipped on purpose: {}",
         c.never_captured,
         c.failing,
         c.many_versions.len(),
         c.version_warning_at,
-        c.version_limit
+        c.version_limit,
+        super::skipped_line(c.skipped.as_ref())
     );
     let kv = &v.key_vault_expiry;
     let within = human_duration(std::time::Duration::from_secs(kv.within_seconds));

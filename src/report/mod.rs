@@ -169,6 +169,38 @@ pub struct CoverageReport {
     pub version_limit: u64,
     /// Objects whose newest capture holds at least `version_warning_at` versions, most first.
     pub many_versions: Vec<ManyVersions>,
+    /// What the newest run that counted them left out on purpose; `null` when no run has
+    /// (none yet, or all recorded before kvkeep counted them, or rebuilt from manifests).
+    pub skipped: Option<SkippedReport>,
+}
+
+/// What the newest run left out on purpose, in one line (the table and the HTML page).
+pub fn skipped_line(skipped: Option<&SkippedReport>) -> String {
+    match skipped {
+        None => "not known yet (counted from the next backup on)".to_string(),
+        Some(s) => format!(
+            "{} certificate-managed, {} by include/exclude, {} by skip tag (run of {})",
+            s.managed,
+            s.filtered,
+            s.tagged,
+            crate::restore::plan::rfc3339(s.as_of)
+        ),
+    }
+}
+
+/// Listed objects a run left out on purpose, by reason: covered some other way, or excluded by
+/// the configuration. Not a gap in coverage, but worth seeing when a filter is wrong.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SkippedReport {
+    /// Start of the run that counted them.
+    #[serde(serialize_with = "time::required")]
+    pub as_of: i64,
+    /// A certificate's key or secret, which the certificate's backup covers.
+    pub managed: u64,
+    /// Left out by the vault's `include` or `exclude`.
+    pub filtered: u64,
+    /// Carrying one of the vault's skip tags.
+    pub tagged: u64,
 }
 
 /// An object without a fresh backup.
@@ -429,6 +461,14 @@ fn vault_report(
                 captured_at: o.captured_at,
             })
             .collect(),
+        skipped: index
+            .newest_skipped(&vault.name)?
+            .map(|(as_of, counts)| SkippedReport {
+                as_of,
+                managed: counts.managed,
+                filtered: counts.filtered,
+                tagged: counts.tagged,
+            }),
     };
 
     let plan = plan_prune(index, vault, now)?;

@@ -236,6 +236,19 @@ pub(crate) fn fixture() -> Index {
         }
         run.finish(status);
     }
+    // The newest run counted what it left out; kv-late's runs predate the counts.
+    index
+        .write(|w| {
+            w.record_skipped(
+                &run_id(6),
+                &crate::index::SkippedCounts {
+                    managed: 2,
+                    filtered: 3,
+                    tagged: 1,
+                },
+            )
+        })
+        .expect("skipped counts");
     // Older than the 30-day growth window: counted in storage, not in growth.
     let october = Utc
         .with_ymd_and_hms(2026, 10, 15, 12, 0, 0)

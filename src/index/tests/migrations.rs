@@ -135,6 +135,51 @@ fn captures_recorded_before_version_3_upgrade_with_tags_unknown_and_new_ones_kee
 }
 
 #[test]
+fn runs_recorded_before_version_7_upgrade_with_their_skipped_counts_unknown() {
+    use crate::index::SkippedCounts;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("index.sqlite");
+    let old = Index::open_at_version(&path, 6).expect("version 6");
+    old.lock()
+        .execute_batch(
+            "INSERT INTO runs (id, run_id, vault, started_at, finished_at, status, manifest_key)
+             VALUES (1, '0000000000000001', 'kv1', 100, 110, 'completed',
+                 'manifests/kv1/100-0000000000000001.age');",
+        )
+        .expect("old run");
+    drop(old);
+
+    let index = Index::open(&path).expect("upgrade");
+    assert_eq!(index.schema_version().expect("version"), 7);
+    assert_eq!(index.newest_skipped(&vault("kv1")).expect("read"), None);
+
+    // A new run records its counts; the newest run that has them is the one reported, and a
+    // later run that ended before planning (nothing recorded) does not hide them.
+    index.begin_run(&run(2), &vault("kv1"), 200).expect("run");
+    let counts = SkippedCounts {
+        managed: 4,
+        filtered: 2,
+        tagged: 1,
+    };
+    index
+        .write(|w| w.record_skipped(&run(2), &counts))
+        .expect("record");
+    index.begin_run(&run(3), &vault("kv1"), 300).expect("run");
+    assert_eq!(
+        index.newest_skipped(&vault("kv1")).expect("read"),
+        Some((200, counts))
+    );
+    assert_eq!(index.newest_skipped(&vault("kv2")).expect("read"), None);
+    // Negative counts cannot be stored, and an unknown run is an error.
+    assert!(index
+        .lock()
+        .execute("UPDATE runs SET skipped_tagged = -1 WHERE id = 2", [])
+        .is_err());
+    assert!(index.write(|w| w.record_skipped(&run(9), &counts)).is_err());
+}
+
+#[test]
 fn captures_recorded_before_version_6_upgrade_with_their_expiry_unknown() {
     use crate::index::{RunStats, RunStatus};
     use crate::model::Validity;
@@ -163,7 +208,10 @@ fn captures_recorded_before_version_6_upgrade_with_their_expiry_unknown() {
     drop(old);
 
     let index = Index::open(&path).expect("upgrade");
-    assert_eq!(index.schema_version().expect("version"), 6);
+    assert_eq!(
+        index.schema_version().expect("version"),
+        supported_version()
+    );
     let old_blob = blob("objects/kv1/secrets/old/100.age");
     assert_eq!(
         index.capture_validity(&old_blob).expect("validity"),
@@ -358,10 +406,13 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
     }
     drop(index);
     // Schema version 3 stored everything above except what each run holds, what prune
-    // forgot and the captures' validity periods.
+    // forgot, the captures' validity periods and what each run left out.
     let conn = Connection::open(&path).expect("open");
     conn.execute_batch(
-        "ALTER TABLE captures DROP COLUMN validity_known;
+        "ALTER TABLE runs DROP COLUMN skipped_managed;
+         ALTER TABLE runs DROP COLUMN skipped_filtered;
+         ALTER TABLE runs DROP COLUMN skipped_tagged;
+         ALTER TABLE captures DROP COLUMN validity_known;
          ALTER TABLE captures DROP COLUMN not_before;
          ALTER TABLE captures DROP COLUMN expires_at;
          DROP INDEX runs_forgotten_manifests;
