@@ -1,11 +1,11 @@
-//! Drives `kvkeep keys generate` through the real binary: the identity file it writes, the
-//! recipient it prints, and its refusal to overwrite a key.
+//! Drives `kvkeep keys generate` (and `--catalog`) through the real binary: the identity file it
+//! writes, the recipient it prints, and its refusal to overwrite a key.
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::str::FromStr;
 
-use kvkeep::crypto::{open, Identities, Label, Sealer};
+use kvkeep::crypto::{open, Identities, KeyRole, Label, Sealer};
 
 fn kvkeep(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kvkeep"))
@@ -86,6 +86,71 @@ fn generate_writes_a_private_identity_and_prints_its_recipient() {
     let label = Label::manifest("kv-test".parse().expect("vault"), 0);
     let blob = sealer.seal(&label, b"hello").expect("seal");
     assert_eq!(open(&blob, &identities).expect("open").payload, b"hello");
+}
+
+#[test]
+fn generate_catalog_writes_a_marked_identity_that_opens_manifests_and_no_backup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.txt");
+    let out = generate(&path, &["--catalog"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "identity file mode {mode:o}");
+    }
+    let catalog = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    let catalog = catalog.trim();
+    age::x25519::Recipient::from_str(catalog).expect("stdout is the recipient");
+    let text = std::fs::read_to_string(&path).expect("file");
+    assert!(text.contains("\n# kvkeep key role: catalog\n"), "{text}");
+    let identities = Identities::from_file(&path).expect("loads");
+    assert_eq!(identities.roles(), vec![KeyRole::Catalog]);
+
+    // The hint names the catalog key's place in the configuration and says daemon hosts only.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[encryption] catalog_recipient"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("daemon hosts only"), "{stderr}");
+    assert!(stderr.contains("never a backup"), "{stderr}");
+    assert_no_secret(&out, &secret_line(&path));
+
+    // Sealed by a configuration that names it: manifests open with it, backups do not.
+    let recovery = dir.path().join("recovery.txt");
+    let out = generate(&recovery, &[]);
+    let recovery_recipient = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let sealer = Sealer::new(&[recovery_recipient], 3)
+        .expect("sealer")
+        .with_catalog(catalog)
+        .expect("catalog");
+    let vault: kvkeep::model::VaultName = "kv-test".parse().expect("vault");
+    let manifest = sealer
+        .seal(&Label::manifest(vault.clone(), 0), b"names")
+        .expect("seal");
+    assert_eq!(
+        open(&manifest, &identities).expect("open").payload,
+        b"names"
+    );
+    let version: kvkeep::model::ObjectVersion =
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f0".parse().expect("version");
+    let object = Label::object(
+        vault,
+        kvkeep::model::ObjectKind::Secrets,
+        "db".parse().expect("name"),
+        vec![version.clone()],
+        version,
+        0,
+    );
+    let blob = sealer.seal(&object, b"canary-secret").expect("seal");
+    assert!(open(&blob, &identities).is_err());
 }
 
 #[test]

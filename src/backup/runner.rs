@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BackupPlan, BackupReport, Clock, Progress, VaultBackup};
 use crate::config::{Config, VaultConfig};
-use crate::crypto::{CryptoError, Sealer};
+use crate::crypto::{load_catalog_identity, CryptoError, Identities, Sealer};
 use crate::index::{lock_vault, Index, IndexError, IndexLock, RunStatus};
 use crate::model::{RunId, VaultName};
 use crate::source::{
@@ -54,7 +54,7 @@ pub enum SetupError {
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The recipients or zstd level are unusable.
+    /// The recipients, the zstd level or the catalog identity file are unusable.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
 }
@@ -65,6 +65,9 @@ pub struct Runner {
     store: Option<Arc<dyn BlobStore>>,
     index: Arc<Index>,
     sealer: Arc<Sealer>,
+    /// The catalog identity (`[encryption] catalog_identity_file`): opens the manifests other
+    /// instances wrote, never an object blob.
+    catalog_identity: Option<Arc<Identities>>,
     limiter: Arc<RateLimiter>,
     clock: Clock,
     /// Ends the waits of the rate limiter, the store's retries and the SDK.
@@ -107,6 +110,10 @@ impl Runner {
         limiter: Arc<RateLimiter>,
     ) -> Result<Self, SetupError> {
         let sealer = Arc::new(Sealer::from_config(&config.encryption)?);
+        // Read at every open (a reload builds a new runner), so a rotated credential file is
+        // picked up, and a wrong or loose one stops the daemon at start rather than at the
+        // first manifest it cannot open.
+        let catalog_identity = load_catalog_identity(&config.encryption)?.map(Arc::new);
         let index = if dry_run && !Path::new(&config.index_path).exists() {
             Index::open_in_memory()?
         } else {
@@ -122,6 +129,7 @@ impl Runner {
             store,
             index: Arc::new(index),
             sealer,
+            catalog_identity,
             limiter,
             clock,
             cancel,
@@ -137,6 +145,13 @@ impl Runner {
     /// The store in use (`None` for a dry run).
     pub fn store(&self) -> Option<&Arc<dyn BlobStore>> {
         self.store.as_ref()
+    }
+
+    /// The catalog identity, when `[encryption] catalog_identity_file` is set: opens manifests
+    /// (`crate::backup::manifest::open_manifest`) written by any instance sealing to the
+    /// catalog recipient, and no object blob.
+    pub fn catalog_identity(&self) -> Option<&Arc<Identities>> {
+        self.catalog_identity.as_ref()
     }
 
     /// The rate limiter every source of this runner draws on.

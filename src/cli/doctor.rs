@@ -21,7 +21,8 @@ pub struct DoctorArgs {
     /// Check this vault (repeatable); every configured vault when none is named.
     #[arg(long = "vault", value_name = "NAME")]
     pub vaults: Vec<String>,
-    /// An age identity file: also open the newest manifest of each vault with it (never logged).
+    /// An age identity file, recovery or catalog: also open the newest manifest of each vault
+    /// with it and say which role it has (never logged).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Output format.
@@ -40,7 +41,11 @@ fn doctor_command(args: DoctorArgs, config: &Path) -> Result<u8, Fail> {
     // The identity file is checked (private, parsable) before anything is contacted.
     let identities = match &args.identity {
         Some(path) => Some(Arc::new(
-            Identities::from_file(path).map_err(|e| Fail(EXIT_USAGE, e.to_string()))?,
+            Identities::from_file(path)
+                .map(|ids| {
+                    ids.with_catalog_recipient(config.encryption.catalog_recipient.as_deref())
+                })
+                .map_err(|e| Fail(EXIT_USAGE, e.to_string()))?,
         )),
         None => None,
     };

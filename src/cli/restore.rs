@@ -87,26 +87,52 @@ impl From<RestoreError> for Fail {
     }
 }
 
-/// Loads identities (exit 2 when the file is missing or invalid). The message names the option,
-/// never the file's content or its path.
-pub(crate) fn load_identities(path: Option<&Path>, why: &str) -> Result<Arc<Identities>, Fail> {
+/// What a command opens with the identities it loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opens {
+    /// Manifests only (`index rebuild`): a catalog identity will do.
+    Manifests,
+    /// Object blobs too (restore, deep verify, drills): a recovery identity is needed, and a
+    /// file with only catalog identities is refused up front, naming what it is.
+    Backups(&'static str),
+}
+
+/// Loads identities (exit 2 when the file is missing or invalid, or holds only catalog
+/// identities where backups must be opened). Identities whose recipient is the configured
+/// catalog recipient count as catalog identities whatever their file says. The message names
+/// the option, never the file's content or its path.
+pub(crate) fn load_identities(
+    path: Option<&Path>,
+    why: &str,
+    config: &Config,
+    opens: Opens,
+) -> Result<Arc<Identities>, Fail> {
     let path = path.ok_or_else(|| {
-        Fail(
-            EXIT_USAGE,
-            format!(
-                "{why} needs --identity FILE: the age identity matching the configured recipients"
-            ),
-        )
+        let which = match opens {
+            Opens::Manifests => {
+                "the age identity matching the configured recipients or catalog_recipient"
+            }
+            Opens::Backups(_) => "the age identity matching the configured recipients",
+        };
+        Fail(EXIT_USAGE, format!("{why} needs --identity FILE: {which}"))
     })?;
     // The path is not repeated: an identity pasted as the argument would be printed back.
     let shown = format!("identity file {}", path.display());
-    Identities::from_file(path).map(Arc::new).map_err(|e| {
-        Fail(
-            EXIT_USAGE,
-            e.to_string()
-                .replace(&shown, "identity file given with --identity"),
-        )
-    })
+    let identities = Identities::from_file(path)
+        .map(|ids| ids.with_catalog_recipient(config.encryption.catalog_recipient.as_deref()))
+        .map_err(|e| {
+            Fail(
+                EXIT_USAGE,
+                e.to_string()
+                    .replace(&shown, "identity file given with --identity"),
+            )
+        })?;
+    if let Opens::Backups(what) = opens {
+        identities
+            .require_recovery(what)
+            .map_err(|e| Fail(EXIT_USAGE, e.to_string()))?;
+    }
+    Ok(Arc::new(identities))
 }
 
 /// Opens an existing index; a missing file is not created (restore would find nothing) but
@@ -217,7 +243,12 @@ fn restore(args: RestoreArgs, config: &Path) -> Result<u8, Fail> {
     let identities = if args.dry_run {
         None
     } else {
-        Some(load_identities(args.identity.as_deref(), "restore")?)
+        Some(load_identities(
+            args.identity.as_deref(),
+            "restore",
+            &config,
+            Opens::Backups("restore"),
+        )?)
     };
     let index = open_index(&config)?;
     let rt = runtime()?;

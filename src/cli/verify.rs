@@ -9,6 +9,7 @@ use serde_json::json;
 use super::render::{bytes, Output, Table};
 use super::restore::{
     load_identities, open_index, progress, resolve_or_fail, source, source_location, store_with,
+    Opens,
 };
 use super::{
     exit_code_of, load_config, runtime, Fail, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
@@ -51,7 +52,7 @@ pub enum IndexAction {
 /// Arguments of `kvkeep index rebuild`.
 #[derive(Debug, clap::Args)]
 pub struct RebuildArgs {
-    /// The age identity file that opens the manifests (never logged).
+    /// The age identity file that opens the manifests, recovery or catalog (never logged).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Output format.
@@ -81,6 +82,8 @@ fn verify(args: VerifyArgs, config: &Path) -> Result<u8, Fail> {
         Some(load_identities(
             args.identity.as_deref(),
             "verify --deep/--drill",
+            &config,
+            Opens::Backups("verify --deep/--drill"),
         )?)
     } else {
         None
@@ -226,7 +229,14 @@ pub fn run_index(action: IndexAction, config: &Path) -> u8 {
 
 fn index_rebuild(args: RebuildArgs, config: &Path) -> Result<u8, Fail> {
     let config = load_config(config)?;
-    let identities = load_identities(args.identity.as_deref(), "index rebuild")?;
+    // Rebuild opens manifests (heads and parts) and only lists object blobs, so the catalog
+    // identity will do: a DR host can rebuild before the offline key is fetched.
+    let identities = load_identities(
+        args.identity.as_deref(),
+        "index rebuild",
+        &config,
+        Opens::Manifests,
+    )?;
     let rt = runtime()?;
     rt.block_on(async {
         let cancel = super::cancel_on_stop_signal("stopping the rebuild; the old index stays");

@@ -84,11 +84,19 @@ pub enum AccessTier {
     Cold,
 }
 
-/// Sealing settings. Only public keys: the backup path never needs an identity.
+/// Sealing settings. Public keys, and the path (never the content) of the catalog identity
+/// file: the backup path never needs an identity.
 #[derive(Debug, Clone, Serialize)]
 pub struct EncryptionConfig {
-    /// age recipients (`age1…`), de-duplicated, inline ones first.
+    /// Recovery recipients (`age1…`), de-duplicated, inline ones first: every blob is sealed
+    /// to them.
     pub recipients: Vec<String>,
+    /// The catalog recipient (`age1…`): manifests are also sealed to it, object blobs never.
+    /// Never one of `recipients`.
+    pub catalog_recipient: Option<String>,
+    /// The catalog identity file on daemon hosts (a `LoadCredential=` file): opens manifests
+    /// that other instances wrote. Read by [`crate::crypto::load_catalog_identity`].
+    pub catalog_identity_file: Option<PathBuf>,
     /// zstd level, 1–22.
     pub zstd_level: i32,
 }

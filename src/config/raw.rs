@@ -71,6 +71,10 @@ pub struct RawEncryption {
     pub recipients: Vec<Spanned<String>>,
     /// File with one age recipient per line.
     pub recipients_file: Option<Spanned<String>>,
+    /// The catalog recipient (manifests only).
+    pub catalog_recipient: Option<Spanned<String>>,
+    /// The catalog identity file (daemon hosts).
+    pub catalog_identity_file: Option<Spanned<String>>,
     /// zstd level.
     pub zstd_level: Option<Spanned<i64>>,
 }

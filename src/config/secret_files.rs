@@ -3,7 +3,10 @@
 //! so `kvkeep config check` (systemd's `ExecStartPre=`) and every command refuse a file others
 //! can read before anything is contacted; the adapters check again when they read the file.
 //!
-//! Only permissions are looked at here, never the content: validation itself stays pure.
+//! Only permissions are looked at here, never the content: validation itself stays pure. The
+//! one exception is the catalog identity file, which is also opened (through the same private
+//! file checks) to compare its public key with `catalog_recipient`: a mismatch would only show
+//! much later, when another instance cannot open this one's manifests.
 
 use std::path::Path;
 
@@ -19,6 +22,13 @@ pub(super) fn check(config: &Config) -> Vec<ConfigError> {
     } = &config.store
     {
         files.push(("store.sas_url_file", "sas url file", url_file));
+    }
+    if let Some(path) = &config.encryption.catalog_identity_file {
+        files.push((
+            "encryption.catalog_identity_file",
+            "catalog identity file",
+            path,
+        ));
     }
     match &config.azure.credential {
         CredentialConfig::ClientSecret { secret_file, .. } => files.push((
@@ -47,7 +57,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigError> {
     for (key, path) in &notify_keys {
         files.push((key, "notification url file", path));
     }
-    files
+    let mut errors: Vec<ConfigError> = files
         .into_iter()
         .filter_map(|(key, what, path)| {
             fsutil::loose_mode(path).map(|mode| ConfigError {
@@ -56,5 +66,25 @@ pub(super) fn check(config: &Config) -> Vec<ConfigError> {
                 message: fsutil::loose_file_message(what, path, mode),
             })
         })
-        .collect()
+        .collect();
+    errors.extend(catalog_identity(config));
+    errors
+}
+
+/// Opens the catalog identity file, when it exists and is private, to check it holds the key of
+/// `catalog_recipient` and no recovery key. A file that does not exist yet (a credential present
+/// only while the service runs) is checked when the daemon reads it.
+fn catalog_identity(config: &Config) -> Option<ConfigError> {
+    let path = config.encryption.catalog_identity_file.as_ref()?;
+    if !path.exists() || fsutil::loose_mode(path).is_some() {
+        return None;
+    }
+    crate::crypto::load_catalog_identity(&config.encryption)
+        .err()
+        .map(|e| ConfigError {
+            path: "encryption.catalog_identity_file".into(),
+            line: None,
+            // CryptoError never carries key material: files by path, keys by public key.
+            message: e.to_string(),
+        })
 }

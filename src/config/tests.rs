@@ -390,3 +390,101 @@ fn rpo_is_unset_by_default_and_a_vault_overrides_the_default() {
     let shown = serde_json::to_value(&c).expect("json");
     assert_eq!(shown["vaults"][1]["rpo"], "2h");
 }
+
+const CATALOG: &str = "age1t0ttjgz4hh7al52u9k7j570k70m5wswz8dlakvvrg39an4d5mvkq2lv0d7";
+
+#[test]
+fn the_catalog_recipient_and_identity_file_are_optional_and_validated() {
+    let c = parse_with(&minimal(), &[]).expect("valid");
+    assert_eq!(c.encryption.catalog_recipient, None);
+    assert_eq!(c.encryption.catalog_identity_file, None);
+
+    let with = |lines: &str| minimal().replace("[[vault]]", &format!("{lines}\n\n[[vault]]"));
+    let c = parse_with(
+        &with(&format!(
+            "catalog_recipient = \"{CATALOG}\"\ncatalog_identity_file = \"catalog.txt\""
+        )),
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(c.encryption.catalog_recipient.as_deref(), Some(CATALOG));
+    assert_eq!(
+        c.encryption.catalog_identity_file,
+        Some(PathBuf::from("/etc/kvkeep/catalog.txt"))
+    );
+
+    // The same key as a recovery recipient: the catalog identity would open every backup.
+    let err = parse_with(&with(&format!("catalog_recipient = \"{RECIPIENT}\"")), &[])
+        .expect_err("same as a recipient");
+    let e = &err.errors[0];
+    assert_eq!(
+        (e.path.as_str(), e.line),
+        ("encryption.catalog_recipient", Some(9))
+    );
+    assert!(e.message.contains("would open every backup"), "{err}");
+    assert!(e.message.contains("keys generate --catalog"), "{err}");
+
+    // A private key pasted as the catalog recipient is refused and never echoed.
+    let canary = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQCANARY";
+    let err = parse_with(&with(&format!("catalog_recipient = \"{canary}\"")), &[])
+        .expect_err("a private key")
+        .to_string();
+    assert!(err.contains("encryption.catalog_recipient") && err.contains("private key"));
+    assert!(!err.contains("CANARY"), "{err}");
+    let err = parse_with(&with("catalog_recipient = \"age1nope\""), &[]).expect_err("bad");
+    assert_eq!(err.errors[0].path, "encryption.catalog_recipient");
+
+    // An identity file without its recipient: nothing would be sealed to it.
+    let err = parse_with(&with("catalog_identity_file = \"catalog.txt\""), &[])
+        .expect_err("no recipient");
+    assert_eq!(err.errors[0].path, "encryption.catalog_identity_file");
+    assert!(
+        err.to_string().contains("without catalog_recipient"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn loading_checks_the_catalog_identity_file_is_private_and_matches_the_recipient() {
+    use crate::crypto::{write_identity_file, Identity, KeyRole};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("catalog.txt");
+    let catalog = Identity::generate_with_role(KeyRole::Catalog);
+    write_identity_file(&key_path, &catalog, "now", false).expect("write");
+    let config_path = dir.path().join("kvkeep.toml");
+    let load = |recipient: &str| {
+        let text = minimal().replace(
+            "[[vault]]",
+            &format!(
+                "catalog_recipient = \"{recipient}\"\ncatalog_identity_file = \"catalog.txt\"\n\n[[vault]]"
+            ),
+        );
+        std::fs::write(&config_path, text).expect("write config");
+        Config::load(&config_path)
+    };
+    let c = load(&catalog.recipient()).expect("matching key loads");
+    assert_eq!(c.encryption.catalog_identity_file, Some(key_path.clone()));
+    let shown = serde_json::to_string(&c).expect("json");
+    assert!(!shown.contains("AGE-SECRET-KEY"), "{shown}");
+
+    let err = load(CATALOG).expect_err("another key").to_string();
+    assert!(err.contains("encryption.catalog_identity_file"), "{err}");
+    assert!(
+        err.contains("not of the configured catalog_recipient"),
+        "{err}"
+    );
+    assert!(!err.contains("AGE-SECRET-KEY"), "{err}");
+
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = load(&catalog.recipient()).expect_err("loose").to_string();
+    assert!(
+        err.contains(&format!("chmod 600 {}", key_path.display())),
+        "{err}"
+    );
+
+    // A credential present only while the service runs is checked when the daemon reads it.
+    std::fs::remove_file(&key_path).expect("rm");
+    load(&catalog.recipient()).expect("a missing file is not a configuration error");
+}

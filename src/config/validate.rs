@@ -379,8 +379,48 @@ fn encryption(c: &mut Check, raw: Option<Spanned<RawEncryption>>) -> Option<Encr
             DEFAULT_ZSTD_LEVEL
         }
     };
+    let catalog_recipient = match &raw.catalog_recipient {
+        None => None,
+        Some(r) => match recipient(r.get_ref()) {
+            // Object blobs are sealed to every recovery recipient: the same key as catalog
+            // recipient would put every backup within reach of the daemon hosts.
+            Ok(catalog) if recipients.contains(&catalog) => {
+                c.at(
+                    "encryption.catalog_recipient",
+                    r,
+                    "is also one of the recipients: backups are sealed to every recipient, so the catalog identity, which sits on daemon hosts, would open every backup; make a separate catalog key with `kvkeep keys generate --catalog`",
+                );
+                ok = false;
+                None
+            }
+            Ok(catalog) => Some(catalog),
+            Err(msg) => {
+                c.at("encryption.catalog_recipient", r, msg);
+                ok = false;
+                None
+            }
+        },
+    };
+    let catalog_identity_file = match &raw.catalog_identity_file {
+        None => None,
+        Some(p) if p.get_ref().trim().is_empty() => {
+            c.at("encryption.catalog_identity_file", p, "must not be empty: name the catalog identity file (e.g. /run/credentials/kvkeep.service/catalog-identity) or remove the key");
+            ok = false;
+            None
+        }
+        Some(p) if catalog_recipient.is_none() && raw.catalog_recipient.is_none() => {
+            // An identity without its recipient: the daemon would seal nothing to it, so the
+            // manifests it is meant to open would not open with it.
+            c.at("encryption.catalog_identity_file", p, "is set without catalog_recipient: set [encryption] catalog_recipient to the public key `kvkeep keys generate --catalog` printed for it");
+            ok = false;
+            None
+        }
+        Some(p) => Some(c.path(p.get_ref())),
+    };
     ok.then_some(EncryptionConfig {
         recipients,
+        catalog_recipient,
+        catalog_identity_file,
         zstd_level: zstd_level as i32,
     })
 }

@@ -26,6 +26,43 @@ pub enum CryptoError {
         shown: String,
     },
 
+    /// The configured catalog recipient is not an X25519 age recipient.
+    #[error("the catalog recipient ({shown}...) is not an age X25519 recipient: expected age1 followed by 58 characters (`kvkeep keys generate --catalog` prints one)")]
+    InvalidCatalogRecipient {
+        /// The first characters of the value, enough to find it in the configuration.
+        shown: String,
+    },
+
+    /// The catalog recipient is also a recovery recipient: its identity, which sits on daemon
+    /// hosts, would open every backup.
+    #[error("the catalog recipient is also one of the recovery recipients: object blobs are sealed to every recovery recipient, so the catalog identity (kept on daemon hosts) would open every backup; make a separate key with `kvkeep keys generate --catalog`")]
+    CatalogIsRecovery,
+
+    /// Only catalog identities were supplied where object blobs must be opened.
+    #[error("this is the catalog identity: it opens manifests only; {what} needs a recovery identity (the offline key whose recipient is in [encryption] recipients)")]
+    CatalogIdentityOnly {
+        /// What needed a recovery identity (`restore`, `verify --deep`, ...).
+        what: &'static str,
+    },
+
+    /// The catalog identity file holds no identity for the configured catalog recipient.
+    #[error("the catalog identity file {} holds the key of {}, not of the configured catalog_recipient {expected}: the manifests this daemon writes would not open with it; put the file `kvkeep keys generate --catalog` wrote for that recipient there, or set catalog_recipient to the public key it printed", .path.display(), .found.join(", "))]
+    CatalogIdentityMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The recipients of the identities in it (public keys, safe to show).
+        found: Vec<String>,
+        /// The configured catalog recipient.
+        expected: String,
+    },
+
+    /// The catalog identity file holds a recovery identity.
+    #[error("the catalog identity file {} holds a recovery identity (its public key is in [encryption] recipients): a daemon host must never hold a key that opens backups; take that key offline and give daemon hosts a catalog key from `kvkeep keys generate --catalog`", .path.display())]
+    CatalogFileHoldsRecovery {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// The zstd level is outside 1..=22.
     #[error("zstd level {0} is out of range: use 1 to 22")]
     InvalidZstdLevel(i32),

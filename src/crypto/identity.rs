@@ -1,6 +1,15 @@
 //! Identities (age X25519 private keys): loading identity files for restore, verification and
 //! index rebuild, and generating new ones for `kvkeep keys generate`.
 //!
+//! Each identity has a [`KeyRole`]. A *recovery* identity (its recipient is in `[encryption]
+//! recipients`) opens every blob and stays offline. A *catalog* identity (its recipient is
+//! `[encryption] catalog_recipient`) lives on daemon hosts and opens manifests only: object blobs
+//! are never sealed to it (see [`super::Sealer`]). The role is known from a comment line that
+//! `kvkeep keys generate` writes above the key ([`ROLE_COMMENT`]), or from the configuration
+//! (an identity whose recipient is the configured catalog recipient), so a command that needs
+//! object blobs can refuse a catalog identity up front with a message saying so, rather than
+//! failing later on the first blob with "sealed to other recipients".
+//!
 //! Identities are the keys to every backup. They never reach a log or an error message: the
 //! wrappers here print `[redacted]`, parse errors name a line number and never its content,
 //! and only [`write_identity_file`] ever turns a secret back into text.
@@ -16,25 +25,77 @@ use zeroize::Zeroizing;
 use super::CryptoError;
 use crate::fsutil::{self, SecretFileError};
 
-/// One age X25519 identity (private key). `Debug` and `Display` print `[redacted]`.
+/// The comment line, above an identity in its file, that names the identity's role:
+/// `# kvkeep key role: catalog` or `# kvkeep key role: recovery`. A comment keeps the file
+/// usable by the stock `age` tool.
+pub const ROLE_COMMENT: &str = "# kvkeep key role:";
+
+/// What an identity is for (README "Key roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    /// Its recipient is in `[encryption] recipients`: every blob is sealed to it, so it opens
+    /// everything. Kept offline; only restore, deep verify, drills and rebuild need it. An
+    /// identity whose file names no role is taken to be one (identity files made before the
+    /// catalog key existed are all recovery identities).
+    Recovery,
+    /// Its recipient is `[encryption] catalog_recipient`: manifests are sealed to it, object
+    /// blobs never. Lives on daemon hosts; opens the metadata of backups, never a backup.
+    Catalog,
+}
+
+impl KeyRole {
+    /// The word written after [`ROLE_COMMENT`] and shown by `kvkeep doctor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Recovery => "recovery",
+            KeyRole::Catalog => "catalog",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One age X25519 identity (private key) and its role. `Debug` and `Display` print
+/// `[redacted]`.
 #[derive(Clone)]
-pub struct Identity(pub(super) age::x25519::Identity);
+pub struct Identity {
+    pub(super) key: age::x25519::Identity,
+    role: KeyRole,
+}
 
 impl Identity {
-    /// A new random identity.
+    /// A new random recovery identity.
     pub fn generate() -> Self {
-        Identity(age::x25519::Identity::generate())
+        Identity::generate_with_role(KeyRole::Recovery)
+    }
+
+    /// A new random identity for `role`.
+    pub fn generate_with_role(role: KeyRole) -> Self {
+        Identity {
+            key: age::x25519::Identity::generate(),
+            role,
+        }
     }
 
     /// Its recipient (public key), `age1…`: safe to print and to put in the configuration.
     pub fn recipient(&self) -> String {
-        self.0.to_public().to_string()
+        self.key.to_public().to_string()
+    }
+
+    /// What it is for.
+    pub fn role(&self) -> KeyRole {
+        self.role
     }
 }
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Identity([redacted])")
+        write!(f, "Identity([redacted], {})", self.role)
     }
 }
 
@@ -95,11 +156,30 @@ impl Identities {
         Identities::parse(&text, path)
     }
 
-    /// Parses identity-file text; `source` names it in errors.
+    /// Parses identity-file text; `source` names it in errors. A [`ROLE_COMMENT`] line gives
+    /// the role of the identity that follows it; identities without one are recovery
+    /// identities.
     pub fn parse(text: &str, source: &Path) -> Result<Self, CryptoError> {
         let mut identities = Vec::new();
+        let mut next_role = None;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
+            if let Some(word) = line.strip_prefix(ROLE_COMMENT) {
+                next_role = match word.trim() {
+                    "catalog" => Some(KeyRole::Catalog),
+                    "recovery" => Some(KeyRole::Recovery),
+                    // A role this build does not know must not be guessed: an identity taken
+                    // for a recovery key when it is not would only fail later, less clearly.
+                    _ => {
+                        return Err(CryptoError::IdentityParse {
+                            path: source.to_path_buf(),
+                            line: n + 1,
+                            reason: "unknown key role: expected `# kvkeep key role: catalog` or `# kvkeep key role: recovery`",
+                        })
+                    }
+                };
+                continue;
+            }
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -122,7 +202,10 @@ impl Identities {
             let identity = age::x25519::Identity::from_str(line).map_err(|_| {
                 parse_error("not an age X25519 identity (expected AGE-SECRET-KEY-1 followed by 58 characters)")
             })?;
-            identities.push(Identity(identity));
+            identities.push(Identity {
+                key: identity,
+                role: next_role.take().unwrap_or(KeyRole::Recovery),
+            });
         }
         if identities.is_empty() {
             return Err(CryptoError::NoIdentities {
@@ -147,15 +230,90 @@ impl Identities {
         self.0.iter().map(Identity::recipient).collect()
     }
 
+    /// The role of each identity, in file order.
+    pub fn roles(&self) -> Vec<KeyRole> {
+        self.0.iter().map(Identity::role).collect()
+    }
+
+    /// Marks the identity whose recipient is `catalog_recipient` (the configured one) as a
+    /// catalog identity, whatever its file says: an identity made with `age-keygen` and
+    /// configured as the catalog key opens no object blob either.
+    pub fn with_catalog_recipient(mut self, catalog_recipient: Option<&str>) -> Self {
+        if let Some(catalog) = catalog_recipient {
+            for identity in &mut self.0 {
+                if identity.recipient() == catalog {
+                    identity.role = KeyRole::Catalog;
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether any identity may open object blobs (is a recovery identity).
+    pub fn opens_objects(&self) -> bool {
+        self.0.iter().any(|i| i.role == KeyRole::Recovery)
+    }
+
+    /// Refuses identities that can only open manifests, before `what` (restore, deep verify)
+    /// starts and fails on its first object blob.
+    pub fn require_recovery(&self, what: &'static str) -> Result<(), CryptoError> {
+        if self.opens_objects() {
+            Ok(())
+        } else {
+            Err(CryptoError::CatalogIdentityOnly { what })
+        }
+    }
+
     pub(crate) fn iter_age(&self) -> impl Iterator<Item = &dyn age::Identity> {
-        self.0.iter().map(|i| &i.0 as &dyn age::Identity)
+        self.0.iter().map(|i| &i.key as &dyn age::Identity)
     }
 }
 
+/// Loads the catalog identity file named by `[encryption] catalog_identity_file`, if any: the
+/// key a daemon opens other instances' manifests with. Read with the private-file checks of
+/// [`Identities::from_file`]; every identity in it is a catalog identity.
+///
+/// Refused when no identity in the file has the configured `catalog_recipient` (the manifests
+/// this daemon writes would not open with it), and when one has a recovery recipient: a
+/// recovery key on a daemon host would open every backup. Several catalog identities in one
+/// file are fine: after a rotation the old one keeps the older manifests readable.
+pub fn load_catalog_identity(
+    config: &crate::config::EncryptionConfig,
+) -> Result<Option<Identities>, CryptoError> {
+    let Some(path) = &config.catalog_identity_file else {
+        return Ok(None);
+    };
+    let loaded = Identities::from_file(path)?;
+    let found = loaded.recipients();
+    if found.iter().any(|r| config.recipients.contains(r)) {
+        return Err(CryptoError::CatalogFileHoldsRecovery { path: path.clone() });
+    }
+    if let Some(expected) = &config.catalog_recipient {
+        if !found.contains(expected) {
+            return Err(CryptoError::CatalogIdentityMismatch {
+                path: path.clone(),
+                found,
+                expected: expected.clone(),
+            });
+        }
+    }
+    Ok(Some(Identities(
+        loaded
+            .0
+            .into_iter()
+            .map(|i| Identity {
+                role: KeyRole::Catalog,
+                ..i
+            })
+            .collect(),
+    )))
+}
+
 /// Writes `identity` to a new identity file at `path` with mode 0600 (whatever the umask),
-/// headed by comments with the creation time (`created`, RFC 3339, passed in by the caller) and
-/// the public key — the same layout as `age-keygen`, so the file also works with the `age`
-/// tool — then fsyncs the file and its directory. Returns the recipient.
+/// headed by comments with the creation time (`created`, RFC 3339, passed in by the caller),
+/// the public key and the key's role ([`ROLE_COMMENT`]) — the layout of `age-keygen` plus one
+/// comment, so the file also works with the `age` tool — then fsyncs the file and its
+/// directory. Returns the recipient.
 ///
 /// Refuses an existing file unless `force`: an identity file may be the only key to years of
 /// backups. With `force` the new file is written beside it and renamed over it, so a crash
@@ -167,9 +325,10 @@ pub fn write_identity_file(
     force: bool,
 ) -> Result<String, CryptoError> {
     let recipient = identity.recipient();
-    let secret = identity.0.to_string();
+    let secret = identity.key.to_string();
     let contents = Zeroizing::new(format!(
-        "# created: {created}\n# public key: {recipient}\n{}\n",
+        "# created: {created}\n# public key: {recipient}\n{ROLE_COMMENT} {}\n{}\n",
+        identity.role,
         secret.expose_secret()
     ));
     let write_err = |source| CryptoError::IdentityFileWrite {

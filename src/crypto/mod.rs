@@ -9,6 +9,12 @@
 //! keys) and the zstd level. It can write blobs but never read them. Restore, deep verification
 //! and index rebuild load [`Identities`] (private keys) from a file supplied only to them.
 //!
+//! Two key roles ([`KeyRole`]): every blob is sealed to the *recovery* recipients, whose
+//! identities stay offline; manifests are also sealed to the optional *catalog* recipient,
+//! whose identity daemon hosts hold to read what other instances wrote. The sealer derives the
+//! recipient set from the blob type it writes into the envelope, so an object blob cannot be
+//! sealed to the catalog key by mistake.
+//!
 //! Sealing and opening are synchronous CPU work (zstd and ChaCha20-Poly1305 over up to 64 MiB):
 //! async code calls them inside `tokio::task::spawn_blocking`, never directly on a runtime
 //! thread, where they would stall every other task on it.
@@ -16,7 +22,8 @@
 //! # Storage format: sealed blobs (format version 1)
 //!
 //! Every blob (object captures and run manifests) is a binary (not armored) [age] v1 file,
-//! encrypted to all X25519 recipients configured when it was written. Any one matching identity
+//! encrypted to all X25519 recovery recipients configured when it was written; manifest blobs
+//! (heads and parts) also to the catalog recipient when one was configured, object blobs never. Any one matching identity
 //! opens it, with `kvkeep` or with the stock `age -d -i identity.txt` tool.
 //!
 //! The age plaintext is a single [zstd] stream (one or more frames, level configurable 1–22).
@@ -79,6 +86,8 @@ mod identity;
 mod seal;
 
 #[cfg(test)]
+mod catalog_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use envelope::{is_sha256_hex, sha256_hex};
@@ -87,5 +96,7 @@ pub use envelope::{
     MAX_HEADER_BYTES,
 };
 pub use error::CryptoError;
-pub use identity::{write_identity_file, Identities, Identity};
+pub use identity::{
+    load_catalog_identity, write_identity_file, Identities, Identity, KeyRole, ROLE_COMMENT,
+};
 pub use seal::{open, open_expecting, Opened, Sealer, MAX_WINDOW_LOG};

@@ -5,19 +5,26 @@
 use std::io::{Read, Write};
 use std::str::FromStr;
 
-use super::envelope::{self, EnvelopeHeader, Expected, Label, MAX_ENVELOPE_BYTES};
+use super::envelope::{self, BlobType, EnvelopeHeader, Expected, Label, MAX_ENVELOPE_BYTES};
 use super::{CryptoError, Identities};
 use crate::config::EncryptionConfig;
 
 /// Every age file (binary, not armored) starts with this line.
 const AGE_MAGIC: &[u8] = b"age-encryption.org/";
 
-/// Seals blobs to a fixed set of X25519 recipients. Built once from the configuration and
-/// shared (it is `Send + Sync`; wrap it in an `Arc`). It holds public keys only, which is all
-/// the backup daemon ever needs (DESIGN §4).
+/// Seals blobs to the configured recipients. Built once from the configuration and shared (it
+/// is `Send + Sync`; wrap it in an `Arc`). It holds public keys only, which is all the backup
+/// daemon ever needs (DESIGN §4).
+///
+/// Which recipients a blob is sealed to follows from what the blob *is*, the [`BlobType`] of
+/// its [`Label`], which is also written into the sealed envelope: object blobs go to the
+/// recovery recipients only, manifests to the recovery recipients and the catalog recipient.
+/// No caller chooses a recipient set, so no caller can seal a backup to the catalog key, and a
+/// reader checks the envelope's blob type against what it asked for.
 #[derive(Clone)]
 pub struct Sealer {
-    recipients: Vec<age::x25519::Recipient>,
+    recovery: Vec<age::x25519::Recipient>,
+    catalog: Option<age::x25519::Recipient>,
     zstd_level: i32,
 }
 
@@ -25,13 +32,15 @@ impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sealer")
             .field("recipients", &self.recipients())
+            .field("catalog_recipient", &self.catalog_recipient())
             .field("zstd_level", &self.zstd_level)
             .finish()
     }
 }
 
 impl Sealer {
-    /// Parses `recipients` (`age1…`) and checks the zstd level (1–22).
+    /// Parses the recovery `recipients` (`age1…`) and checks the zstd level (1–22). No
+    /// catalog recipient: add one with [`Sealer::with_catalog`].
     pub fn new<S: AsRef<str>>(recipients: &[S], zstd_level: i32) -> Result<Self, CryptoError> {
         if !(1..=22).contains(&zstd_level) {
             return Err(CryptoError::InvalidZstdLevel(zstd_level));
@@ -52,19 +61,58 @@ impl Sealer {
             return Err(CryptoError::NoRecipients);
         }
         Ok(Sealer {
-            recipients,
+            recovery: recipients,
+            catalog: None,
             zstd_level,
         })
     }
 
-    /// The sealer for a validated `[encryption]` section.
-    pub fn from_config(config: &EncryptionConfig) -> Result<Self, CryptoError> {
-        Sealer::new(&config.recipients, config.zstd_level)
+    /// Also seals manifests to `catalog` (`age1…`). Refused when it is one of the recovery
+    /// recipients: object blobs are sealed to those, so the catalog identity would open every
+    /// backup.
+    pub fn with_catalog(mut self, catalog: &str) -> Result<Self, CryptoError> {
+        let catalog = catalog.trim();
+        let recipient = age::x25519::Recipient::from_str(catalog).map_err(|_| {
+            CryptoError::InvalidCatalogRecipient {
+                shown: catalog.chars().take(12).collect(),
+            }
+        })?;
+        let text = recipient.to_string();
+        if self.recovery.iter().any(|r| r.to_string() == text) {
+            return Err(CryptoError::CatalogIsRecovery);
+        }
+        self.catalog = Some(recipient);
+        Ok(self)
     }
 
-    /// The recipients, as `age1…` strings.
+    /// The sealer for a validated `[encryption]` section.
+    pub fn from_config(config: &EncryptionConfig) -> Result<Self, CryptoError> {
+        let sealer = Sealer::new(&config.recipients, config.zstd_level)?;
+        match &config.catalog_recipient {
+            Some(catalog) => sealer.with_catalog(catalog),
+            None => Ok(sealer),
+        }
+    }
+
+    /// The recovery recipients, as `age1…` strings.
     pub fn recipients(&self) -> Vec<String> {
-        self.recipients.iter().map(|r| r.to_string()).collect()
+        self.recovery.iter().map(|r| r.to_string()).collect()
+    }
+
+    /// The catalog recipient, if one is configured.
+    pub fn catalog_recipient(&self) -> Option<String> {
+        self.catalog.as_ref().map(|r| r.to_string())
+    }
+
+    /// The recipients a blob of type `blob` is sealed to: the recovery recipients, and for
+    /// manifests the catalog recipient too. The one place that decides it.
+    pub(crate) fn recipients_for(&self, blob: BlobType) -> Vec<&age::x25519::Recipient> {
+        let catalog = match blob {
+            BlobType::Manifest => self.catalog.as_ref(),
+            // A backup is never readable with the catalog identity.
+            BlobType::Object => None,
+        };
+        self.recovery.iter().chain(catalog).collect()
     }
 
     /// Seals `payload` (raw bytes: a native Key Vault backup blob is base64url-decoded first)
@@ -84,12 +132,12 @@ impl Sealer {
             .map_err(|e| CryptoError::Seal(format!("zstd compression: {e}")))?;
         drop(plain);
 
-        let encryptor = age::Encryptor::with_recipients(
-            self.recipients.iter().map(|r| r as &dyn age::Recipient),
-        )
-        .map_err(|e| CryptoError::Seal(format!("age: {e}")))?;
+        let recipients = self.recipients_for(header.blob);
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| *r as &dyn age::Recipient))
+                .map_err(|e| CryptoError::Seal(format!("age: {e}")))?;
         // age adds ~200 bytes per recipient plus 16 bytes per 64 KiB chunk.
-        let mut out = Vec::with_capacity(compressed.len() + 256 * self.recipients.len() + 1024);
+        let mut out = Vec::with_capacity(compressed.len() + 256 * recipients.len() + 1024);
         let mut writer = encryptor
             .wrap_output(&mut out)
             .map_err(|e| CryptoError::Seal(format!("age: {e}")))?;
@@ -139,12 +187,24 @@ pub fn open(ciphertext: &[u8], identities: &Identities) -> Result<Opened, Crypto
 
 /// Like [`open`], then refuses a blob whose header does not match `expected` (a blob stored
 /// under another object's name, vault or run), naming every field that differs.
+///
+/// An object blob that none of `identities` opens, when they are all catalog identities, is
+/// reported as [`CryptoError::CatalogIdentityOnly`]: the wrong kind of key, not a wrong key.
 pub fn open_expecting(
     ciphertext: &[u8],
     identities: &Identities,
     expected: &Expected,
 ) -> Result<Opened, CryptoError> {
-    let opened = open(ciphertext, identities)?;
+    let opened = open(ciphertext, identities).map_err(|e| match e {
+        CryptoError::NoMatchingIdentity { .. }
+            if expected.blob == BlobType::Object && !identities.opens_objects() =>
+        {
+            CryptoError::CatalogIdentityOnly {
+                what: "opening a backup",
+            }
+        }
+        other => other,
+    })?;
     let differences = expected.differences(&opened.header);
     if differences.is_empty() {
         Ok(opened)

@@ -531,6 +531,8 @@ fn sealers_check_recipients_and_level() {
     ));
     let config = crate::config::EncryptionConfig {
         recipients: vec![id.recipient()],
+        catalog_recipient: None,
+        catalog_identity_file: None,
         zstd_level: 19,
     };
     let sealer = Sealer::from_config(&config).expect("config");
@@ -574,7 +576,7 @@ fn identity_files_parse_comments_and_several_keys() {
 }
 
 fn secret_of(identity: &Identity) -> String {
-    identity.0.to_string().expose_secret().to_string()
+    identity.key.to_string().expose_secret().to_string()
 }
 
 #[cfg(unix)]

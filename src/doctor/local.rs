@@ -159,14 +159,32 @@ pub async fn check_manifest(
         ),
         Ok(Some((key, run))) => row(open_manifest(store.as_ref(), identities, vault, &run, &key)
             .await
-            .map(|m| format!("{key} opens (run {}, {})", m.head.run, m.head.status))
+            .map(|m| {
+                format!(
+                    "{key} opens (run {}, {}) with {}",
+                    m.head.run,
+                    m.head.status,
+                    role_words(identities)
+                )
+            })
             .map_err(|e| {
                 (
                     e,
-                    "use the identity whose recipient is in [encryption] recipients (`kvkeep keys generate` printed it); an identity that opens no manifest cannot restore".into(),
+                    "use the identity whose recipient is in [encryption] recipients or is the catalog_recipient (`kvkeep keys generate` printed it); an identity that opens no manifest cannot restore".into(),
                 )
             })),
         Err(e) => row(Err(store_failure(&e))),
+    }
+}
+
+/// Which role the supplied identities have, for the manifest check: a catalog identity opens
+/// manifests as well as a recovery one, and an operator testing the offline key must not be
+/// left believing the catalog key could restore.
+fn role_words(identities: &Identities) -> String {
+    if identities.opens_objects() {
+        "a recovery identity (opens manifests and backups)".into()
+    } else {
+        "the catalog identity: it opens manifests only; restore and deep verify need a recovery identity".into()
     }
 }
 

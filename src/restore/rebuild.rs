@@ -78,6 +78,13 @@ fn vault_and_run(key: &str) -> Option<(String, String)> {
     Some((vault, run))
 }
 
+/// A manifest opened for replay, with the bytes its head (or format 1 manifest) takes in the
+/// store: the backup counted them in the run's `uploaded_bytes`, so the replay does too.
+struct Listed {
+    manifest: OpenedManifest,
+    head_bytes: u64,
+}
+
 /// Opens every manifest (format 1) or head (format 2) in the store, keeping what each run was
 /// but none of its entries; unreadable ones become problems. Sorted in replay order.
 async fn open_manifests(
@@ -85,18 +92,18 @@ async fn open_manifests(
     identities: &Arc<Identities>,
     concurrency: usize,
     cancel: &CancellationToken,
-) -> Result<(Vec<OpenedManifest>, Vec<String>, usize), RestoreError> {
+) -> Result<(Vec<Listed>, Vec<String>, usize), RestoreError> {
     let listed = store
         .list("manifests/")
         .await
         .map_err(|e| RestoreError::Task(format!("cannot list the manifests in the store: {e}")))?;
     let total = listed.len();
-    let results: Vec<Result<OpenedManifest, String>> = futures::stream::iter(listed)
+    let results: Vec<Result<Listed, String>> = futures::stream::iter(listed)
         .map(|meta| async move {
             if cancel.is_cancelled() {
                 return Err(String::new());
             }
-            let key = meta.key;
+            let (key, head_bytes) = (meta.key, meta.size_bytes);
             let (vault, run) = vault_and_run(key.as_str())
                 .ok_or_else(|| format!("{key}: not a manifest name; ignored"))?;
             let vault: VaultName = vault
@@ -109,7 +116,10 @@ async fn open_manifests(
                 .await
                 .map_err(|e| format!("{e}; its run is left out"))?;
             opened.forget_entries();
-            Ok(opened)
+            Ok(Listed {
+                manifest: opened,
+                head_bytes,
+            })
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -127,6 +137,7 @@ async fn open_manifests(
     }
     // Replay order: a manifest's "unchanged" entries refer to captures of earlier runs.
     manifests.sort_by(|a, b| {
+        let (a, b) = (&a.manifest, &b.manifest);
         (a.head.started_at, a.head.finished_at, &a.key).cmp(&(
             b.head.started_at,
             b.head.finished_at,
@@ -233,12 +244,19 @@ fn replay_part(
 fn replay_run(
     index: &Index,
     m: &OpenedManifest,
+    head_bytes: u64,
     read_part: &mut dyn FnMut(usize) -> Result<ManifestPart, String>,
 ) -> Result<Result<(u64, Option<String>), String>, IndexError> {
     let mut unusable: Option<String> = None;
     let outcome = index.write(|w| {
         w.begin_run(&m.head.run, &m.head.vault, m.head.started_at)?;
-        let mut stats = RunStats::default();
+        // The backup counts the manifest it wrote (head and parts) in the run's uploaded
+        // bytes; so does the replay, so a rebuilt index lists the runs as they were.
+        let part_bytes: u64 = m.head.parts.iter().map(|p| p.stored_bytes).sum();
+        let mut stats = RunStats {
+            uploaded_bytes: head_bytes + part_bytes,
+            ..RunStats::default()
+        };
         let mut orphans = Orphans::default();
         for i in 0..m.part_count() {
             let part = match read_part(i) {
@@ -304,7 +322,8 @@ pub fn replay(
                 .entries()
                 .ok_or_else(|| format!("{key}: holds no entries"))
         };
-        match replay_run(index, &opened, &mut read_part)? {
+        // In memory the stored size is unknown; only the entries' blobs are counted.
+        match replay_run(index, &opened, 0, &mut read_part)? {
             Ok((captures, note)) => {
                 report.runs += 1;
                 report.captures += captures as usize;
@@ -338,7 +357,10 @@ pub async fn rebuild(
         problems,
         ..RebuildReport::default()
     };
-    let vaults: BTreeSet<String> = manifests.iter().map(|m| m.head.vault.to_string()).collect();
+    let vaults: BTreeSet<String> = manifests
+        .iter()
+        .map(|m| m.manifest.head.vault.to_string())
+        .collect();
     report.vaults = vaults.into_iter().collect();
 
     let tmp = {
@@ -388,7 +410,7 @@ async fn replay_all(
     index: &Arc<Index>,
     store: &Arc<dyn BlobStore>,
     identities: &Arc<Identities>,
-    manifests: Vec<OpenedManifest>,
+    manifests: Vec<Listed>,
     cancel: &CancellationToken,
     report: RebuildReport,
 ) -> Result<RebuildReport, RestoreError> {
@@ -401,13 +423,17 @@ async fn replay_all(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut report = report;
-        for m in manifests {
+        for Listed {
+            manifest: m,
+            head_bytes,
+        } in manifests
+        {
             if cancel.is_cancelled() {
                 return Err(interrupted());
             }
             let mut read_part =
                 |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
-            match replay_run(&index, &m, &mut read_part)? {
+            match replay_run(&index, &m, head_bytes, &mut read_part)? {
                 Ok((captures, note)) => {
                     report.runs += 1;
                     report.captures += captures as usize;

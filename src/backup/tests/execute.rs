@@ -13,7 +13,9 @@ use crate::backup::manifest::{read_manifest, EntryState, Manifest};
 use crate::backup::plan::BackupPlan;
 use crate::backup::{BackupReport, Clock, NoProgress, Progress, VaultBackup};
 use crate::config::{PayloadMode, VaultConfig};
-use crate::crypto::{open_expecting, Expected, Identities, Identity, Sealer};
+use crate::crypto::{
+    open, open_expecting, BlobType, CryptoError, Expected, Identities, Identity, KeyRole, Sealer,
+};
 use crate::index::{Index, RunStatus};
 use crate::model::{ObjectKind, ObjectName, VaultName};
 use crate::source::{
@@ -898,4 +900,65 @@ fn the_current_version_comes_from_the_version_list() {
     for (what, object, versions, want) in cases {
         assert_eq!(current_version(&object, &versions), want, "{what}");
     }
+}
+
+#[tokio::test]
+async fn with_a_catalog_key_every_manifest_part_opens_with_it_and_no_backup_does() {
+    let mut bed = Bed::new();
+    let catalog = Identity::generate_with_role(KeyRole::Catalog);
+    bed.sealer = Arc::new(
+        Sealer::new(&bed.sealer.recipients(), 3)
+            .expect("sealer")
+            .with_catalog(&catalog.recipient())
+            .expect("catalog"),
+    );
+    let catalog: Arc<Identities> = Arc::new(catalog.into());
+    let mut backup = bed.backup(Arc::new(NoProgress), CancellationToken::new());
+    // Small parts, so the head and several parts are all checked.
+    backup.manifest_part_bytes = Some(300);
+    let report = backup.run().await;
+    assert_eq!(report.status, RunStatus::Completed);
+
+    // The catalog identity reads the whole manifest: what a daemon needs to sync its index.
+    let key = report.manifest.as_ref().expect("manifest");
+    let manifest = read_manifest(
+        bed.store.as_ref(),
+        &catalog,
+        &vault_name(),
+        &report.run,
+        key,
+    )
+    .await
+    .expect("the catalog identity opens the head and every part");
+    assert_eq!(names(&manifest, EntryState::Captured).len(), 6);
+
+    let (mut manifests, mut objects, mut canaries) = (0, 0, 0);
+    for meta in bed.store.list("").await.expect("list") {
+        let bytes = bed.store.get(&meta.key).await.expect("get");
+        let with_recovery = open(&bytes, &bed.identity).expect("recovery opens every blob");
+        // The fake vault's backup blob is JSON, where the value is an array of byte values.
+        let as_json = serde_json::to_vec(CANARY).expect("json");
+        let holds_canary = |p: &[u8]| {
+            [CANARY, as_json.as_slice()]
+                .iter()
+                .any(|needle| p.windows(needle.len()).any(|w| w == *needle))
+        };
+        match open(&bytes, &catalog) {
+            Ok(opened) => {
+                assert_eq!(opened.header.blob, BlobType::Manifest, "{}", meta.key);
+                assert!(!holds_canary(&opened.payload), "{}", meta.key);
+                manifests += 1;
+            }
+            Err(CryptoError::NoMatchingIdentity { .. }) => {
+                assert_eq!(with_recovery.header.blob, BlobType::Object, "{}", meta.key);
+                canaries += usize::from(holds_canary(&with_recovery.payload));
+                objects += 1;
+            }
+            Err(e) => panic!("{}: {e}", meta.key),
+        }
+    }
+    assert!(manifests > 2, "a head and several parts: {manifests}");
+    assert_eq!(objects, 6);
+    // The canary is in the backups, so the catalog key was really kept from something.
+    assert_eq!(canaries, 2);
 }

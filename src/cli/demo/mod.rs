@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backup::reports_table;
 use super::render::Output;
-use super::restore::{load_identities, open_index, print_report, RestoreJob};
+use super::restore::{load_identities, open_index, print_report, Opens, RestoreJob};
 use super::{exit_code_of, runtime, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::backup::{system_clock, BackupReport, NoProgress, Runner};
 use crate::config::Config;
@@ -337,7 +337,13 @@ async fn restore_first_point(
     );
     let fail = |Fail(_, message): Fail| message;
     let index = open_index(&config).map_err(fail)?;
-    let identities = load_identities(Some(&paths.identity), "restore").map_err(fail)?;
+    let identities = load_identities(
+        Some(&paths.identity),
+        "restore",
+        &config,
+        Opens::Backups("restore"),
+    )
+    .map_err(fail)?;
     let (_, report) = job
         .run(
             &config,
