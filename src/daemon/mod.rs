@@ -13,7 +13,7 @@
 //! - After each scheduled backup, the `[[notify]]` entries hear its outcome ([`Notifier`]); a
 //!   notification that fails is logged and never fails the run.
 //! - With `[report] html_path`, the HTML report is rewritten at start and after each run, and
-//!   served at `/report` ([`report`]).
+//!   served at `/report` (`daemon/report.rs`).
 //! - Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are
 //!   open, a STATUS= line and WATCHDOG=1 at every wake-up of the scheduler loop,
 //!   RELOADING=1 with MONOTONIC_USEC while reloading, and STOPPING=1 when a stop begins.

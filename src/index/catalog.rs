@@ -310,7 +310,7 @@ impl Index {
     ) -> Result<Vec<DeletedObjectRecord>, IndexError> {
         self.read("listing deleted objects and their holders", |conn| {
             // The holders of an object are found through its captures
-            // (captures_by_object_time, then run_members_by_capture), not by scanning
+            // (captures_by_object_time_sizes, then run_members_by_capture), not by scanning
             // run_members, whose key starts with the run.
             let mut objects = conn.prepare_cached(
                 "WITH newest AS (

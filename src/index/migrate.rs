@@ -60,6 +60,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0007_run_skipped.sql",
         sql: include_str!("../../migrations/0007_run_skipped.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_capture_sizes_index.sql",
+        sql: include_str!("../../migrations/0008_capture_sizes_index.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

@@ -38,7 +38,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 pub use catalog::{
     DeletedObjectRecord, ForgottenManifest, HeldSpace, RestorePointRecord, VaultCatalogSummary,
@@ -64,6 +64,11 @@ use error::classify;
 /// [`IndexError::Busy`]. Long enough for a report to finish reading, short enough that a stuck
 /// process is noticed.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How much of the index file SQLite may map into memory for reads (see `prepare`): 1 GiB, the
+/// whole file in most deployments (a thousand vaults with a million captures take about
+/// 460 MiB); beyond it, the rest is read as before.
+const MMAP_SIZE: i64 = 1 << 30;
 
 /// The open index.
 #[derive(Debug)]
@@ -141,6 +146,16 @@ impl Index {
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(setup)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(setup)?;
+        // Reports and retention plans read much of the file; through a memory map they read
+        // the OS's page cache directly instead of copying each page into SQLite's own small
+        // cache (2 MiB by default), several times faster on a large index. File-backed pages
+        // cost no private memory: the OS drops them under pressure. The answer is the size
+        // granted (0 where SQLite cannot map; none for an in-memory index), which changes
+        // nothing but speed.
+        let _: Option<i64> = conn
+            .pragma_update_and_check(None, "mmap_size", MMAP_SIZE, |r| r.get(0))
+            .optional()
             .map_err(setup)?;
         migrate::migrate(&mut conn, &path, target)?;
         Ok(Index {

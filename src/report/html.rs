@@ -7,7 +7,9 @@
 //! that keep each one ([`svg`]), then the facts of the [`Report`] (RPO, coverage, expirations,
 //! storage, verification), the restore points in a table, and the objects with the restore
 //! points that hold them. Every chart has a text alternative: a `<desc>`, a `<title>` on each
-//! mark, and tables that give the same figures.
+//! mark, and tables that give the same figures. A page of more than [`FULL_DETAIL_VAULTS`]
+//! vaults shows each in [`Detail::Summary`] (facts and marks; the tables are on the vault's own
+//! page), so that a fleet's page stays a few megabytes.
 //!
 //! Every text that reaches the page goes through [`Esc`]: error messages and verification
 //! details quote Key Vault and the store, and must never become markup. The long tables are
@@ -26,6 +28,7 @@ use crate::cli::render::bytes;
 use crate::config::VaultConfig;
 use crate::index::{Index, IndexError};
 use crate::restore::plan::rfc3339;
+pub use svg::Detail;
 
 /// `write!` into a `String`, which cannot fail, so its `fmt::Result` is dropped here once.
 /// Defined before the submodules so they see it too (a `macro_rules!` is in scope textually).
@@ -78,6 +81,7 @@ pub fn build_html(
 /// the report missing from the timeline is drawn without points.
 pub fn render(report: &Report, timeline: &Timeline) -> String {
     let rows = rows_per_vault(report.vaults.len());
+    let detail = detail_for(report.vaults.len());
     let by_name: HashMap<&str, &VaultTimeline> = timeline
         .vaults
         .iter()
@@ -113,7 +117,7 @@ pub fn render(report: &Report, timeline: &Timeline) -> String {
                 &empty
             }
         };
-        vault_section(&mut out, vault, tl, report.generated_at, rows);
+        vault_section(&mut out, vault, tl, report.generated_at, rows, detail);
     }
     out.push_str("</main>\n</body></html>\n");
     out
@@ -220,7 +224,27 @@ fn more_row(out: &mut String, cols: usize, shown: usize, total: u64, command: &s
     }
 }
 
-fn vault_section(out: &mut String, v: &VaultReport, tl: &VaultTimeline, now: i64, rows: usize) {
+/// Pages of up to this many vaults show each in full; larger ones in [`Detail::Summary`], which
+/// keeps a thousand vaults with ten points each under 5 MB (see `benches/report.rs`).
+pub const FULL_DETAIL_VAULTS: usize = 100;
+
+/// The detail of each vault's part of a page of `vaults` vaults.
+pub fn detail_for(vaults: usize) -> Detail {
+    if vaults <= FULL_DETAIL_VAULTS {
+        Detail::Full
+    } else {
+        Detail::Summary
+    }
+}
+
+fn vault_section(
+    out: &mut String,
+    v: &VaultReport,
+    tl: &VaultTimeline,
+    now: i64,
+    rows: usize,
+    detail: Detail,
+) {
     let name = Esc(v.vault.as_str());
     w!(
         out,
@@ -233,8 +257,16 @@ fn vault_section(out: &mut String, v: &VaultReport, tl: &VaultTimeline, now: i64
     w!(
         out,
         r#"<h3>Timeline</h3><figure class="timeline"><div class="scroll">{svg}</div></figure>"#,
-        svg = svg::timeline_svg(v, tl, now),
+        svg = svg::timeline_svg(v, tl, now, detail),
     );
+    if detail == Detail::Summary {
+        w!(
+            out,
+            r#"<p class="more">This page holds {FULL_DETAIL_VAULTS}+ vaults, so each shows its facts and restore points only. The tables (retention rules, restore points, failures, storage, verification, objects): <code>kvkeep report --format html --vault {name}</code>.</p></section>"#,
+            name = Esc(v.vault.as_str()),
+        );
+        return;
+    }
     bands_table(out, v, tl);
     rpo(out, v);
     points_table(out, v, tl, rows);

@@ -47,7 +47,7 @@ pub struct VaultTimeline {
     /// Every restore point, oldest first.
     pub points: Vec<TimelinePoint>,
     /// The first objects (keys, secrets, certificates, each by name), at most
-    /// [`rows_per_vault`] of them.
+    /// [`rows_per_vault`] of them; none on a summary page (see `html::detail_for`).
     pub objects: Vec<ObjectPointsRecord>,
     /// How many objects the vault has in all.
     pub total_objects: u64,
@@ -76,6 +76,7 @@ pub fn build_timeline(
     now: DateTime<Utc>,
 ) -> Result<Timeline, IndexError> {
     let rows = rows_per_vault(vaults.len());
+    let summary = super::html::detail_for(vaults.len()) == super::html::Detail::Summary;
     let vaults = vaults
         .iter()
         .map(|vault| {
@@ -94,12 +95,18 @@ pub fn build_timeline(
                     reasons: p.reasons.clone(),
                 })
                 .collect();
-            let page = index.object_points(&vault.name, rows, CAPTURES_PER_OBJECT)?;
+            // A summary page has no objects table: the query would be wasted.
+            let (objects, total_objects) = if summary {
+                (Vec::new(), 0)
+            } else {
+                let page = index.object_points(&vault.name, rows, CAPTURES_PER_OBJECT)?;
+                (page.objects, page.total_objects)
+            };
             Ok(VaultTimeline {
                 vault: vault.name.clone(),
                 points,
-                objects: page.objects,
-                total_objects: page.total_objects,
+                objects,
+                total_objects,
             })
         })
         .collect::<Result<_, IndexError>>()?;

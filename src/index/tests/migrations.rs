@@ -151,7 +151,10 @@ fn runs_recorded_before_version_7_upgrade_with_their_skipped_counts_unknown() {
     drop(old);
 
     let index = Index::open(&path).expect("upgrade");
-    assert_eq!(index.schema_version().expect("version"), 7);
+    assert_eq!(
+        index.schema_version().expect("version"),
+        supported_version()
+    );
     assert_eq!(index.newest_skipped(&vault("kv1")).expect("read"), None);
 
     // A new run records its counts; the newest run that has them is the one reported, and a
@@ -406,10 +409,13 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
     }
     drop(index);
     // Schema version 3 stored everything above except what each run holds, what prune
-    // forgot, the captures' validity periods and what each run left out.
+    // forgot, the captures' validity periods, what each run left out and the sizes in the
+    // per-object capture index.
     let conn = Connection::open(&path).expect("open");
     conn.execute_batch(
-        "ALTER TABLE runs DROP COLUMN skipped_managed;
+        "CREATE INDEX captures_by_object_time ON captures (object, captured_at);
+         DROP INDEX captures_by_object_time_sizes;
+         ALTER TABLE runs DROP COLUMN skipped_managed;
          ALTER TABLE runs DROP COLUMN skipped_filtered;
          ALTER TABLE runs DROP COLUMN skipped_tagged;
          ALTER TABLE captures DROP COLUMN validity_known;

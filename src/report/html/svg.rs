@@ -242,8 +242,30 @@ const TICKS: [(i64, &str); 16] = [
     (25 * 365 * 86_400, "25y ago"),
 ];
 
-/// A point's tooltip: when, how it ended, and why it stays or goes.
-fn point_title(p: &TimelinePoint) -> String {
+/// How much a vault's part of the page holds: everything, or (on a page of many vaults) the
+/// facts and the timeline's marks, so that a fleet's page stays small enough to open and mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The timeline with its retention rows, and every table.
+    Full,
+    /// The facts and the timeline's marks; the tables are one `--vault` report away.
+    Summary,
+}
+
+/// A point's tooltip: when, how it ended, and (in full detail) why it stays or goes.
+fn point_title(p: &TimelinePoint, detail: Detail) -> String {
+    if detail == Detail::Summary {
+        let verdict = if p.keep {
+            "kept"
+        } else {
+            "forgotten by the next prune"
+        };
+        return format!(
+            "{}, {}, {verdict}",
+            rfc3339(p.started_at),
+            p.status.as_str()
+        );
+    }
     let reasons = p
         .reasons
         .iter()
@@ -262,13 +284,24 @@ fn point_title(p: &TimelinePoint) -> String {
     )
 }
 
-/// The SVG of one vault's timeline at report time `now`.
-pub fn timeline_svg(vault: &VaultReport, timeline: &VaultTimeline, now: i64) -> String {
+/// The SVG of one vault's timeline at report time `now`. In [`Detail::Summary`] it holds the
+/// marks alone (every point, with a shorter tooltip) without the rows of retention rules.
+pub fn timeline_svg(
+    vault: &VaultReport,
+    timeline: &VaultTimeline,
+    now: i64,
+    detail: Detail,
+) -> String {
     let policy = &vault.restore_points.policy_rules;
     let points = &timeline.points;
-    let bands = bands(policy, points);
+    let full = detail == Detail::Full;
+    let bands = if full {
+        bands(policy, points)
+    } else {
+        Vec::new()
+    };
     let forgotten = points.iter().filter(|p| !p.keep).count();
-    let band_rows = bands.len() + usize::from(forgotten > 0);
+    let band_rows = bands.len() + usize::from(full && forgotten > 0);
     let axis_y = TOP + POINT_ROW + 6.0 + BAND_ROW * band_rows as f64;
     let height = axis_y + AXIS_SPACE;
     let scale = AgeScale::new(now, points.first().map(|p| p.started_at));
@@ -331,7 +364,7 @@ pub fn timeline_svg(vault: &VaultReport, timeline: &VaultTimeline, now: i64) -> 
             label = Esc(&band.label(policy)),
         );
     }
-    if forgotten > 0 {
+    if full && forgotten > 0 {
         w!(
             out,
             r##"<text x="{LABEL_RIGHT}" y="{y:.1}" fill="{FORGET_COLOUR}">next prune forgets</text>"##,
@@ -380,7 +413,7 @@ pub fn timeline_svg(vault: &VaultReport, timeline: &VaultTimeline, now: i64) -> 
                     status = status.as_str(),
                     x = scale.x(p.started_at),
                     y = TOP + 2.0 + offset,
-                    title = Esc(&point_title(p)),
+                    title = Esc(&point_title(p, detail)),
                 );
             }
             out.push_str("</g>");
@@ -405,7 +438,7 @@ pub fn timeline_svg(vault: &VaultReport, timeline: &VaultTimeline, now: i64) -> 
         let title = band_title(*band, policy, &kept);
         band_ticks(&mut out, band.slug(), BAND_COLOUR, y, &scale, &kept, &title);
     }
-    if forgotten > 0 {
+    if full && forgotten > 0 {
         let gone: Vec<&TimelinePoint> = points.iter().filter(|p| !p.keep).collect();
         let title = format!(
             "a prune now would forget {} restore point{}",
