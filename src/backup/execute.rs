@@ -637,13 +637,22 @@ impl VaultBackup {
         report: &BackupReport,
     ) -> Result<(BlobKey, u64), String> {
         let vault = &self.vault.name;
+        // No other run of the vault commits meanwhile (the vault's lock), so this is the run
+        // this one follows.
+        let previous = {
+            let vault = vault.clone();
+            self.on_index(move |index| index.newest_restore_point(&vault))
+                .await
+                .map_err(|e| format!("cannot read the vault's newest restore point: {e}"))?
+        };
         let mut writer = ManifestWriter::new(
             self.store.clone(),
             self.sealer.clone(),
             vault.clone(),
             run.clone(),
             started_at,
-        );
+        )
+        .with_previous(previous);
         if let Some(bytes) = self.manifest_part_bytes {
             writer = writer.with_part_target(bytes);
         }

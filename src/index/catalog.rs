@@ -11,7 +11,7 @@
 //! [`Index::forgotten_manifests`], [`Writer::manifest_deleted`](super::Writer::manifest_deleted),
 //! [`Index::unheld_blobs`] and [`Writer::delete_capture`](super::Writer::delete_capture).
 
-use rusqlite::{params, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::error::IndexError;
 use super::read::{capture_from_row, parsed, CAPTURE_COLUMNS};
@@ -137,6 +137,18 @@ fn restore_point_from_row(r: &Row<'_>) -> rusqlite::Result<RestorePointRecord> {
 }
 
 impl Index {
+    /// The run of `vault`'s newest restore point, if it has one.
+    pub fn newest_restore_point(&self, vault: &VaultName) -> Result<Option<RunId>, IndexError> {
+        self.read("finding the newest restore point", |conn| {
+            conn.prepare_cached(
+                "SELECT run_id FROM runs WHERE vault = ?1 AND manifest_key IS NOT NULL
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row([vault.as_str()], |r| parsed(r, 0))
+            .optional()
+        })
+    }
+
     /// The restore points of `vault`, oldest first.
     pub fn restore_points(&self, vault: &VaultName) -> Result<Vec<RestorePointRecord>, IndexError> {
         self.read("listing restore points", |conn| {

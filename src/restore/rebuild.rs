@@ -144,6 +144,7 @@ async fn open_manifests(
             &b.key,
         ))
     });
+    order_same_second_runs(&mut manifests);
     problems.sort();
     Ok((manifests, problems, total))
 }
@@ -401,6 +402,39 @@ pub async fn rebuild(
         .await
         .map_err(|e| RestoreError::Task(e.to_string()))??;
     Ok(report)
+}
+
+/// Runs of one vault that started and ended in the same second sort by their random run ids
+/// above; each such group is put in the order the runs ran, following each head's `previous`
+/// (the run it follows): a run goes after the run it names. Heads written before kvkeep
+/// recorded `previous` keep the order they have.
+fn order_same_second_runs(manifests: &mut [Listed]) {
+    let tie = |a: &Listed, b: &Listed| {
+        let (a, b) = (&a.manifest.head, &b.manifest.head);
+        (a.started_at, a.finished_at, &a.vault) == (b.started_at, b.finished_at, &b.vault)
+    };
+    let mut start = 0;
+    while start < manifests.len() {
+        let mut end = start + 1;
+        while end < manifests.len() && tie(&manifests[start], &manifests[end]) {
+            end += 1;
+        }
+        let group = &mut manifests[start..end];
+        // Groups are a handful of runs at most: a quadratic walk is plenty.
+        for place in 0..group.len() {
+            // The first remaining run whose predecessor is not among the remaining ones.
+            let ready = (place..group.len())
+                .find(|&i| {
+                    let previous = group[i].manifest.head.previous.as_ref();
+                    !group[place..]
+                        .iter()
+                        .any(|other| Some(&other.manifest.head.run) == previous)
+                })
+                .unwrap_or(place);
+            group[place..=ready].rotate_right(1);
+        }
+        start = end;
+    }
 }
 
 /// Replays every run, in order, all on one blocking thread: each run's transaction spans the

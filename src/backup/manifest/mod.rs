@@ -338,6 +338,13 @@ pub struct ManifestHead {
     pub failed_count: u64,
     /// The parts, in order.
     pub parts: Vec<PartRef>,
+    /// The vault's newest restore point when this run was written: the run it follows. Runs
+    /// are timed to the second, so two runs of one second are ordered by this link (an index
+    /// rebuild or sync must replay the earlier one first: the later one's unchanged entries
+    /// refer to its blobs). Absent in manifests written before kvkeep recorded it, and for a
+    /// vault's first run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<RunId>,
 }
 
 impl ManifestHead {

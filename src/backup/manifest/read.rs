@@ -196,6 +196,7 @@ fn head_of(m: &Manifest) -> ManifestHead {
         started_at: m.started_at,
         finished_at: m.finished_at,
         status: m.status.clone(),
+        previous: None,
         objects: Vec::new(),
         object_count: m.objects.len() as u64,
         deleted_count: m.deleted.len() as u64,

@@ -46,6 +46,7 @@ pub struct ManifestWriter {
     pending: Pending,
     parts: Vec<PartRef>,
     stored_bytes: u64,
+    previous: Option<RunId>,
 }
 
 impl ManifestWriter {
@@ -67,7 +68,14 @@ impl ManifestWriter {
             pending: Pending::default(),
             parts: Vec::new(),
             stored_bytes: 0,
+            previous: None,
         }
+    }
+
+    /// Names the run this one follows (the vault's newest restore point), for the head.
+    pub fn with_previous(mut self, previous: Option<RunId>) -> Self {
+        self.previous = previous;
+        self
     }
 
     /// Starts a new part past `bytes` of JSON instead of [`PART_TARGET_BYTES`] (tests use a
@@ -193,6 +201,7 @@ impl ManifestWriter {
             deleted_count: sum(|p| p.deleted),
             failed_count: sum(|p| p.failed),
             parts: std::mem::take(&mut self.parts),
+            previous: self.previous.take(),
         };
         let json = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
         let key = manifest_blob_key(&self.vault, self.started_at, &self.run)

@@ -394,3 +394,37 @@ async fn a_pruned_first_manifest_leaves_the_later_restore_points_complete() {
     assert!(stem.ends_with(&report.incomplete[0].run));
     assert_eq!(report.incomplete[0].blobs, 1);
 }
+
+/// Runs recorded to the same second (a fast schedule, several runs of a quiet vault) are
+/// replayed in the order they ran: each one's unchanged entries refer to the blobs of the run
+/// before it, whose manifest names it as `previous`, so their random run ids do not decide.
+#[tokio::test]
+async fn runs_of_one_second_rebuild_in_the_order_they_ran() {
+    let bed = Bed::new().await;
+    for round in 0..6 {
+        bed.source.put(
+            crate::model::ObjectKind::Secrets,
+            &super::n(&format!("added-{round}")),
+            crate::source::SeedObject::value("new"),
+        );
+        bed.backup_at(T1 + HOUR).await;
+    }
+    let heads = bed.store.list("manifests/").await.expect("list");
+    assert_eq!(heads.len(), 7);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rebuilt = Index::open(&path).expect("rebuilt index");
+    assert_same_restore_sets(&bed.index, &rebuilt);
+    // The newest restore point of that second holds every object, as the original does.
+    let newest = |index: &Index| {
+        let points = index.restore_points(&v("kv1")).expect("points");
+        let last = points.last().expect("a point").run.clone();
+        index.restore_point_contents(&last).expect("contents").len()
+    };
+    assert_eq!(newest(&rebuilt), newest(&bed.index));
+}
