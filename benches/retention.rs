@@ -447,6 +447,7 @@ async fn prune_on_azurite() {
             cancel: CancellationToken::new(),
             progress: Arc::new(NoProgress),
             manifest_part_bytes: None,
+            lease: None,
         }
         .run()
         .await;

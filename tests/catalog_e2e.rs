@@ -207,6 +207,10 @@ async fn a_catalog_key_rebuilds_the_index_and_never_restores() {
     let catalog = Identities::from_file(&bed.dir.path().join("catalog.txt")).expect("catalog");
     let (mut manifests, mut objects) = (0, 0);
     for meta in store.list("").await.expect("list") {
+        // The vault's lock blob holds no backup and is sealed to nobody.
+        if meta.key.as_str().starts_with(kvkeep::store::LOCKS_PREFIX) {
+            continue;
+        }
         let bytes = store.get(&meta.key).await.expect("get");
         match open(&bytes, &catalog) {
             Ok(opened) => {

@@ -241,6 +241,7 @@ impl Bed {
             cancel: CancellationToken::new(),
             progress: Arc::new(NoProgress),
             manifest_part_bytes: None,
+            lease: None,
         }
         .run()
         .await;

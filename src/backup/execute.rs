@@ -29,7 +29,7 @@ use crate::model::{BlobKey, ObjectKind, ObjectName, ObjectVersion, RunId, Validi
 use crate::source::{
     ObjectSummary, SourceError, SourceErrorKind, VaultSource, VersionInfo, MAX_BACKUP_VERSIONS,
 };
-use crate::store::BlobStore;
+use crate::store::{BlobStore, LeaseWatch};
 
 /// A source of "now" in Unix seconds. Production uses [`super::system_clock`].
 pub type Clock = crate::clock::UnixClock;
@@ -58,6 +58,10 @@ pub struct VaultBackup {
     /// Start a new manifest part past this many bytes of JSON instead of the default
     /// ([`super::manifest::PART_TARGET_BYTES`]); tests set it to get many parts.
     pub manifest_part_bytes: Option<usize>,
+    /// The vault's lease, when the run holds one: checked before the manifest is written (and
+    /// before its head), so a run that lost its lease never commits. `cancel` is cancelled
+    /// too when it is lost, so no further object is started.
+    pub lease: Option<LeaseWatch>,
 }
 
 /// Why a run could not even plan.
@@ -266,6 +270,7 @@ impl VaultBackup {
             stats: BackupStats::default(),
             failures: Vec::new(),
             error: None,
+            held_elsewhere: None,
         };
         let (this_run, this_vault) = (run.clone(), vault.clone());
         let begun = self
@@ -403,6 +408,17 @@ impl VaultBackup {
             RunStatus::PartiallyFailed
         };
 
+        // A run that lost its lease commits nothing: another instance may be backing the vault
+        // up now, and its run, not this one, is the restore point. The blobs written stay
+        // unreferenced until prune deletes them after its grace period.
+        if let Some(lost) = self.lease_lost() {
+            report.error = Some(format!(
+                "{lost}; the run's manifest was not written, so nothing it captured counts (prune deletes its blobs after grace_period)"
+            ));
+            self.finish(&mut report, RunStatus::Interrupted, None).await;
+            return report;
+        }
+
         // The manifest last: it commits everything above.
         match self
             .write_manifest(&run, started_at, seen_at, status, &plan, &captured, &report)
@@ -416,10 +432,20 @@ impl VaultBackup {
                 report.error = Some(format!(
                     "the run's manifest could not be written, so nothing it captured counts (the next run captures it again): {e}"
                 ));
-                self.finish(&mut report, RunStatus::Failed, None).await;
+                let status = if self.lease_lost().is_some() {
+                    RunStatus::Interrupted
+                } else {
+                    RunStatus::Failed
+                };
+                self.finish(&mut report, status, None).await;
             }
         }
         report
+    }
+
+    /// Why the run's lease was lost, if it holds one and lost it.
+    fn lease_lost(&self) -> Option<String> {
+        self.lease.as_ref().and_then(LeaseWatch::lost)
     }
 
     /// Records the end of the run and logs it.
@@ -707,6 +733,10 @@ impl VaultBackup {
                     message: f.message.clone(),
                 })
                 .await?;
+        }
+        // The parts took time: the head is the commit, so the lease is checked once more.
+        if let Some(lost) = self.lease_lost() {
+            return Err(format!("{lost} while the manifest parts were written"));
         }
         writer.finish(finished_at, status.as_str()).await
     }

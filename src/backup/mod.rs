@@ -49,8 +49,8 @@ use std::sync::Arc;
 pub use execute::{Clock, VaultBackup};
 pub use manifest::Manifest;
 pub use plan::{BackupPlan, ChangeReason, SkipReason};
-pub use report::{BackupReport, BackupStats, NoProgress, ObjectFailure, Progress};
-pub use runner::{azure_source, Runner, SetupError, PARALLEL_VAULTS};
+pub use report::{BackupReport, BackupStats, HeldElsewhere, NoProgress, ObjectFailure, Progress};
+pub use runner::{azure_source, Runner, SetupError, VaultClaim, PARALLEL_VAULTS};
 
 /// The wall clock, Unix seconds (UTC): the one place the backup pipeline reads the time.
 pub fn system_clock() -> Clock {

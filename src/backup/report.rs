@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::plan::BackupPlan;
 use crate::index::{RunStats, RunStatus};
 use crate::model::{BlobKey, ObjectKind, ObjectName, RunId, VaultName};
+use crate::store::HolderInfo;
 
 /// Counts of one run. Every field carries its unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -73,6 +74,18 @@ pub struct BackupReport {
     pub failures: Vec<ObjectFailure>,
     /// Why the run as a whole failed, when it did.
     pub error: Option<String>,
+    /// Set when the run was not started because another kvkeep instance holds the vault's
+    /// lease: not a failure of the vault, and no run is recorded (`status` is `failed`, so a
+    /// command still exits 1, but the daemon logs it as skipped and notifies nobody).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_elsewhere: Option<HeldElsewhere>,
+}
+
+/// Who held a vault that a run could not start on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldElsewhere {
+    /// The holder, as its lock blob records it (`None` when it recorded nothing yet).
+    pub by: Option<HolderInfo>,
 }
 
 fn status_ser<S: serde::Serializer>(s: &RunStatus, ser: S) -> Result<S::Ok, S::Error> {

@@ -1,6 +1,13 @@
 //! From a validated [`Config`] to backup runs: the production wiring of source (the Azure SDK
-//! adapter behind the rate limiter), store, index and sealer, shared by `kvkeep backup`, the
-//! demo and (later) the daemon, so every entry point takes the same code path.
+//! adapter behind the rate limiter), store, index and sealer, shared by `kvkeep backup`,
+//! `kvkeep prune`, the demo and the daemon, so every entry point takes the same code path.
+//!
+//! Before a backup or a prune works on a vault it claims the vault twice, in this order: the
+//! per-vault lock beside the index (this host: the daemon and a `kvkeep backup` share a lease
+//! id when they share an instance name, so only this lock keeps them apart), then the vault's
+//! lease on the store (every instance sharing the store). A vault held by another instance is
+//! not started, and the report says by whom ([`BackupReport::held_elsewhere`]). The lease is
+//! renewed while the run works; when it is lost the run is cancelled and writes no manifest.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +17,7 @@ use futures::StreamExt;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{BackupPlan, BackupReport, Clock, Progress, VaultBackup};
+use super::{BackupPlan, BackupReport, Clock, HeldElsewhere, Progress, VaultBackup};
 use crate::config::{Config, VaultConfig};
 use crate::crypto::{load_catalog_identity, CryptoError, Identities, Sealer};
 use crate::index::{lock_vault, Index, IndexError, IndexLock, RunStatus};
@@ -18,7 +25,9 @@ use crate::model::{RunId, VaultName};
 use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
 };
-use crate::store::{open_store_cancellable, BlobStore, StoreError};
+use crate::store::{
+    open_store_cancellable, BlobStore, HeldLease, LeaseError, LeaseHolder, LeaseTiming, StoreError,
+};
 
 /// Vaults backed up at once. Each vault already runs `limits.concurrency` objects in parallel
 /// and every request of a subscription shares its budget; a few vaults side by side keep a slow
@@ -75,6 +84,51 @@ pub struct Runner {
     /// Each vault's source, built at its first run and reused by the next ones: the daemon
     /// backs a vault up again and again, and its SDK clients keep their connections and tokens.
     sources: Mutex<HashMap<VaultName, Arc<dyn VaultSource>>>,
+    /// Who this process holds vault leases as (`[daemon] instance`, else the host name).
+    holder: LeaseHolder,
+    /// How those leases are kept (60 s, renewed every 20 s; tests shorten it).
+    lease_timing: LeaseTiming,
+}
+
+/// A vault claimed for one run: this host's lock beside the index and, with a store, the
+/// vault's lease. End it with [`VaultClaim::release`] (awaited: the lease is released on the
+/// store); dropped instead, the lease stops being renewed and expires within its duration.
+pub struct VaultClaim {
+    _lock: IndexLock,
+    lease: Option<HeldLease>,
+    /// The run's token: a child of the caller's, also cancelled when the lease is lost.
+    cancel: CancellationToken,
+}
+
+impl VaultClaim {
+    /// The run's token: cancelled when the caller's is, or when the lease is lost.
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Releases the lease (then the lock); returns why the lease was lost, if it was.
+    pub async fn release(self) -> Option<String> {
+        match self.lease {
+            Some(lease) => lease.release().await,
+            None => None,
+        }
+    }
+}
+
+/// Why a vault could not be claimed.
+enum ClaimError {
+    /// Another kvkeep instance holds its lease.
+    Held(String, Option<crate::store::HolderInfo>),
+    /// Anything else: the local lock, the index, the store.
+    Other(String),
+}
+
+impl ClaimError {
+    fn message(self) -> String {
+        match self {
+            ClaimError::Held(m, _) | ClaimError::Other(m) => m,
+        }
+    }
 }
 
 impl Runner {
@@ -134,7 +188,54 @@ impl Runner {
             clock,
             cancel,
             sources: Mutex::new(HashMap::new()),
+            holder: config.daemon.lease_holder(),
+            lease_timing: LeaseTiming::default(),
         })
+    }
+
+    /// A runner over parts built elsewhere: tests give it an in-memory store and sources
+    /// ([`Runner::use_source`]).
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        config: &Config,
+        store: Arc<dyn BlobStore>,
+        index: Arc<Index>,
+        clock: Clock,
+    ) -> Result<Self, SetupError> {
+        Ok(Runner {
+            config: config.clone(),
+            store: Some(store),
+            index,
+            sealer: Arc::new(Sealer::from_config(&config.encryption)?),
+            catalog_identity: load_catalog_identity(&config.encryption)?.map(Arc::new),
+            limiter: RateLimiter::with_cancel(
+                RateLimitOptions::from_limits(&config.limits),
+                CancellationToken::new(),
+            ),
+            clock,
+            cancel: CancellationToken::new(),
+            sources: Mutex::new(HashMap::new()),
+            holder: config.daemon.lease_holder(),
+            lease_timing: LeaseTiming::default(),
+        })
+    }
+
+    /// Backs `vault` up from `source` instead of the Azure adapter (tests).
+    #[cfg(test)]
+    pub(crate) fn use_source(&self, vault: &VaultName, source: Arc<dyn VaultSource>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.insert(vault.clone(), source);
+    }
+
+    /// Keeps vault leases with `timing` instead of 60 s renewed every 20 s (tests).
+    pub fn with_lease_timing(mut self, timing: LeaseTiming) -> Self {
+        self.lease_timing = timing;
+        self
+    }
+
+    /// Who this runner holds vault leases as.
+    pub fn holder(&self) -> &LeaseHolder {
+        &self.holder
     }
 
     /// The index in use.
@@ -182,6 +283,7 @@ impl Runner {
         store: Arc<dyn BlobStore>,
         cancel: CancellationToken,
         progress: Arc<dyn Progress>,
+        lease: Option<crate::store::LeaseWatch>,
     ) -> Result<VaultBackup, String> {
         Ok(VaultBackup {
             vault: vault.clone(),
@@ -194,6 +296,7 @@ impl Runner {
             cancel,
             progress,
             manifest_part_bytes: None,
+            lease,
         })
     }
 
@@ -223,6 +326,21 @@ impl Runner {
         cancel: CancellationToken,
         progress: Arc<dyn Progress>,
     ) -> BackupReport {
+        match self.claim_backup(vault, &cancel).await {
+            Ok(claim) => self.backup_claimed(vault, claim, progress).await,
+            Err(report) => report,
+        }
+    }
+
+    /// Claims `vault` for a backup: this host's lock, then the vault's lease. The report of the
+    /// run that was not started when it cannot be claimed (with
+    /// [`BackupReport::held_elsewhere`] set when another instance holds the vault). The daemon
+    /// claims first so that it tells nobody about a run it does not start.
+    pub async fn claim_backup(
+        &self,
+        vault: &VaultConfig,
+        cancel: &CancellationToken,
+    ) -> Result<VaultClaim, BackupReport> {
         // A vault still queued when the backup is stopped is not started at all.
         if cancel.is_cancelled() {
             let mut report = self.failed_report(
@@ -230,19 +348,44 @@ impl Runner {
                 "not started: the backup was stopped before this vault's turn".into(),
             );
             report.status = RunStatus::Interrupted;
-            return report;
+            return Err(report);
         }
+        if self.store.is_none() {
+            return Err(self.failed_report(vault, "the store is not open (dry run)".into()));
+        }
+        match self.claim_with_lease(vault, "backup", cancel).await {
+            Ok(claim) => Ok(claim),
+            Err(ClaimError::Held(message, by)) => {
+                // Several daemons on one store meet here on every shared schedule: the other
+                // instance is doing this vault's work, so it is no error here.
+                tracing::info!(vault = %vault.name, error = %message,
+                    "backup not started: another kvkeep instance holds the vault");
+                let mut report = self.report_not_started(vault, message);
+                report.held_elsewhere = Some(HeldElsewhere { by });
+                Err(report)
+            }
+            Err(ClaimError::Other(message)) => Err(self.failed_report(vault, message)),
+        }
+    }
+
+    /// Backs up a vault claimed with [`Runner::claim_backup`], then releases the claim.
+    pub async fn backup_claimed(
+        &self,
+        vault: &VaultConfig,
+        claim: VaultClaim,
+        progress: Arc<dyn Progress>,
+    ) -> BackupReport {
         let Some(store) = self.store.clone() else {
+            claim.release().await;
             return self.failed_report(vault, "the store is not open (dry run)".into());
         };
-        let _lock = match self.claim(vault, "backup") {
-            Ok(lock) => lock,
-            Err(e) => return self.failed_report(vault, e),
-        };
-        match self.vault_backup(vault, store, cancel, progress) {
+        let watch = claim.lease.as_ref().map(HeldLease::watch);
+        let report = match self.vault_backup(vault, store, claim.cancel.clone(), progress, watch) {
             Ok(backup) => backup.run().await,
             Err(e) => self.failed_report(vault, e),
-        }
+        };
+        claim.release().await;
+        report
     }
 
     /// Marks `vault`'s runs left `running` by a crashed or killed process as `interrupted`,
@@ -268,16 +411,76 @@ impl Runner {
                 vault.name
             )
         })?;
-        let _lock = self.claim(vault, "prune")?;
-        let now = chrono::DateTime::from_timestamp((self.clock)(), 0).unwrap_or_default();
-        crate::retention::prune_vault(&self.index, store, vault, now, observer, cancel)
+        let claim = self
+            .claim_with_lease(vault, "prune", cancel)
             .await
-            .map_err(|e| {
-                format!(
-                    "prune of vault {} stopped: {e}; run it again to complete it",
-                    vault.name
-                )
-            })
+            .map_err(ClaimError::message)?;
+        let now = chrono::DateTime::from_timestamp((self.clock)(), 0).unwrap_or_default();
+        let outcome =
+            crate::retention::prune_vault(&self.index, store, vault, now, observer, &claim.cancel)
+                .await;
+        // A prune that lost its lease stopped between steps; what it deleted stays deleted
+        // (every step leaves the store consistent), the rest is for the next prune.
+        if let Some(lost) = claim.release().await {
+            return Err(format!(
+                "prune of vault {} stopped: {lost}; run it again to complete it",
+                vault.name
+            ));
+        }
+        outcome.map_err(|e| {
+            format!(
+                "prune of vault {} stopped: {e}; run it again to complete it",
+                vault.name
+            )
+        })
+    }
+
+    /// [`Runner::claim`], then the vault's lease on the store (when one is open), renewed
+    /// until the claim is released; losing it cancels the claim's token, a child of `cancel`.
+    async fn claim_with_lease(
+        &self,
+        vault: &VaultConfig,
+        what: &str,
+        cancel: &CancellationToken,
+    ) -> Result<VaultClaim, ClaimError> {
+        let lock = self.claim(vault, what).map_err(ClaimError::Other)?;
+        let run_cancel = cancel.child_token();
+        let Some(store) = self.store.clone() else {
+            return Ok(VaultClaim {
+                _lock: lock,
+                lease: None,
+                cancel: run_cancel,
+            });
+        };
+        match HeldLease::acquire(
+            store,
+            &vault.name,
+            &self.holder,
+            self.lease_timing,
+            run_cancel.clone(),
+        )
+        .await
+        {
+            Ok(lease) => Ok(VaultClaim {
+                _lock: lock,
+                lease: Some(lease),
+                cancel: run_cancel,
+            }),
+            Err(e @ LeaseError::Held { .. }) => {
+                let by = match &e {
+                    LeaseError::Held { by, .. } => by.clone(),
+                    _ => None,
+                };
+                Err(ClaimError::Held(
+                    format!("{what} of vault {} not started: {e}", vault.name),
+                    by,
+                ))
+            }
+            Err(e) => Err(ClaimError::Other(format!(
+                "{what} of vault {} not started: cannot take the vault's lease: {e}",
+                vault.name
+            ))),
+        }
     }
 
     /// Takes the vault's lock beside the index for the whole run (refused, naming the holder,
@@ -317,6 +520,7 @@ impl Runner {
                 store,
                 CancellationToken::new(),
                 Arc::new(super::NoProgress),
+                None,
             )?;
             backup.survey().await
         });
@@ -328,8 +532,13 @@ impl Runner {
 
     /// The report of a vault that could not be started (its source could not be built).
     fn failed_report(&self, vault: &VaultConfig, error: String) -> BackupReport {
-        let now = (self.clock)();
         tracing::error!(vault = %vault.name, error = %error, "backup did not start");
+        self.report_not_started(vault, error)
+    }
+
+    /// The report of a run that was not started, without logging it.
+    fn report_not_started(&self, vault: &VaultConfig, error: String) -> BackupReport {
+        let now = (self.clock)();
         BackupReport {
             vault: vault.name.clone(),
             run: RunId::random(),
@@ -340,6 +549,7 @@ impl Runner {
             stats: Default::default(),
             failures: Vec::new(),
             error: Some(error),
+            held_elsewhere: None,
         }
     }
 }

@@ -308,6 +308,7 @@ mod tests {
             stats: BackupStats::default(),
             failures: Vec::new(),
             error: None,
+            held_elsewhere: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! `[daemon]`: how `kvkeep daemon` runs — runs at once, how long a stop may take, and where
-//! the health and metrics endpoint listens. Every key has a default, so the section is optional.
+//! the health and metrics endpoint listens — and the name of this kvkeep instance, which the
+//! daemon and every command run with the file (`kvkeep backup`, `kvkeep prune`) hold vault
+//! leases under. Every key has a default, so the section is optional.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use toml::Spanned;
 
 use super::parse_duration_within;
 use super::validate::Check;
+use crate::store::LeaseHolder;
 
 /// Vaults backed up at once unless configured: a few side by side keep a slow or throttled
 /// vault from holding up the rest without opening hundreds of connections.
@@ -33,6 +36,8 @@ pub struct RawDaemon {
     pub shutdown_timeout: Option<Spanned<String>>,
     /// `host:port` of the health and metrics endpoint; `""` turns it off.
     pub listen: Option<Spanned<String>>,
+    /// The instance name vault leases are held under; default the host name.
+    pub instance: Option<Spanned<String>>,
 }
 
 /// `[daemon]`, validated.
@@ -45,6 +50,10 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// The health and metrics endpoint's address; `None` when turned off.
     pub listen: Option<SocketAddr>,
+    /// The instance name written as `instance`, checked; `None` = the host name (see
+    /// [`DaemonConfig::lease_holder`]), which is read when a run needs it, not here, so that
+    /// validation stays pure.
+    pub instance: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -53,8 +62,53 @@ impl Default for DaemonConfig {
             max_parallel_vaults: DEFAULT_MAX_PARALLEL_VAULTS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             listen: DEFAULT_LISTEN.parse().ok(),
+            instance: None,
         }
     }
+}
+
+/// The instance name when neither `instance` nor the host name gives one.
+pub const FALLBACK_INSTANCE: &str = "kvkeep";
+
+impl DaemonConfig {
+    /// Who this process holds vault leases as: `instance` when set, else the host name, else
+    /// [`FALLBACK_INSTANCE`]. Every process started with one configuration file on one host
+    /// gets the same holder, and so the same lease id: a restarted daemon takes its leases
+    /// back at once, and the per-vault lock beside the index keeps the daemon and a
+    /// `kvkeep backup` on that host apart.
+    pub fn lease_holder(&self) -> LeaseHolder {
+        let configured = self
+            .instance
+            .as_deref()
+            .and_then(|name| LeaseHolder::new(name).ok());
+        if let Some(holder) = configured {
+            return holder;
+        }
+        match host_name().map(|name| LeaseHolder::new(&name)) {
+            Some(Ok(holder)) => holder,
+            found => {
+                // A host name that cannot travel in a header (or none at all): hosts that
+                // share the fallback share a lease id, so say how to tell them apart.
+                tracing::warn!(
+                    host_name_usable = found.is_some(),
+                    instance = FALLBACK_INSTANCE,
+                    "the host name cannot name this kvkeep instance; holding vault leases as \"kvkeep\": set [daemon] instance to a name unique among the hosts that share the store"
+                );
+                LeaseHolder::new(FALLBACK_INSTANCE)
+                    .unwrap_or_else(|_| unreachable!("the fallback instance name is valid"))
+            }
+        }
+    }
+}
+
+/// The name of this host: the kernel's, else `/etc/hostname`; `None` when neither says. Read
+/// from the files rather than with `gethostname(2)`, which would need a new dependency.
+pub(crate) fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
 }
 
 /// Validates `[daemon]`; `None` when a key is wrong (the problem is in `c`).
@@ -103,6 +157,19 @@ pub(super) fn validate(c: &mut Check, raw: RawDaemon) -> Option<DaemonConfig> {
             }
         }
     }
+    if let Some(name) = &raw.instance {
+        match LeaseHolder::new(name.get_ref().trim()) {
+            Ok(holder) => config.instance = Some(holder.instance().to_string()),
+            Err(_) => {
+                c.at(
+                    "daemon.instance",
+                    name,
+                    "not an instance name: use 1 to 253 ascii letters, digits, '.', '_' and '-' (a host name fits), unique among the kvkeep instances that share the store",
+                );
+                ok = false;
+            }
+        }
+    }
     ok.then_some(config)
 }
 
@@ -141,6 +208,19 @@ name = "kv-prod"
             c.daemon.listen.map(|a| a.to_string()).as_deref(),
             Some("127.0.0.1:9464")
         );
+    }
+
+    #[test]
+    fn the_instance_names_the_lease_holder_and_defaults_to_the_host_name() {
+        let c = parse("[daemon]\ninstance = \"web-1.example.com\"\n").expect("valid");
+        assert_eq!(c.daemon.instance.as_deref(), Some("web-1.example.com"));
+        assert_eq!(c.daemon.lease_holder().instance(), "web-1.example.com");
+        let c = parse("").expect("valid");
+        assert_eq!(c.daemon.instance, None);
+        let expected = crate::config::host_name()
+            .filter(|h| crate::store::LeaseHolder::new(h).is_ok())
+            .unwrap_or_else(|| crate::config::FALLBACK_INSTANCE.to_string());
+        assert_eq!(c.daemon.lease_holder().instance(), expected);
     }
 
     #[test]
@@ -197,6 +277,17 @@ name = "kv-prod"
             assert!(e.message.contains(says), "{daemon}: {}", e.message);
             assert!(!e.to_string().contains("canary"), "{daemon}: {e}");
         }
+        let errors = parse("[daemon]\ninstance = \"canary 7f3\"\n")
+            .expect_err("bad instance")
+            .errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "daemon.instance");
+        assert!(
+            errors[0].message.contains("not an instance name"),
+            "{}",
+            errors[0].message
+        );
+        assert!(!errors[0].to_string().contains("canary"), "{}", errors[0]);
         let unknown = parse("[daemon]\nlisten_port = 9\n").expect_err("unknown key");
         assert!(unknown.to_string().contains("listen_port"), "{unknown}");
     }

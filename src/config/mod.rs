@@ -19,7 +19,8 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
-pub use daemon::DaemonConfig;
+pub(crate) use daemon::host_name;
+pub use daemon::{DaemonConfig, FALLBACK_INSTANCE};
 pub use duration::parse_duration_within;
 pub use model::{
     AccessTier, AzureConfig, CaScope, Config, CredentialConfig, EncryptionConfig, Limits,

@@ -211,6 +211,19 @@ fn the_shipped_example_parses() {
     assert_eq!(c.vaults.len(), 1);
     assert_eq!(c.vaults[0].name.as_str(), "kv-prod-weu");
     assert!(c.vaults[0].schedule.is_some());
+    assert_eq!(c.daemon.instance, None, "the host name unless set");
+
+    // `[daemon] instance` is listed commented out (a copied file must not give every host the
+    // same name); uncommented, it is valid.
+    let example = std::fs::read_to_string(&path).expect("the shipped example");
+    let text = example.replace("\n# instance = ", "\ninstance = ");
+    assert_ne!(text, example, "the example lists [daemon] instance");
+    let base = path.parent().expect("config/");
+    let c = Config::parse(&text, "kvkeep.example.toml", base, &|p| {
+        std::fs::read_to_string(p)
+    })
+    .expect("valid with the instance set");
+    assert_eq!(c.daemon.instance.as_deref(), Some("backup-1"));
 }
 
 #[test]

@@ -129,6 +129,7 @@ async fn metrics_are_served_as_openmetrics_text() {
         stats: BackupStats::default(),
         failures: Vec::new(),
         error: None,
+        held_elsewhere: None,
     });
     let server = start(state).await;
     let response = client()

@@ -172,6 +172,7 @@ pub struct DaemonMetrics {
     pruned_bytes: Family<VaultLabels, Counter>,
     prune_deferred: Family<VaultLabels, Counter>,
     prune_failures: Family<VaultLabels, Counter>,
+    held_elsewhere: Family<VaultLabels, Counter>,
     report_written: Gauge,
     report_failures: Counter,
     /// Never held across an `.await` (nothing here awaits), so a std mutex suffices.
@@ -208,6 +209,7 @@ impl DaemonMetrics {
             pruned_bytes: Family::default(),
             prune_deferred: Family::default(),
             prune_failures: Family::default(),
+            held_elsewhere: Family::default(),
             report_written: Gauge::default(),
             report_failures: Counter::default(),
             seen: Mutex::new(Seen::default()),
@@ -311,6 +313,11 @@ impl DaemonMetrics {
             "prune_failures",
             "Prunes that could not run or stopped before the end",
             metrics.prune_failures.clone(),
+        );
+        registry.register(
+            "backups_held_elsewhere",
+            "Scheduled backups not started because another kvkeep instance held the vault's lease",
+            metrics.held_elsewhere.clone(),
         );
         registry.register_with_unit(
             "report_written_timestamp",
@@ -465,6 +472,14 @@ impl DaemonMetrics {
             .observe(late.as_secs_f64());
     }
 
+    /// A scheduled backup of `vault` was not started: another kvkeep instance holds the vault's
+    /// lease (and is backing it up). Not a run: `kvkeep_runs_total` does not count it.
+    pub fn backup_skipped(&self, vault: &VaultName) {
+        self.held_elsewhere
+            .get_or_create(&vault_labels(vault))
+            .inc();
+    }
+
     /// A notification about `vault` through the notifier named `notifier` could not be
     /// delivered.
     pub fn notification_failed(&self, vault: &VaultName, notifier: &str) {
@@ -537,6 +552,7 @@ impl DaemonMetrics {
             &self.pruned_bytes,
             &self.prune_deferred,
             &self.prune_failures,
+            &self.held_elsewhere,
         ] {
             family.remove(&labels);
         }

@@ -28,6 +28,7 @@ fn report(vault_name: &str, status: RunStatus, started_at: i64, finished_at: i64
         },
         failures: Vec::new(),
         error: None,
+        held_elsewhere: None,
     }
 }
 
@@ -408,6 +409,8 @@ fn every_metric() -> DaemonMetrics {
     metrics.notification_failed(&kv1, "webhook");
     metrics.prune_finished(&kv1, &Ok(pruned("kv1", 3, 7, 4096, 1, false)));
     metrics.prune_finished(&kv1, &Err("the store refused".into()));
+    metrics.backup_skipped(&kv1);
+    metrics.report_finished(Some(at(1_700_000_200)));
     metrics
 }
 
@@ -463,6 +466,18 @@ fn prunes_count_points_blobs_and_bytes_and_what_they_left_or_failed() {
 }
 
 #[test]
+fn backups_held_by_another_instance_are_counted_apart_from_runs() {
+    let metrics = DaemonMetrics::new();
+    metrics.backup_skipped(&vault("kv1"));
+    metrics.backup_skipped(&vault("kv1"));
+    assert_has(
+        &metrics,
+        r#"kvkeep_backups_held_elsewhere_total{vault="kv1"} 2"#,
+    );
+    assert_no_series(&metrics, "kvkeep_runs_total{");
+}
+
+#[test]
 fn report_writes_set_their_time_and_failures_are_counted() {
     let metrics = DaemonMetrics::new();
     metrics.report_finished(Some(at(1_700_000_000)));
@@ -484,7 +499,7 @@ fn the_readme_documents_every_metric_with_its_type() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
         .collect();
-    assert_eq!(families.len(), 21, "{text}");
+    assert_eq!(families.len(), 22, "{text}");
     for (name, kind) in families {
         // The TYPE line names a counter without the `_total` its samples carry.
         let name = if kind == "counter" {
@@ -522,6 +537,7 @@ fn forget_vault_removes_every_series_of_that_vault_only() {
         metrics.notification_failed(&v, "webhook");
         metrics.prune_finished(&v, &Ok(pruned(name, 1, 1, 1, 1, false)));
         metrics.prune_finished(&v, &Err("failed".into()));
+        metrics.backup_skipped(&v);
     }
     metrics.forget_vault(&vault("kv1"));
     assert_no_series(&metrics, r#"vault="kv1""#);
@@ -530,8 +546,9 @@ fn forget_vault_removes_every_series_of_that_vault_only() {
         .filter(|l| l.contains(r#"vault="kv2""#))
         .count();
     // 1 last success, 4 last statuses, 2 runs, 7 objects, 2 request counters, 15 histogram
-    // lines, 1 upload, 1 next run, 2 verify, 1 skipped, 1 notification, 5 prune counters.
-    assert_eq!(kv2, 42, "kv2 keeps its series");
+    // lines, 1 upload, 1 next run, 2 verify, 1 skipped, 1 notification, 5 prune counters,
+    // 1 held elsewhere.
+    assert_eq!(kv2, 43, "kv2 keeps its series");
 
     // Series the vault gets again start from zero.
     metrics.observe_requests(

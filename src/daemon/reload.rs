@@ -56,7 +56,11 @@ pub(super) async fn reload(
         }
     };
     let old = state.runner();
-    if config.daemon != old.config().daemon {
+    // `instance` is not among them: the new runner holds leases under the new name from the
+    // next run on (a run in flight keeps its lease under the old one until it ends).
+    let at_start =
+        |d: &crate::config::DaemonConfig| (d.max_parallel_vaults, d.shutdown_timeout, d.listen);
+    if at_start(&config.daemon) != at_start(&old.config().daemon) {
         tracing::warn!(
             "[daemon] changes (max_parallel_vaults, shutdown_timeout, listen) take effect at the next restart"
         );

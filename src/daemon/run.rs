@@ -31,11 +31,30 @@ pub(super) async fn run_job(
         Task::Backup => {
             let notifier = &generation.notifier;
             let progress = Arc::new(MetricsProgress::new(metrics.clone()));
-            // The start ping goes out beside the run, never in front of it.
-            let (started, r) = futures::join!(
-                notifier.run_started(&vault.name),
-                runner.backup_one(&vault, cancel.clone(), progress)
-            );
+            // Claimed first (this host's lock, then the vault's lease), so that a vault another
+            // instance is backing up is skipped quietly: no start ping, no run in the metrics,
+            // no notification — that instance's run is the one that counts.
+            let (started, r) = match runner.claim_backup(&vault, &cancel).await {
+                // The start ping goes out beside the run, never in front of it.
+                Ok(claim) => {
+                    futures::join!(
+                        notifier.run_started(&vault.name),
+                        runner.backup_claimed(&vault, claim, progress)
+                    )
+                }
+                Err(r) if r.held_elsewhere.is_some() => {
+                    let by = r.held_elsewhere.as_ref().and_then(|h| h.by.as_ref());
+                    tracing::info!(vault = %r.vault,
+                        held_by = by.map_or("an unnamed instance", |h| h.instance.as_str()),
+                        "scheduled backup skipped: another kvkeep instance holds the vault's lease and is backing it up");
+                    metrics.backup_skipped(&vault.name);
+                    state.report.wanted();
+                    return;
+                }
+                // Not started for another reason (this host's lock, the store): told as a
+                // failed run, as it always was.
+                Err(r) => (notifier.run_started(&vault.name).await, r),
+            };
             tracing::info!(vault = %r.vault, run = %r.run, status = %r.status,
                 captured = r.stats.captured_objects, failed = r.stats.failed_objects,
                 "scheduled backup finished");

@@ -146,10 +146,5 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
 
 /// The name of this host, for the summary: the kernel's, else `/etc/hostname`, else `unknown`.
 pub(super) fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_string())
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+    crate::config::host_name().unwrap_or_else(|| "unknown".to_string())
 }

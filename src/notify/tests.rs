@@ -74,6 +74,7 @@ fn report(status: RunStatus) -> BackupReport {
             Vec::new()
         },
         error: (status == RunStatus::Failed).then(|| "the store cannot be reached".to_string()),
+        held_elsewhere: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod azure;
 mod azure_lease;
 mod error;
 mod faulty;
+mod held_lease;
 pub mod lease;
 mod local;
 mod local_lease;
@@ -34,6 +35,7 @@ use bytes::Bytes;
 pub use azure::{AzureAuth, AzureBlobStore};
 pub use error::{StoreError, StoreErrorKind, StoreOp};
 pub use faulty::{Corruption, FaultyStore};
+pub use held_lease::{HeldLease, LeaseTiming, LeaseWatch};
 pub use lease::{
     lock_key, HolderInfo, Lease, LeaseDuration, LeaseError, LeaseHolder, LOCKS_PREFIX,
 };

@@ -122,6 +122,7 @@ impl PruneBed {
                 cancel: CancellationToken::new(),
                 progress: Arc::new(NoProgress),
                 manifest_part_bytes: None,
+                lease: None,
             }
             .run()
             .await;

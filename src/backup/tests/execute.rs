@@ -116,6 +116,7 @@ impl Bed {
             cancel,
             progress,
             manifest_part_bytes: None,
+            lease: None,
         }
     }
 

@@ -134,6 +134,7 @@ impl Bed {
             // Small parts: every manifest of these tests spans several, so restore, verify and
             // rebuild are all exercised on multi-part manifests.
             manifest_part_bytes: Some(PART_BYTES),
+            lease: None,
         }
         .run()
         .await;
