@@ -15,50 +15,17 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use kvkeep::config::Config;
-use kvkeep::index::{Index, RunStats, RunStatus};
-use kvkeep::model::{BlobKey, RunId, VaultName};
+use kvkeep::index::Index;
+use kvkeep::model::RunId;
 
 #[path = "support/index_builder.rs"]
 mod index_builder;
 
-use index_builder::{env_usize, new_capture};
+use index_builder::{env_usize, record_run_as};
 
 const DAY: i64 = 86_400;
 /// The first run's time: 2026-01-01T02:00:00Z, the daily schedule's fire time.
 const START: i64 = 1_767_232_800;
-
-/// One daily run of `vault` capturing every object in one transaction; `run_number` is unique
-/// across vaults (run ids are unique in the index).
-fn record_run(index: &Index, vault: &VaultName, run_number: usize, r: usize, objects: usize) {
-    let run: RunId = format!("{:016x}", run_number + 1).parse().expect("run id");
-    let at = START + r as i64 * DAY;
-    let committed = r % 10 != 9;
-    index
-        .write(|w| {
-            w.begin_run(&run, vault, at)?;
-            for o in 0..objects {
-                w.record_capture(&run, &new_capture(vault, o, r, at))?;
-            }
-            let manifest: Option<BlobKey> = committed.then(|| {
-                format!("manifests/{vault}/{at}-{run}.age")
-                    .parse()
-                    .expect("manifest key")
-            });
-            let status = if committed {
-                RunStatus::Completed
-            } else {
-                RunStatus::Interrupted
-            };
-            w.finish_run(
-                &run,
-                status,
-                &RunStats::default(),
-                at + 60,
-                manifest.as_ref(),
-            )
-        })
-        .expect("record run");
-}
 
 /// A configuration with `vaults` vaults on a daily schedule, each with a retention policy that
 /// forgets some of its points, so the expirations section has work to do.
@@ -97,7 +64,10 @@ fn main() {
         let mut run_number = 0;
         for vault in &config.vaults {
             for r in 0..runs {
-                record_run(&index, &vault.name, run_number, r, objects);
+                // Run ids are unique across vaults.
+                let run: RunId = format!("{:016x}", run_number + 1).parse().expect("run id");
+                let at = START + r as i64 * DAY;
+                record_run_as(&index, &vault.name, &run, r, at, objects, false);
                 run_number += 1;
             }
         }

@@ -23,21 +23,43 @@ pub use env::env_usize;
 /// uncommitted captures and check deletions like in production.
 pub fn record_run(index: &Index, vault: &VaultName, r: usize, objects: usize) {
     let run: RunId = format!("{:016x}", r + 1).parse().expect("run id");
-    let at = START + r as i64 * HOUR;
+    record_run_as(
+        index,
+        vault,
+        &run,
+        r,
+        START + r as i64 * HOUR,
+        objects,
+        true,
+    );
+}
+
+/// Run number `r` of `vault` as `run`, at `at`, capturing every object: every tenth run dies
+/// before its manifest, and with `deletions` every hundredth object is gone from run 50 on
+/// (seen deleted by run 50).
+pub fn record_run_as(
+    index: &Index,
+    vault: &VaultName,
+    run: &RunId,
+    r: usize,
+    at: i64,
+    objects: usize,
+    deletions: bool,
+) {
     let committed = r % 10 != 9;
-    let deleting = r > 0 && r == 50;
+    let deleting = deletions && r > 0 && r == 50;
     index
         .write(|w| {
-            w.begin_run(&run, vault, at)?;
+            w.begin_run(run, vault, at)?;
             for o in 0..objects {
-                let gone = o % 100 == 0 && r >= 50;
+                let gone = deletions && o % 100 == 0 && r >= 50;
                 if gone {
                     if deleting {
-                        w.record_deleted(&run, ObjectKind::Secrets, &object_name(o), at)?;
+                        w.record_deleted(run, ObjectKind::Secrets, &object_name(o), at)?;
                     }
                     continue;
                 }
-                w.record_capture(&run, &new_capture(vault, o, r, at))?;
+                w.record_capture(run, &new_capture(vault, o, r, at))?;
             }
             let manifest: Option<BlobKey> = committed.then(|| {
                 format!("manifests/{vault}/{at}-{run}.age")
@@ -50,7 +72,7 @@ pub fn record_run(index: &Index, vault: &VaultName, r: usize, objects: usize) {
                 RunStatus::Interrupted
             };
             w.finish_run(
-                &run,
+                run,
                 status,
                 &RunStats::default(),
                 at + 60,

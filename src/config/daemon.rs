@@ -175,28 +175,10 @@ pub(super) fn validate(c: &mut Check, raw: RawDaemon) -> Option<DaemonConfig> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use crate::config::{Config, ConfigErrors};
 
     fn parse(daemon: &str) -> Result<Config, ConfigErrors> {
-        let text = format!(
-            r#"
-[store]
-type = "local"
-path = "/var/lib/kvkeep/store"
-
-[encryption]
-recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
-
-[[vault]]
-name = "kv-prod"
-{daemon}
-"#
-        );
-        Config::parse(&text, "kvkeep.toml", Path::new("/etc/kvkeep"), &|_| {
-            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
-        })
+        crate::config::parse_minimal(daemon)
     }
 
     #[test]

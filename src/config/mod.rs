@@ -130,6 +130,20 @@ impl Config {
     }
 }
 
+/// A minimal valid file (a local store, one recipient, vault `kv-prod`) with `extra` appended,
+/// parsed as `/etc/kvkeep/kvkeep.toml` with no file readable: for the tests of one section.
+#[cfg(test)]
+pub(crate) fn parse_minimal(extra: &str) -> Result<Config, ConfigErrors> {
+    let text = format!(
+        "\n[store]\ntype = \"local\"\npath = \"/var/lib/kvkeep/store\"\n\n[encryption]\n\
+         recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n\n\
+         [[vault]]\nname = \"kv-prod\"\n{extra}\n"
+    );
+    Config::parse(&text, "kvkeep.toml", Path::new("/etc/kvkeep"), &|_| {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    })
+}
+
 /// 1-based line number of byte offset `at`.
 fn line_of(text: &str, at: usize) -> usize {
     text.as_bytes()
