@@ -59,6 +59,39 @@ pub async fn check_index(path: &Path) -> Check {
     }
 }
 
+/// Creates and removes a private probe file beside `[report] html_path`: the daemon rewrites the
+/// report there after every run (through a temporary file renamed over it), and a directory it
+/// cannot write only shows up as a warning in its log. A warning here too: backups do not
+/// depend on it.
+pub async fn check_report(path: &Path) -> Check {
+    let path = path.to_path_buf();
+    let shown = path.display().to_string();
+    let probed = tokio::task::spawn_blocking(move || {
+        let dir = crate::fsutil::parent_or_dot(&path);
+        if path.is_dir() {
+            return Err("names a directory, not a file".to_string());
+        }
+        let probe = dir.join(format!(".kvkeep-doctor-{}", std::process::id()));
+        crate::fsutil::create_private_file(&probe).map_err(|e| e.to_string())?;
+        std::fs::remove_file(&probe).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the check stopped: {e}")));
+    match probed {
+        Ok(()) => Check::ok(
+            None,
+            CheckName::Report,
+            format!("{shown}: its directory takes the report"),
+        ),
+        Err(reason) => Check::warn(
+            None,
+            CheckName::Report,
+            format!("{shown}: {reason}"),
+            Some("create the directory of [report] html_path for kvkeep's user, or point the key at a writable place (the daemon cannot write the HTML report; backups are not affected)".to_string()),
+        ),
+    }
+}
+
 /// Writes a probe blob under [`PROBE_PREFIX`] with `put_new` (If-None-Match: *), reads it back,
 /// compares and deletes it. Never touches anything else in the store.
 pub async fn check_store(config: &Config, cancel: &CancellationToken) -> Check {

@@ -25,7 +25,7 @@ use crate::crypto::Identities;
 use crate::model::{ObjectKind, VaultName};
 
 pub use advice::{backup_permission_fix, list_permission_fix};
-pub use local::{check_index, check_store};
+pub use local::{check_index, check_report, check_store};
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,6 +70,8 @@ pub enum CheckName {
     Schedule,
     /// The newest committed manifest opens with the identity.
     Manifest,
+    /// The directory of `[report] html_path` takes a private file.
+    Report,
 }
 
 impl fmt::Display for CheckName {
@@ -84,6 +86,7 @@ impl fmt::Display for CheckName {
             CheckName::Clock => f.write_str("clock"),
             CheckName::Schedule => f.write_str("schedule"),
             CheckName::Manifest => f.write_str("manifest"),
+            CheckName::Report => f.write_str("report"),
         }
     }
 }
@@ -231,6 +234,9 @@ pub async fn readiness(config: &Config, cancel: &CancellationToken) -> Vec<Check
 /// clock skew, schedule, and with identities the newest manifest).
 pub async fn run(config: &Config, options: &DoctorOptions) -> DoctorReport {
     let mut checks = readiness(config, &options.cancel).await;
+    if let Some(path) = &config.report.html_path {
+        checks.push(local::check_report(path).await);
+    }
     for vault in &options.vaults {
         if options.cancel.is_cancelled() {
             break;

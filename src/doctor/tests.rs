@@ -313,3 +313,29 @@ fn the_schedule_row_applies_jitter_and_says_when_a_vault_is_paused() {
     vault.schedule = None;
     assert!(check_schedule(&vault).detail.starts_with("no schedule"));
 }
+
+#[tokio::test]
+async fn the_report_check_probes_the_directory_and_warns_when_it_cannot_write() {
+    use super::{check_report, CheckName, CheckStatus};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let ok = check_report(&dir.path().join("report.html")).await;
+    assert_eq!((ok.check, ok.status), (CheckName::Report, CheckStatus::Ok));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("list").count(),
+        0,
+        "the probe file is gone"
+    );
+
+    let missing = check_report(&dir.path().join("no-such-dir").join("report.html")).await;
+    assert_eq!(missing.status, CheckStatus::Warn);
+    assert!(missing.detail.contains("no-such-dir"), "{}", missing.detail);
+    assert!(missing
+        .fix
+        .as_deref()
+        .is_some_and(|f| f.contains("[report] html_path")));
+
+    let a_directory = check_report(dir.path()).await;
+    assert_eq!(a_directory.status, CheckStatus::Warn);
+    assert!(a_directory.detail.contains("names a directory"));
+}
