@@ -359,6 +359,7 @@ async fn open_store_builds_the_configured_azure_and_local_stores() {
             auth: StoreAuth::Credential,
             prefix: "bearer/".to_string(),
             access_tier: Some(kvkeep::config::AccessTier::Cool),
+            locks: None,
         },
         StoreConfig::Azure {
             container_url: fx.container_url(),
@@ -367,6 +368,7 @@ async fn open_store_builds_the_configured_azure_and_local_stores() {
             },
             prefix: "sas/".to_string(),
             access_tier: None,
+            locks: None,
         },
         StoreConfig::Local {
             path: fx.files.path().join("local"),
@@ -390,6 +392,116 @@ async fn open_store_builds_the_configured_azure_and_local_stores() {
             store.list("manifests/").await.expect("list").len(),
             1,
             "{config:?}"
+        );
+    }
+}
+
+/// `[store] lock_container_url`: the backup container may be WORM, so the vaults' lock blobs
+/// and their leases go to a second container, with the credential or with that container's own
+/// SAS; the backups and what the store lists stay in the first.
+#[tokio::test]
+async fn open_store_keeps_lock_blobs_in_the_lock_container() {
+    const LOCKS: &str = "kvkeep-locks";
+    let fx = AzureFixture::start().await;
+    fx.azurite
+        .service_client_with_sas()
+        .expect("harness client")
+        .blob_container_client(LOCKS)
+        .create(None)
+        .await
+        .expect("create the lock container");
+    let lock_url = format!("{}/{LOCKS}", fx.azurite.service_url());
+    let lock_sas = {
+        let sas = account_sas(
+            "racwdl",
+            OffsetDateTime::from_unix_timestamp(kvkeep::clock::now_unix()).expect("valid time")
+                + AzDuration::hours(1),
+        )
+        .expect("sign a sas");
+        let path = fx.files.path().join("locks-sas");
+        write_private(&path, &format!("{lock_url}?{sas}\n"));
+        path
+    };
+    let azure = fx.azure_config("https://storage.azure.com");
+    let configs = [
+        (
+            "bearer",
+            StoreConfig::Azure {
+                container_url: fx.container_url(),
+                auth: StoreAuth::Credential,
+                prefix: "bearer/".to_string(),
+                access_tier: None,
+                locks: Some(kvkeep::config::LockContainer {
+                    container_url: lock_url.clone(),
+                    auth: StoreAuth::Credential,
+                }),
+            },
+        ),
+        (
+            "sas",
+            StoreConfig::Azure {
+                container_url: fx.container_url(),
+                auth: StoreAuth::Sas {
+                    url_file: fx.sas_file("racwdl"),
+                },
+                prefix: "sas/".to_string(),
+                access_tier: None,
+                locks: Some(kvkeep::config::LockContainer {
+                    container_url: lock_url.clone(),
+                    auth: StoreAuth::Sas { url_file: lock_sas },
+                }),
+            },
+        ),
+    ];
+    let names = |container: &'static str| {
+        let client = fx
+            .azurite
+            .service_client_with_sas()
+            .expect("harness client")
+            .blob_container_client(container);
+        async move {
+            use futures::TryStreamExt;
+            client
+                .list_blobs(None)
+                .expect("list")
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("list")
+                .into_iter()
+                .filter_map(|b| b.name)
+                .collect::<Vec<String>>()
+        }
+    };
+    let vault: kvkeep::model::VaultName = "kv1".parse().expect("vault");
+    for (prefix, config) in &configs {
+        let store = open_store(config, &azure).await.expect("open_store");
+        let k = key("manifests/kv1/20261128T190000Z-0123456789abcdef.age");
+        store
+            .put_new(&k, Bytes::from_static(b"manifest"))
+            .await
+            .expect("put");
+        let holder = kvkeep::store::LeaseHolder::new("host-a").expect("holder");
+        let lease = store
+            .acquire_lease(&vault, &holder, kvkeep::store::LeaseDuration::DEFAULT)
+            .await
+            .expect("lease in the lock container");
+        let other = kvkeep::store::LeaseHolder::new("host-b").expect("holder");
+        let refused = store
+            .acquire_lease(&vault, &other, kvkeep::store::LeaseDuration::DEFAULT)
+            .await
+            .expect_err("held");
+        assert!(refused.to_string().contains("host-a"), "{refused}");
+        store.release_lease(lease).await.expect("release");
+        // The lock container holds the lock blob under the same prefix; the backup container
+        // has none.
+        let lock_blob = format!("{prefix}/locks/kv1");
+        let (locks, backups) = (names(LOCKS).await, names(CONTAINER).await);
+        assert!(locks.contains(&lock_blob), "{locks:?}");
+        assert!(!backups.iter().any(|n| n.contains("locks/")), "{backups:?}");
+        assert_eq!(
+            store.list("").await.expect("list").len(),
+            1,
+            "the store lists the backups only"
         );
     }
 }

@@ -13,6 +13,7 @@ mod raw;
 mod report;
 mod retention;
 mod secret_files;
+mod store;
 mod toml_error;
 mod validate;
 
@@ -24,7 +25,7 @@ pub use daemon::{DaemonConfig, FALLBACK_INSTANCE};
 pub use duration::parse_duration_within;
 pub use model::{
     AccessTier, AzureConfig, CaScope, Config, CredentialConfig, EncryptionConfig, Limits,
-    PayloadMode, StoreAuth, StoreConfig, VaultConfig,
+    LockContainer, PayloadMode, StoreAuth, StoreConfig, VaultConfig,
 };
 pub use notify::{NotifyConfig, NotifyOutcome, NotifyTarget};
 pub use report::ReportConfig;

@@ -56,11 +56,25 @@ pub enum StoreConfig {
         prefix: String,
         /// Tier for new blobs; the account default when absent.
         access_tier: Option<AccessTier>,
+        /// A separate container for the vaults' lock blobs (`[store] lock_container_url`): the
+        /// backup container may then be under an immutability policy, which refuses the
+        /// metadata writes a lease holder makes. `None`: locks live beside the backups.
+        locks: Option<LockContainer>,
     },
 }
 
+/// The container that holds the lock blobs when it is not the backup container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockContainer {
+    /// Its URL (no query string).
+    pub container_url: String,
+    /// How to authenticate: the `[azure]` credential like the backup container, or its own SAS
+    /// URL file (`lock_sas_url_file`) when the backup container uses a SAS.
+    pub auth: StoreAuth,
+}
+
 /// Blob store authentication.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StoreAuth {
     /// The `[azure]` credential (Entra ID token for `https://storage.azure.com`).

@@ -60,6 +60,10 @@ pub struct RawStore {
     pub prefix: Option<Spanned<String>>,
     /// Access tier for new blobs.
     pub access_tier: Option<Spanned<String>>,
+    /// A separate container for the lock blobs.
+    pub lock_container_url: Option<Spanned<String>>,
+    /// File holding the lock container's SAS URL (with `auth = "sas"`).
+    pub lock_sas_url_file: Option<Spanned<String>>,
 }
 
 /// `[encryption]`

@@ -10,7 +10,9 @@
 
 use std::path::Path;
 
-use super::{Config, ConfigError, CredentialConfig, NotifyTarget, StoreAuth, StoreConfig};
+use super::{
+    Config, ConfigError, CredentialConfig, LockContainer, NotifyTarget, StoreAuth, StoreConfig,
+};
 use crate::fsutil;
 
 /// One [`ConfigError`] per secret file that group or others can access.
@@ -22,6 +24,21 @@ pub(super) fn check(config: &Config) -> Vec<ConfigError> {
     } = &config.store
     {
         files.push(("store.sas_url_file", "sas url file", url_file));
+    }
+    if let StoreConfig::Azure {
+        locks:
+            Some(LockContainer {
+                auth: StoreAuth::Sas { url_file },
+                ..
+            }),
+        ..
+    } = &config.store
+    {
+        files.push((
+            "store.lock_sas_url_file",
+            "lock container sas url file",
+            url_file,
+        ));
     }
     if let Some(path) = &config.encryption.catalog_identity_file {
         files.push((

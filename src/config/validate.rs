@@ -85,7 +85,11 @@ impl Check<'_> {
     /// Resolves a file reference and checks it can be read. Echoes neither the contents nor
     /// the path: a SAS URL or client secret pasted where its file's path belongs would
     /// otherwise be printed back as "cannot read <secret>".
-    fn readable_file(&mut self, key: &str, value: &Spanned<String>) -> Option<(PathBuf, String)> {
+    pub(super) fn readable_file(
+        &mut self,
+        key: &str,
+        value: &Spanned<String>,
+    ) -> Option<(PathBuf, String)> {
         let path = self.path(value.get_ref());
         match (self.read)(&path) {
             Ok(text) => Some((path, text)),
@@ -114,7 +118,7 @@ pub(super) fn validate(
         read,
         errors: Vec::new(),
     };
-    let store = store(&mut c, raw.store);
+    let store = super::store::validate(&mut c, raw.store);
     let encryption = encryption(&mut c, raw.encryption);
     let index_path = match &raw.index.path {
         Some(p) if p.get_ref().trim().is_empty() => {
@@ -160,163 +164,6 @@ pub(super) fn validate(
             Err(c.errors)
         }
     }
-}
-
-fn store(c: &mut Check, raw: Option<Spanned<RawStore>>) -> Option<StoreConfig> {
-    let Some(raw) = raw else {
-        c.here("store", "missing section: add [store] with type = \"local\" (and path) or type = \"azure\" (and container_url)");
-        return None;
-    };
-    let raw = raw.into_inner();
-    let prefix = match &raw.prefix {
-        Some(p) => {
-            let s = p.get_ref();
-            let ok = !s.starts_with('/')
-                && s.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "-_./".contains(ch))
-                && !s.split('/').any(|seg| seg == "." || seg == "..");
-            if !ok {
-                c.at("store.prefix", p, "use letters, digits, '-', '_', '.' and '/' separators, with no leading '/' and no '.' or '..' segments");
-                String::new()
-            } else if s.is_empty() || s.ends_with('/') {
-                s.clone()
-            } else {
-                format!("{s}/")
-            }
-        }
-        None => String::new(),
-    };
-    match raw.kind.get_ref().as_str() {
-        "local" => {
-            for (key, v) in [
-                ("store.container_url", &raw.container_url),
-                ("store.auth", &raw.auth),
-                ("store.sas_url_file", &raw.sas_url_file),
-                ("store.access_tier", &raw.access_tier),
-            ] {
-                if let Some(v) = v {
-                    c.at(key, v, "only used with type = \"azure\"");
-                }
-            }
-            match &raw.path {
-                Some(p) if !p.get_ref().trim().is_empty() => Some(StoreConfig::Local {
-                    path: c.path(p.get_ref()),
-                    prefix,
-                }),
-                Some(p) => {
-                    c.at("store.path", p, "must not be empty");
-                    None
-                }
-                None => {
-                    c.at("store.path", &raw.kind, "missing: a local store needs path = \"/var/lib/kvkeep/store\" (a directory)");
-                    None
-                }
-            }
-        }
-        "azure" => {
-            if let Some(p) = &raw.path {
-                c.at("store.path", p, "only used with type = \"local\"");
-            }
-            let url = match &raw.container_url {
-                Some(u) => container_url(c, u),
-                None => {
-                    c.at("store.container_url", &raw.kind, "missing: an azure store needs container_url = \"https://ACCOUNT.blob.core.windows.net/CONTAINER\"");
-                    None
-                }
-            };
-            let auth = match raw.auth.as_ref().map(|a| a.get_ref().as_str()) {
-                None | Some("credential") => {
-                    if let Some(f) = &raw.sas_url_file {
-                        c.at("store.sas_url_file", f, "only used with auth = \"sas\"");
-                    }
-                    Some(StoreAuth::Credential)
-                }
-                Some("sas") => match &raw.sas_url_file {
-                    Some(f) => c
-                        .readable_file("store.sas_url_file", f)
-                        .map(|(url_file, _)| StoreAuth::Sas { url_file }),
-                    None => {
-                        if let Some(a) = &raw.auth {
-                            c.at("store.sas_url_file", a, "missing: auth = \"sas\" needs sas_url_file, a file holding the SAS URL");
-                        }
-                        None
-                    }
-                },
-                Some(_) => {
-                    if let Some(a) = &raw.auth {
-                        c.at(
-                            "store.auth",
-                            a,
-                            "unknown auth: expected \"credential\" or \"sas\"",
-                        );
-                    }
-                    None
-                }
-            };
-            let access_tier = match &raw.access_tier {
-                None => Some(None),
-                Some(t) => match t.get_ref().to_ascii_lowercase().as_str() {
-                    "hot" => Some(Some(AccessTier::Hot)),
-                    "cool" => Some(Some(AccessTier::Cool)),
-                    "cold" => Some(Some(AccessTier::Cold)),
-                    _ => {
-                        c.at("store.access_tier", t, "unknown access tier: expected hot, cool or cold (archive cannot be restored from quickly)");
-                        None
-                    }
-                },
-            };
-            Some(StoreConfig::Azure {
-                container_url: url?,
-                auth: auth?,
-                prefix,
-                access_tier: access_tier?,
-            })
-        }
-        _ => {
-            c.at(
-                "store.type",
-                &raw.kind,
-                "unknown store type: expected \"local\" or \"azure\"",
-            );
-            None
-        }
-    }
-}
-
-fn container_url(c: &mut Check, u: &Spanned<String>) -> Option<String> {
-    let parsed = match url::Url::parse(u.get_ref()) {
-        Ok(p) => p,
-        Err(e) => {
-            c.at("store.container_url", u, format!("not a URL: {e}"));
-            return None;
-        }
-    };
-    if parsed.query().is_some() {
-        // Never echo the URL: its query may hold a SAS signature.
-        c.at("store.container_url", u, "must not carry a query string; put a SAS URL in a file and set auth = \"sas\" and sas_url_file");
-        return None;
-    }
-    if parsed.scheme() != "https" {
-        c.at(
-            "store.container_url",
-            u,
-            "must use https (Azure credentials are never sent over plain http)",
-        );
-        return None;
-    }
-    let segments: Vec<&str> = parsed
-        .path_segments()
-        .map(|s| s.filter(|x| !x.is_empty()).collect())
-        .unwrap_or_default();
-    if segments.is_empty() {
-        c.at(
-            "store.container_url",
-            u,
-            "names no container: use https://ACCOUNT.blob.core.windows.net/CONTAINER",
-        );
-        return None;
-    }
-    Some(u.get_ref().trim_end_matches('/').to_string())
 }
 
 fn encryption(c: &mut Check, raw: Option<Spanned<RawEncryption>>) -> Option<EncryptionConfig> {

@@ -16,8 +16,8 @@
 //! there is nothing left to end. Everything else goes through the store's usual translation.
 //!
 //! A container under an immutability policy refuses the metadata write (409
-//! `BlobImmutableDueToPolicy` / `…LegalHold`); the error says to keep locks elsewhere.
-//! TODO(issue 11, a later increment): `[store] lock_container_url` for that separate container.
+//! `BlobImmutableDueToPolicy` / `…LegalHold`); the error names `[store] lock_container_url`,
+//! which keeps the locks in a container without one.
 
 use azure_core::error::ErrorKind;
 use azure_core::http::StatusCode;
@@ -160,7 +160,7 @@ impl AzureBlobStore {
                     op,
                     key.as_str(),
                     self.name.clone(),
-                    format!("the service answered {status} {code}: the container is under an immutability policy or legal hold, which forbids recording the lease holder on the lock blob; keep the locks in a container without one (see the README, \"Locks\")"),
+                    format!("the service answered {status} {code}: the container is under an immutability policy or legal hold, which forbids recording the lease holder on the lock blob; keep the locks in a container without one with [store] lock_container_url (see the README, \"Locks\")"),
                 )
                 .into(),
                 Some((status, code)) => match lost_because(status, &code) {

@@ -35,8 +35,8 @@
 //!
 //! Immutability: a container under a time-based retention policy or legal hold (WORM) refuses
 //! the metadata writes that record a lease's holder, so lock blobs must live in a container
-//! without such a policy. TODO(issue 11, a later increment): `[store] lock_container_url`, a
-//! separate container for `locks/` when the backup container is WORM.
+//! without such a policy: `[store] lock_container_url` names a separate container for them
+//! ([`super::LocksElsewhere`]).
 //!
 //! [`BlobStore::acquire_lease`]: super::BlobStore::acquire_lease
 //! [`BlobStore::renew_lease`]: super::BlobStore::renew_lease

@@ -26,6 +26,7 @@ mod local;
 mod local_lease;
 mod memory;
 mod retry;
+mod split_locks;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use lease::{
 pub use local::LocalStore;
 pub use memory::InMemoryStore;
 pub use retry::{RetryOptions, RetryStore};
+pub use split_locks::LocksElsewhere;
 
 use crate::config::{AzureConfig, StoreAuth, StoreConfig};
 use crate::model::{BlobKey, VaultName};
@@ -138,40 +140,59 @@ pub async fn open_store_with(
             auth,
             prefix,
             access_tier,
+            locks,
         } => {
-            let where_ = format!("azure container {container_url}");
-            let open_err = |detail: String| {
-                StoreError::new(
-                    StoreErrorKind::Permanent,
-                    StoreOp::Open,
-                    "",
-                    where_.clone(),
-                    detail,
-                )
-            };
-            let mut options =
-                crate::azure::client_options(azure).map_err(|e| open_err(e.to_string()))?;
-            options.retry = azure_core::http::RetryOptions::none();
-            let auth = match auth {
-                StoreAuth::Credential => AzureAuth::Credential(
-                    crate::azure::identity_client_options(azure)
-                        .and_then(|identity| crate::azure::credential(&azure.credential, &identity))
-                        .map_err(|e| open_err(e.to_string()))?,
-                ),
-                StoreAuth::Sas { url_file } => {
-                    AzureAuth::sas_from_file(url_file).map_err(|e| open_err(e.to_string()))?
-                }
-            };
-            Arc::new(AzureBlobStore::new(
-                container_url,
-                auth,
-                options,
-                prefix,
-                *access_tier,
-            )?)
+            let data = azure_store(azure, container_url, auth, prefix, *access_tier)?;
+            match locks {
+                None => data,
+                // Same prefix, so one lock container can serve several stores' prefixes.
+                Some(l) => Arc::new(LocksElsewhere::new(
+                    data,
+                    azure_store(azure, &l.container_url, &l.auth, prefix, None)?,
+                )),
+            }
         }
     };
     Ok(Arc::new(RetryStore::new(inner, retry).with_cancel(cancel)))
+}
+
+/// One Azure container as a store, authenticated as `[store]` (or its lock container) says.
+fn azure_store(
+    azure: &AzureConfig,
+    container_url: &str,
+    auth: &StoreAuth,
+    prefix: &str,
+    access_tier: Option<crate::config::AccessTier>,
+) -> Result<Arc<dyn BlobStore>, StoreError> {
+    let where_ = format!("azure container {container_url}");
+    let open_err = |detail: String| {
+        StoreError::new(
+            StoreErrorKind::Permanent,
+            StoreOp::Open,
+            "",
+            where_.clone(),
+            detail,
+        )
+    };
+    let mut options = crate::azure::client_options(azure).map_err(|e| open_err(e.to_string()))?;
+    options.retry = azure_core::http::RetryOptions::none();
+    let auth = match auth {
+        StoreAuth::Credential => AzureAuth::Credential(
+            crate::azure::identity_client_options(azure)
+                .and_then(|identity| crate::azure::credential(&azure.credential, &identity))
+                .map_err(|e| open_err(e.to_string()))?,
+        ),
+        StoreAuth::Sas { url_file } => {
+            AzureAuth::sas_from_file(url_file).map_err(|e| open_err(e.to_string()))?
+        }
+    };
+    Ok(Arc::new(AzureBlobStore::new(
+        container_url,
+        auth,
+        options,
+        prefix,
+        access_tier,
+    )?))
 }
 
 /// Joins the configured store prefix and a key or list prefix. The configuration already ends
