@@ -13,7 +13,6 @@ use super::backup::select_vaults;
 use super::render::{bytes, time, Table};
 use super::restore::open_index;
 use super::{exit_code_of, load_config, Fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::report::timeline::build_timeline;
 use crate::report::{
     build_report_with, csv, html, human_duration, Report, ReportOptions, Section, VaultReport,
     MAX_EXPIRING_WITHIN,
@@ -101,24 +100,23 @@ fn report_command(args: ReportArgs, config: &Path) -> Result<u8, Fail> {
     let options = ReportOptions {
         expiring_within: args.expiring_within,
     };
-    let report = build_report_with(&index, &vaults, now, &options)
-        .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
+    let report = || {
+        build_report_with(&index, &vaults, now, &options)
+            .map_err(|e| Fail(EXIT_FAILED, e.to_string()))
+    };
     let text = match (args.format, args.section) {
         (ReportFormat::Json, _) => {
-            let mut json = serde_json::to_string_pretty(&report)
+            let mut json = serde_json::to_string_pretty(&report()?)
                 .map_err(|e| Fail(EXIT_FAILED, format!("cannot render the report: {e}")))?;
             json.push('\n');
             json
         }
-        (ReportFormat::Csv, Some(section)) => csv::render(&report, section)
+        (ReportFormat::Csv, Some(section)) => csv::render(&report()?, section)
             .map_err(|e| Fail(EXIT_FAILED, format!("cannot render the report: {e}")))?,
         (ReportFormat::Csv, None) => unreachable!("refused by check_combination"),
-        (ReportFormat::Table, section) => render_table(&report, section),
-        (ReportFormat::Html, _) => {
-            let timeline = build_timeline(&index, &vaults, now)
-                .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
-            html::render(&report, &timeline)
-        }
+        (ReportFormat::Table, section) => render_table(&report()?, section),
+        (ReportFormat::Html, _) => html::build_html_with(&index, &vaults, now, &options)
+            .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?,
     };
     match &args.out {
         Some(path) => crate::fsutil::replace_private_file(path, text.as_bytes()).map_err(|e| {

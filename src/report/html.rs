@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::timeline::{build_timeline, rows_per_vault, Timeline, TimelinePoint, VaultTimeline};
-use super::{build_report, human_duration, Report, VaultReport};
+use super::timeline::{rows_per_vault, Timeline, TimelinePoint, VaultTimeline};
+use super::{human_duration, Report, VaultReport};
 use crate::cli::render::bytes;
 use crate::config::VaultConfig;
 use crate::index::{Index, IndexError};
@@ -72,8 +72,38 @@ pub fn build_html(
     vaults: &[VaultConfig],
     now: DateTime<Utc>,
 ) -> Result<String, IndexError> {
-    let report = build_report(index, vaults, now)?;
-    let timeline = build_timeline(index, vaults, now)?;
+    build_html_with(index, vaults, now, &super::ReportOptions::default())
+}
+
+/// [`build_html`] with the report's options (`--expiring-within`).
+pub fn build_html_with(
+    index: &Index,
+    vaults: &[VaultConfig],
+    now: DateTime<Utc>,
+    options: &super::ReportOptions,
+) -> Result<String, IndexError> {
+    // One prune plan per vault serves both its report and its timeline.
+    let mut report_vaults = Vec::with_capacity(vaults.len());
+    let mut timelines = Vec::with_capacity(vaults.len());
+    for vault in vaults {
+        let plan = crate::retention::plan_prune(index, vault, now)?;
+        report_vaults.push(super::vault_report(index, vault, now, options, &plan)?);
+        timelines.push(super::timeline::vault_timeline(
+            index,
+            vault,
+            &plan,
+            vaults.len(),
+        )?);
+    }
+    let report = Report {
+        report_format: super::REPORT_FORMAT,
+        generated_at: now.timestamp(),
+        vaults: report_vaults,
+    };
+    let timeline = Timeline {
+        generated_at: now.timestamp(),
+        vaults: timelines,
+    };
     Ok(render(&report, &timeline))
 }
 

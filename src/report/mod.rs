@@ -372,7 +372,7 @@ pub fn build_report_with(
 ) -> Result<Report, IndexError> {
     let vaults = vaults
         .iter()
-        .map(|v| vault_report(index, v, now, options))
+        .map(|v| vault_report(index, v, now, options, &plan_prune(index, v, now)?))
         .collect::<Result<_, _>>()?;
     Ok(Report {
         report_format: REPORT_FORMAT,
@@ -381,11 +381,14 @@ pub fn build_report_with(
     })
 }
 
-fn vault_report(
+/// The report of one vault, whose prune plan at `now` is `plan` (the HTML page shares it with
+/// the vault's timeline rather than planning twice).
+pub(crate) fn vault_report(
     index: &Index,
     vault: &VaultConfig,
     now: DateTime<Utc>,
     options: &ReportOptions,
+    plan: &crate::retention::PrunePlan,
 ) -> Result<VaultReport, IndexError> {
     let points = index.restore_points(&vault.name)?;
     let mut by_status = StatusCounts::default();
@@ -471,7 +474,6 @@ fn vault_report(
             }),
     };
 
-    let plan = plan_prune(index, vault, now)?;
     let mut by_reason: Vec<ReasonCount> = Vec::new();
     let mut expiring = Vec::new();
     for p in plan.decision.forgotten() {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::config::VaultConfig;
 use crate::index::{Index, IndexError, ObjectPointsRecord, RunStatus};
 use crate::model::{RunId, VaultName};
-use crate::retention::{plan_prune, Reason};
+use crate::retention::{plan_prune, PrunePlan, Reason};
 
 /// How many rows the HTML report's long tables (objects, points to forget, failing objects)
 /// hold in all, shared between the vaults: a report over a thousand vaults stays a few
@@ -75,43 +75,53 @@ pub fn build_timeline(
     vaults: &[VaultConfig],
     now: DateTime<Utc>,
 ) -> Result<Timeline, IndexError> {
-    let rows = rows_per_vault(vaults.len());
-    let summary = super::html::detail_for(vaults.len()) == super::html::Detail::Summary;
     let vaults = vaults
         .iter()
         .map(|vault| {
             let plan = plan_prune(index, vault, now)?;
-            // The plan lists points newest first; a timeline reads left to right, oldest first.
-            let points = plan
-                .decision
-                .points
-                .iter()
-                .rev()
-                .map(|p| TimelinePoint {
-                    run: p.run.clone(),
-                    started_at: p.started_at.timestamp(),
-                    status: p.status,
-                    keep: p.keep,
-                    reasons: p.reasons.clone(),
-                })
-                .collect();
-            // A summary page has no objects table: the query would be wasted.
-            let (objects, total_objects) = if summary {
-                (Vec::new(), 0)
-            } else {
-                let page = index.object_points(&vault.name, rows, CAPTURES_PER_OBJECT)?;
-                (page.objects, page.total_objects)
-            };
-            Ok(VaultTimeline {
-                vault: vault.name.clone(),
-                points,
-                objects,
-                total_objects,
-            })
+            vault_timeline(index, vault, &plan, vaults.len())
         })
         .collect::<Result<_, IndexError>>()?;
     Ok(Timeline {
         generated_at: now.timestamp(),
         vaults,
+    })
+}
+
+/// The timeline of one vault of a page of `page_vaults` vaults, from its prune `plan`.
+pub(crate) fn vault_timeline(
+    index: &Index,
+    vault: &VaultConfig,
+    plan: &PrunePlan,
+    page_vaults: usize,
+) -> Result<VaultTimeline, IndexError> {
+    // The plan lists points newest first; a timeline reads left to right, oldest first.
+    let points = plan
+        .decision
+        .points
+        .iter()
+        .rev()
+        .map(|p| TimelinePoint {
+            run: p.run.clone(),
+            started_at: p.started_at.timestamp(),
+            status: p.status,
+            keep: p.keep,
+            reasons: p.reasons.clone(),
+        })
+        .collect();
+    // A summary page has no objects table: the query would be wasted.
+    let (objects, total_objects) =
+        if super::html::detail_for(page_vaults) == super::html::Detail::Summary {
+            (Vec::new(), 0)
+        } else {
+            let rows = rows_per_vault(page_vaults);
+            let page = index.object_points(&vault.name, rows, CAPTURES_PER_OBJECT)?;
+            (page.objects, page.total_objects)
+        };
+    Ok(VaultTimeline {
+        vault: vault.name.clone(),
+        points,
+        objects,
+        total_objects,
     })
 }
