@@ -10,6 +10,7 @@ pub mod demo;
 pub mod doctor;
 pub mod keys;
 pub mod list;
+pub mod lock;
 pub mod prune;
 pub mod render;
 pub mod report;
@@ -160,6 +161,12 @@ pub enum Command {
         #[command(subcommand)]
         action: keys::KeysAction,
     },
+    /// Vault leases on the store: break the lease of a hung instance.
+    Lock {
+        /// What to do.
+        #[command(subcommand)]
+        action: lock::LockAction,
+    },
 }
 
 /// `kvkeep config ...`
@@ -239,6 +246,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Verify(args) => verify::run(args, config),
         Command::Index { action } => verify::run_index(action, config),
         Command::Doctor(args) => doctor::run(args, config),
+        Command::Lock { action } => lock::run(action, config),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
