@@ -20,12 +20,11 @@ use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, write_container_sas,
 };
 use tempfile::TempDir;
 
 const CONTAINER: &str = "backups";
-const API_VERSION: &str = "7.5";
 const TOKEN: &str = "catalog-e2e-token";
 const CANARY: &str = "catalog-e2e-canary-4b1d: only a recovery key may read this";
 
@@ -87,26 +86,8 @@ impl Bed {
 
     /// A data-plane call on `vault`; returns the JSON body.
     async fn call(&self, vault: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!(
-            "{}/{path}?api-version={API_VERSION}",
-            self.emulator.vault_url(vault).expect("url")
-        );
-        let mut request = self
-            .emulator
-            .http_client()
-            .request(method.clone(), url)
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("data-plane call");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        assert!(
-            status.is_success(),
-            "{method} {vault}/{path}: {status} {text}"
-        );
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        let url = self.emulator.vault_url(vault).expect("url").to_string();
+        data_plane(&self.emulator, &url, TOKEN, method, path, body).await
     }
 }
 

@@ -20,13 +20,12 @@ use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, write_container_sas,
 };
 use tempfile::TempDir;
 
 const VAULT: &str = "kv-expiry";
 const CONTAINER: &str = "backups";
-const API_VERSION: &str = "7.5";
 const TOKEN: &str = "e2e-test-token";
 const DAY: i64 = 86_400;
 
@@ -57,24 +56,7 @@ impl Bed {
 
     /// A data-plane call as an application (or the SDK) makes it; the JSON answer.
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .emulator
-            .http_client()
-            .request(
-                method.clone(),
-                format!("{}/{path}?api-version={API_VERSION}", self.vault_url),
-            )
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("data-plane call");
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {}",
-            response.status()
-        );
-        response.json().await.unwrap_or(Value::Null)
+        data_plane(&self.emulator, &self.vault_url, TOKEN, method, path, body).await
     }
 
     async fn kvkeep(&self, args: &[&str]) -> std::process::Output {

@@ -25,13 +25,12 @@ use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, write_container_sas,
 };
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 const CONTAINER: &str = "backups";
-const API_VERSION: &str = "7.5";
 const TOKEN: &str = "restore-e2e-token";
 /// Source; same geography (empty); another geography; same geography with purge protection;
 /// same geography but left out of the configuration (reached by URL, compatibility unknown).
@@ -85,28 +84,7 @@ impl Bed {
 
     /// A data-plane call; returns the JSON body (or `null`).
     async fn call(&self, vault: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let url = if path.starts_with("https://") {
-            path.to_string()
-        } else {
-            format!("{}/{path}{sep}api-version={API_VERSION}", self.url(vault))
-        };
-        let mut request = self
-            .emulator
-            .http_client()
-            .request(method.clone(), url)
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("data-plane call");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        assert!(
-            status.is_success(),
-            "{method} {vault}/{path}: {status} {text}"
-        );
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        data_plane(&self.emulator, &self.url(vault), TOKEN, method, path, body).await
     }
 
     /// Every item of a list, following nextLink.

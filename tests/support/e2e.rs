@@ -1,6 +1,7 @@
-//! Start-up and plumbing the end-to-end tests share (`backup_e2e.rs`, `restore_e2e.rs`):
+//! Start-up and plumbing the end-to-end tests share (`backup_e2e.rs`, `restore_e2e.rs`, …):
 //! Azurite with the backup container made, the Key Vault emulator trusting the same test CA,
-//! the store's SAS file, and the real `kvkeep` binary run against a configuration file.
+//! the store's SAS file, data-plane calls as an application makes them, and the real `kvkeep`
+//! binary run against a configuration file.
 
 use std::path::Path;
 use std::process::Output;
@@ -81,4 +82,41 @@ pub fn json_out(out: &Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// The api-version the tests' own data-plane calls speak.
+pub const API_VERSION: &str = "7.5";
+
+/// A data-plane call as an application makes it: `path` under `vault_url` (or a whole
+/// `https://` URL, as a `nextLink` is) with bearer `token`. It must succeed; returns the JSON
+/// answer (`null` when there is none).
+pub async fn data_plane(
+    emulator: &Emulator,
+    vault_url: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = if path.starts_with("https://") {
+        path.to_string()
+    } else {
+        format!(
+            "{}/{path}{sep}api-version={API_VERSION}",
+            vault_url.trim_end_matches('/')
+        )
+    };
+    let mut request = emulator
+        .http_client()
+        .request(method.clone(), url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("data-plane call");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
