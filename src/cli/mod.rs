@@ -15,6 +15,7 @@ pub mod render;
 pub mod report;
 pub mod restore;
 pub mod schedule;
+pub mod sync;
 pub mod verify;
 
 /// Exit code for success.
