@@ -105,6 +105,8 @@ pub struct VaultClaim {
     lease: Option<HeldLease>,
     /// The run's token: a child of the caller's, also cancelled when the lease is lost.
     cancel: CancellationToken,
+    /// Whether the vault's index was synced under this claim already.
+    synced: bool,
 }
 
 impl VaultClaim {
@@ -393,9 +395,8 @@ impl Runner {
         // With the lease held, the sync sees everything the previous holder committed, so the
         // plan finds unchanged what another instance captured. A failed sync costs captures
         // made again, never a wrong restore point: the backup goes on.
-        if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
-            tracing::warn!(vault = %vault.name, error = %e,
-                "index sync before the backup failed; objects other instances captured may be captured again");
+        if !claim.synced {
+            self.sync_claimed(vault, &claim).await;
         }
         let watch = claim.lease.as_ref().map(HeldLease::watch);
         let report = match self.vault_backup(vault, store, claim.cancel.clone(), progress, watch) {
@@ -404,6 +405,35 @@ impl Runner {
         };
         claim.release().await;
         report
+    }
+
+    /// Syncs the claimed vault; a failure is logged, not returned: the backup goes on.
+    async fn sync_claimed(&self, vault: &VaultConfig, claim: &VaultClaim) {
+        if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
+            tracing::warn!(vault = %vault.name, error = %e,
+                "index sync before the backup failed; objects other instances captured may be captured again");
+        }
+    }
+
+    /// The vault's newest restore point if it started at or after `since` (Unix seconds),
+    /// read after syncing under the claim: the daemon serving fire time `since` skips the
+    /// backup when another instance already made that restore point (its schedule fired the
+    /// same instant, took the lease first and released it before this instance asked).
+    pub async fn restore_point_since(
+        &self,
+        vault: &VaultConfig,
+        claim: &mut VaultClaim,
+        since: i64,
+    ) -> Option<crate::index::RestorePointRecord> {
+        self.sync_claimed(vault, claim).await;
+        claim.synced = true;
+        let index = self.index.clone();
+        let name = vault.name.clone();
+        let points = tokio::task::spawn_blocking(move || index.restore_points(&name))
+            .await
+            .ok()?
+            .ok()?;
+        points.into_iter().last().filter(|p| p.started_at >= since)
     }
 
     /// Marks `vault`'s runs left `running` by a crashed or killed process as `interrupted`,
@@ -539,6 +569,7 @@ impl Runner {
                 _lock: lock,
                 lease: None,
                 cancel: run_cancel,
+                synced: false,
             });
         };
         match HeldLease::acquire(
@@ -554,6 +585,7 @@ impl Runner {
                 _lock: lock,
                 lease: Some(lease),
                 cancel: run_cancel,
+                synced: false,
             }),
             Err(e @ LeaseError::Held { .. }) => {
                 let by = match &e {

@@ -534,9 +534,26 @@ pub(super) async fn replay_all(
             if cancel.is_cancelled() {
                 return Err(mode.interrupted());
             }
-            let mut read_part =
-                |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
-            report.add(replay_run(&index, &m, head_bytes, &mut read_part, mode)?);
+            let replayed = match mode {
+                // A rebuild is the index's only user: each part is fetched inside the run's
+                // transaction, one at a time, so memory stays at one part.
+                Replay::Rebuild => {
+                    let mut read_part =
+                        |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
+                    replay_run(&index, &m, head_bytes, &mut read_part, mode)?
+                }
+                // Sync shares the index with running backups, which wait for its lock on the
+                // runtime's threads: a store request made while holding it could then never
+                // complete. The run's sealed parts are fetched first, outside the transaction.
+                Replay::Sync => match runtime.block_on(m.fetch_parts(store.as_ref())) {
+                    Ok(fetched) => {
+                        let mut read_part = |i| m.part_from(i, &fetched, identities.as_ref());
+                        replay_run(&index, &m, head_bytes, &mut read_part, mode)?
+                    }
+                    Err(e) => Replayed::Problem(format!("{e}; its run is left out")),
+                },
+            };
+            report.add(replayed);
         }
         Ok(report)
     })
