@@ -2,7 +2,8 @@
 //! in-memory store, with the catalog key: a backup after the other instance's finds its
 //! captures unchanged, a prune by one is forgotten by the other, runs in one second replay in
 //! the order they ran, a run recorded here without the manifest that is in the store is
-//! replaced by it, and a run in flight here is never touched.
+//! replaced by it, a run in flight here is never touched, and a fire time another instance
+//! served is seen as served under the lease.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -363,4 +364,36 @@ async fn without_a_catalog_identity_there_is_no_sync() {
         .await
         .expect("no error");
     assert!(synced.is_none());
+}
+
+#[tokio::test]
+async fn a_fire_time_already_served_by_another_instance_is_seen_under_the_lease() {
+    let bed = Bed::new();
+    let a = bed.instance("web-1", true);
+    let b = bed.instance("web-2", true);
+    let made = a.backup().await;
+
+    let mut claim = b
+        .runner
+        .claim_backup(&b.vault, &CancellationToken::new())
+        .await
+        .expect("web-1 released the vault");
+    // The fire time web-1's run served: web-2 finds its restore point after syncing.
+    let served = b
+        .runner
+        .restore_point_since(&b.vault, &mut claim, made.started_at)
+        .await
+        .expect("served");
+    assert_eq!(served.run, made.run);
+    // The next fire time is not served yet: the backup goes ahead, without syncing again.
+    assert!(b
+        .runner
+        .restore_point_since(&b.vault, &mut claim, made.started_at + 1)
+        .await
+        .is_none());
+    let report = b
+        .runner
+        .backup_claimed(&b.vault, claim, Arc::new(NoProgress))
+        .await;
+    assert_eq!(report.stats.captured_objects, 0, "{report:?}");
 }
