@@ -499,11 +499,27 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
                 .push(instance.name);
         }
     }
+    let finished_at: BTreeMap<String, i64> = points
+        .values()
+        .flatten()
+        .map(|p| (p.2.to_string(), p.1))
+        .collect();
     let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
     for run in &committed {
         let made_by = by_daemon.get(run).cloned().unwrap_or_default();
-        assert_eq!(made_by.len(), 1, "run {run} was reported by {made_by:?}");
-        *per_instance.entry(made_by[0]).or_default() += 1;
+        match made_by.as_slice() {
+            [one] => *per_instance.entry(one).or_default() += 1,
+            // The killed daemon's runs of other vaults that wrote their manifest just before
+            // the SIGKILL, which left no time to log them.
+            [] => {
+                assert!(
+                    finished_at[run] <= killed_at + 1,
+                    "run {run} was reported by no daemon, yet finished after the kill"
+                );
+                *per_instance.entry("killed before logging").or_default() += 1;
+            }
+            _ => panic!("run {run} was reported by {made_by:?}"),
+        }
     }
     println!(
         "{} vaults, {} s: {} restore points, by instance {per_instance:?}",
