@@ -12,12 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvkeep::backup::manifest::{
-    object_blob_key, EntryState, ManifestObject, ManifestVersion, ManifestWriter, MANIFEST_FORMAT,
-};
+use kvkeep::backup::manifest::MANIFEST_FORMAT;
 use kvkeep::crypto::{Identities, Identity, Sealer};
 use kvkeep::index::Index;
-use kvkeep::model::{ObjectKind, ObjectVersion, RunId, VaultName};
+use kvkeep::model::VaultName;
 use kvkeep::restore::{plan_restore, ConflictPolicy, RestoreRequest, VaultLocation};
 use kvkeep::source::InMemoryVaultSource;
 use kvkeep::store::{BlobStore, LocalStore};
@@ -25,8 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "support/index_builder.rs"]
 mod index_builder;
+#[path = "support/manifest_history.rs"]
+mod manifest_history;
 
-use index_builder::{env_usize, object_name, record_run, HOUR, START};
+use index_builder::{env_usize, record_run, HOUR, START};
 
 fn main() {
     if let Some(dir) = std::env::var_os(CHILD) {
@@ -131,63 +131,7 @@ fn rebuild(rt: &tokio::runtime::Runtime) {
     let sealer = Arc::new(Sealer::new(&[identity.recipient()], 3).expect("sealer"));
     let vault: VaultName = "kv-bench".parse().expect("vault");
     let written = Instant::now();
-    // Each run captures a tenth of the objects afresh and refers to the others' last captures.
-    let mut last: Vec<Option<ManifestObject>> = vec![None; per];
-    for r in 0..manifests {
-        let run: RunId = format!("{:016x}", r + 1).parse().expect("run");
-        let at = START + r as i64 * HOUR;
-        let mut writer = ManifestWriter::new(
-            store.clone(),
-            sealer.clone(),
-            vault.clone(),
-            run.clone(),
-            at,
-        );
-        for (o, slot) in last.iter_mut().enumerate() {
-            let fresh = slot.is_none() || o % 10 == r % 10;
-            if fresh {
-                let name = object_name(o);
-                let version: ObjectVersion = format!("{:032x}", (o as u128) << 32 | r as u128)
-                    .parse()
-                    .expect("version");
-                *slot = Some(ManifestObject {
-                    state: EntryState::Captured,
-                    kind: ObjectKind::Secrets,
-                    blob: object_blob_key(&vault, ObjectKind::Secrets, &name, at, &run)
-                        .expect("key"),
-                    name,
-                    run: run.clone(),
-                    captured_at: at,
-                    current_version: version.clone(),
-                    updated: at - 10,
-                    versions: vec![ManifestVersion {
-                        version,
-                        created: Some(at - 10),
-                        updated: Some(at - 10),
-                        enabled: true,
-                    }],
-                    plain_bytes: 4096,
-                    stored_bytes: 2100,
-                    sha256: format!("{:064x}", o * 1_000 + r),
-                    payload: "native".into(),
-                    tags: Some(Default::default()),
-                    validity: Some(Default::default()),
-                });
-            }
-            let entry = slot.as_ref().expect("set");
-            let entry = if fresh {
-                entry.clone()
-            } else {
-                ManifestObject {
-                    state: EntryState::Unchanged,
-                    ..entry.clone()
-                }
-            };
-            rt.block_on(writer.object(&entry)).expect("entry");
-        }
-        rt.block_on(writer.finish(at + 60, "completed"))
-            .expect("manifest");
-    }
+    manifest_history::write_history(rt, &store, &sealer, &vault, manifests, per);
     println!(
         "store: {manifests} manifests (format {MANIFEST_FORMAT}) of {per} objects written in {:.1} s",
         written.elapsed().as_secs_f64()

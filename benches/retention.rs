@@ -24,24 +24,21 @@
 //! only counts, never times.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use kvkeep::backup::{Clock, NoProgress, VaultBackup};
 use kvkeep::crypto::{Identity, Sealer};
 use kvkeep::index::{Index, ObjectState, RunStats, RunStatus};
-use kvkeep::model::{BlobKey, ObjectKind, RunId, VaultName};
+use kvkeep::model::{BlobKey, ObjectKind, RunId};
 use kvkeep::retention::{plan_prune, prune_vault, PruneObserver, PruneStep, RetentionPolicy};
 use kvkeep::source::{InMemoryVaultSource, SeedObject, VaultSource};
-use kvkeep::store::{
-    AzureAuth, AzureBlobStore, BlobMeta, BlobStore, Lease, LeaseDuration, LeaseError, LeaseHolder,
-    RetryOptions, RetryStore, StoreError,
-};
+use kvkeep::store::{AzureAuth, AzureBlobStore, BlobStore, RetryOptions, RetryStore};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/counting_store.rs"]
+mod counting_store;
 #[path = "support/index_builder.rs"]
 mod index_builder;
 #[path = "support/proc.rs"]
@@ -57,6 +54,7 @@ mod support {
     pub mod prune_bed;
 }
 
+use counting_store::CountingStore;
 use index_builder::{env_usize, new_capture, object_name, HOUR, START};
 use proc::{children, cpu_seconds, proc_status};
 use support::prune_bed::{name, vault, vault_config};
@@ -291,96 +289,6 @@ fn plan_child(path: &std::path::Path) {
 /// This process's peak resident set (`VmHWM`), KiB.
 fn peak_rss_kib() -> u64 {
     proc_status(std::process::id(), "VmHWM:")
-}
-
-/// A store decorator counting the requests that reach the store below it, by operation.
-#[derive(Debug)]
-struct CountingStore {
-    inner: Arc<dyn BlobStore>,
-    puts: AtomicU64,
-    gets: AtomicU64,
-    heads: AtomicU64,
-    lists: AtomicU64,
-    deletes: AtomicU64,
-}
-
-impl CountingStore {
-    fn new(inner: Arc<dyn BlobStore>) -> Self {
-        CountingStore {
-            inner,
-            puts: AtomicU64::new(0),
-            gets: AtomicU64::new(0),
-            heads: AtomicU64::new(0),
-            lists: AtomicU64::new(0),
-            deletes: AtomicU64::new(0),
-        }
-    }
-
-    fn counters(&self) -> [(&'static str, &AtomicU64); 5] {
-        [
-            ("put", &self.puts),
-            ("get", &self.gets),
-            ("head", &self.heads),
-            ("list", &self.lists),
-            ("delete", &self.deletes),
-        ]
-    }
-
-    fn reset(&self) {
-        for (_, c) in self.counters() {
-            c.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-#[async_trait]
-impl BlobStore for CountingStore {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.puts.fetch_add(1, Ordering::Relaxed);
-        self.inner.put_new(key, bytes).await
-    }
-
-    async fn get(&self, key: &BlobKey) -> Result<Bytes, StoreError> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        self.inner.get(key).await
-    }
-
-    async fn head(&self, key: &BlobKey) -> Result<BlobMeta, StoreError> {
-        self.heads.fetch_add(1, Ordering::Relaxed);
-        self.inner.head(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, StoreError> {
-        self.lists.fetch_add(1, Ordering::Relaxed);
-        self.inner.list(prefix).await
-    }
-
-    async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
-        self.deletes.fetch_add(1, Ordering::Relaxed);
-        self.inner.delete(key).await
-    }
-
-    // Prune does not take leases yet; these pass through uncounted.
-    async fn acquire_lease(
-        &self,
-        vault: &VaultName,
-        holder: &LeaseHolder,
-        duration: LeaseDuration,
-    ) -> Result<Lease, LeaseError> {
-        self.inner.acquire_lease(vault, holder, duration).await
-    }
-
-    async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.inner.renew_lease(lease).await
-    }
-
-    async fn release_lease(&self, lease: Lease) -> Result<(), LeaseError> {
-        self.inner.release_lease(lease).await
-    }
-
-    async fn break_lease(&self, vault: &VaultName) -> Result<(), LeaseError> {
-        self.inner.break_lease(vault).await
-    }
 }
 
 /// Keeps the newest `kept` points and nothing more (no minimum age).

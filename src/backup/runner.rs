@@ -9,8 +9,9 @@
 //! not started, and the report says by whom ([`BackupReport::held_elsewhere`]). The lease is
 //! renewed while the run works; when it is lost the run is cancelled and writes no manifest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -22,6 +23,7 @@ use crate::config::{Config, VaultConfig};
 use crate::crypto::{load_catalog_identity, CryptoError, Identities, Sealer};
 use crate::index::{lock_vault, Index, IndexError, IndexLock, RunStatus};
 use crate::model::{RunId, VaultName};
+use crate::restore::sync::SyncReport;
 use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
 };
@@ -88,6 +90,11 @@ pub struct Runner {
     holder: LeaseHolder,
     /// How those leases are kept (60 s, renewed every 20 s; tests shorten it).
     lease_timing: LeaseTiming,
+    /// Whether "index sync is off" was logged: once per runner, not once per run.
+    sync_off_told: AtomicBool,
+    /// Sync problems already logged: a manifest that cannot be opened stays so, and is
+    /// logged once per runner (every sync reports it).
+    sync_problems_told: Mutex<HashSet<String>>,
 }
 
 /// A vault claimed for one run: this host's lock beside the index and, with a store, the
@@ -98,6 +105,8 @@ pub struct VaultClaim {
     lease: Option<HeldLease>,
     /// The run's token: a child of the caller's, also cancelled when the lease is lost.
     cancel: CancellationToken,
+    /// Whether the vault's index was synced under this claim already.
+    synced: bool,
 }
 
 impl VaultClaim {
@@ -190,6 +199,8 @@ impl Runner {
             sources: Mutex::new(HashMap::new()),
             holder: config.daemon.lease_holder(),
             lease_timing: LeaseTiming::default(),
+            sync_off_told: AtomicBool::new(false),
+            sync_problems_told: Mutex::new(HashSet::new()),
         })
     }
 
@@ -217,6 +228,8 @@ impl Runner {
             sources: Mutex::new(HashMap::new()),
             holder: config.daemon.lease_holder(),
             lease_timing: LeaseTiming::default(),
+            sync_off_told: AtomicBool::new(false),
+            sync_problems_told: Mutex::new(HashSet::new()),
         })
     }
 
@@ -379,6 +392,12 @@ impl Runner {
             claim.release().await;
             return self.failed_report(vault, "the store is not open (dry run)".into());
         };
+        // With the lease held, the sync sees everything the previous holder committed, so the
+        // plan finds unchanged what another instance captured. A failed sync costs captures
+        // made again, never a wrong restore point: the backup goes on.
+        if !claim.synced {
+            self.sync_claimed(vault, &claim).await;
+        }
         let watch = claim.lease.as_ref().map(HeldLease::watch);
         let report = match self.vault_backup(vault, store, claim.cancel.clone(), progress, watch) {
             Ok(backup) => backup.run().await,
@@ -386,6 +405,35 @@ impl Runner {
         };
         claim.release().await;
         report
+    }
+
+    /// Syncs the claimed vault; a failure is logged, not returned: the backup goes on.
+    async fn sync_claimed(&self, vault: &VaultConfig, claim: &VaultClaim) {
+        if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
+            tracing::warn!(vault = %vault.name, error = %e,
+                "index sync before the backup failed; objects other instances captured may be captured again");
+        }
+    }
+
+    /// The vault's newest restore point if it started at or after `since` (Unix seconds),
+    /// read after syncing under the claim: the daemon serving fire time `since` skips the
+    /// backup when another instance already made that restore point (its schedule fired the
+    /// same instant, took the lease first and released it before this instance asked).
+    pub async fn restore_point_since(
+        &self,
+        vault: &VaultConfig,
+        claim: &mut VaultClaim,
+        since: i64,
+    ) -> Option<crate::index::RestorePointRecord> {
+        self.sync_claimed(vault, claim).await;
+        claim.synced = true;
+        let index = self.index.clone();
+        let name = vault.name.clone();
+        let points = tokio::task::spawn_blocking(move || index.restore_points(&name))
+            .await
+            .ok()?
+            .ok()?;
+        points.into_iter().last().filter(|p| p.started_at >= since)
     }
 
     /// Marks `vault`'s runs left `running` by a crashed or killed process as `interrupted`,
@@ -415,6 +463,15 @@ impl Runner {
             .claim_with_lease(vault, "prune", cancel)
             .await
             .map_err(ClaimError::message)?;
+        // A prune over an index that misses another instance's newer restore points could
+        // delete blobs those points still refer to: without a sync it does not start.
+        if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
+            claim.release().await;
+            return Err(format!(
+                "prune of vault {} not started: the index could not be synced from the store first: {e}",
+                vault.name
+            ));
+        }
         let now = chrono::DateTime::from_timestamp((self.clock)(), 0).unwrap_or_default();
         let outcome =
             crate::retention::prune_vault(&self.index, store, vault, now, observer, &claim.cancel)
@@ -435,6 +492,68 @@ impl Runner {
         })
     }
 
+    /// Syncs `vault` in this runner's index from the manifests other instances wrote
+    /// ([`crate::restore::sync`]), opened with the catalog identity. `Ok(None)` when there is
+    /// nothing to sync with: no store (dry run) or no catalog identity configured (logged once
+    /// per runner). Problems with single manifests are logged once each and do not fail it.
+    pub async fn sync_vault(
+        &self,
+        vault: &VaultName,
+        cancel: &CancellationToken,
+    ) -> Result<Option<SyncReport>, String> {
+        let Some(store) = self.store.as_ref() else {
+            return Ok(None);
+        };
+        let Some(identities) = self.catalog_identity.as_ref() else {
+            if !self.sync_off_told.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    "index sync is off: no [encryption] catalog_identity_file, so runs other kvkeep instances commit to this store stay out of this index (several instances on one store need the catalog key)"
+                );
+            }
+            return Ok(None);
+        };
+        self.sync_with(vault, store, identities, cancel)
+            .await
+            .map(Some)
+    }
+
+    /// [`Runner::sync_vault`] with the given identities (a recovery identity will do).
+    pub async fn sync_with(
+        &self,
+        vault: &VaultName,
+        store: &Arc<dyn BlobStore>,
+        identities: &Arc<Identities>,
+        cancel: &CancellationToken,
+    ) -> Result<SyncReport, String> {
+        let report = crate::restore::sync::sync_vault(
+            &self.index,
+            store,
+            identities,
+            vault,
+            self.config.limits.concurrency,
+            cancel,
+            (self.clock)(),
+        )
+        .await
+        .map_err(|e| format!("index sync of vault {vault} failed: {e}"))?;
+        if report.changed() {
+            tracing::info!(vault = %vault, replayed = report.replayed_runs,
+                captures = report.captures, forgotten = report.forgotten_points,
+                "index synced with runs other kvkeep instances committed");
+        }
+        let mut told = self
+            .sync_problems_told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for problem in &report.problems {
+            if told.insert(problem.clone()) {
+                tracing::warn!(vault = %vault, problem = %problem,
+                    "index sync left a manifest out");
+            }
+        }
+        Ok(report)
+    }
+
     /// [`Runner::claim`], then the vault's lease on the store (when one is open), renewed
     /// until the claim is released; losing it cancels the claim's token, a child of `cancel`.
     async fn claim_with_lease(
@@ -450,6 +569,7 @@ impl Runner {
                 _lock: lock,
                 lease: None,
                 cancel: run_cancel,
+                synced: false,
             });
         };
         match HeldLease::acquire(
@@ -465,6 +585,7 @@ impl Runner {
                 _lock: lock,
                 lease: Some(lease),
                 cancel: run_cancel,
+                synced: false,
             }),
             Err(e @ LeaseError::Held { .. }) => {
                 let by = match &e {

@@ -16,6 +16,7 @@ pub mod render;
 pub mod report;
 pub mod restore;
 pub mod schedule;
+pub mod sync;
 pub mod verify;
 
 /// Exit code for success.

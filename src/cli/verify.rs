@@ -47,6 +47,8 @@ pub struct VerifyArgs {
 pub enum IndexAction {
     /// Recreate the index from the store's manifests alone (replaces the index file).
     Rebuild(RebuildArgs),
+    /// Bring the index up to date with the runs other kvkeep instances committed to the store.
+    Sync(super::sync::SyncArgs),
 }
 
 /// Arguments of `kvkeep index rebuild`.
@@ -223,8 +225,10 @@ fn print_verify(reports: &[VerifyReport], output: Output) {
 
 /// Runs `kvkeep index ...`.
 pub fn run_index(action: IndexAction, config: &Path) -> u8 {
-    let IndexAction::Rebuild(args) = action;
-    exit_code_of(index_rebuild(args, config))
+    match action {
+        IndexAction::Rebuild(args) => exit_code_of(index_rebuild(args, config)),
+        IndexAction::Sync(args) => super::sync::run(args, config),
+    }
 }
 
 fn index_rebuild(args: RebuildArgs, config: &Path) -> Result<u8, Fail> {

@@ -25,6 +25,12 @@ const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// Loopback unless configured: the endpoint is for a Prometheus agent and health checks on the
 /// same host, and it names the vaults.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// How often the daemon syncs its index from the other instances' manifests unless
+/// configured: reports lag other instances by at most this; a backup or prune syncs its vault
+/// first anyway.
+const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(300);
+/// A day at most: past that reports mislead; a second at least (tests go that low).
+const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// `[daemon]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +44,8 @@ pub struct RawDaemon {
     pub listen: Option<Spanned<String>>,
     /// The instance name vault leases are held under; default the host name.
     pub instance: Option<Spanned<String>>,
+    /// How often the index is synced from other instances' manifests.
+    pub sync_interval: Option<Spanned<String>>,
 }
 
 /// `[daemon]`, validated.
@@ -54,6 +62,10 @@ pub struct DaemonConfig {
     /// [`DaemonConfig::lease_holder`]), which is read when a run needs it, not here, so that
     /// validation stays pure.
     pub instance: Option<String>,
+    /// How often the daemon syncs every vault's runs from the manifests other instances wrote
+    /// (with the catalog identity), so its reports and `kvkeep list runs` show them.
+    #[serde(serialize_with = "super::model::duration_ser")]
+    pub sync_interval: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -63,6 +75,7 @@ impl Default for DaemonConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             listen: DEFAULT_LISTEN.parse().ok(),
             instance: None,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
         }
     }
 }
@@ -139,6 +152,15 @@ pub(super) fn validate(c: &mut Check, raw: RawDaemon) -> Option<DaemonConfig> {
             }
         }
     }
+    if let Some(t) = &raw.sync_interval {
+        match parse_duration_within(t.get_ref(), Duration::from_secs(1), MAX_SYNC_INTERVAL) {
+            Ok(d) => config.sync_interval = d,
+            Err(e) => {
+                c.at("daemon.sync_interval", t, e);
+                ok = false;
+            }
+        }
+    }
     if let Some(l) = &raw.listen {
         let text = l.get_ref().trim();
         if text.is_empty() {
@@ -186,6 +208,7 @@ mod tests {
         let c = parse("").expect("valid");
         assert_eq!(c.daemon.max_parallel_vaults, 4);
         assert_eq!(c.daemon.shutdown_timeout.as_secs(), 60);
+        assert_eq!(c.daemon.sync_interval.as_secs(), 300);
         assert_eq!(
             c.daemon.listen.map(|a| a.to_string()).as_deref(),
             Some("127.0.0.1:9464")
@@ -208,8 +231,9 @@ mod tests {
     #[test]
     fn each_key_can_be_set_and_an_empty_listen_turns_the_endpoint_off() {
         let c =
-            parse("[daemon]\nmax_parallel_vaults = 12\nshutdown_timeout = \"5m\"\nlisten = \"\"\n")
+            parse("[daemon]\nmax_parallel_vaults = 12\nshutdown_timeout = \"5m\"\nlisten = \"\"\nsync_interval = \"30s\"\n")
                 .expect("valid");
+        assert_eq!(c.daemon.sync_interval.as_secs(), 30);
         assert_eq!(c.daemon.max_parallel_vaults, 12);
         assert_eq!(c.daemon.shutdown_timeout.as_secs(), 300);
         assert_eq!(c.daemon.listen, None);
@@ -242,6 +266,11 @@ mod tests {
                 "shutdown_timeout = \"2h\"",
                 "daemon.shutdown_timeout",
                 "at most 1h",
+            ),
+            (
+                "sync_interval = \"2d\"",
+                "daemon.sync_interval",
+                "at most 1d",
             ),
             (
                 "listen = \"canary-7f3:80\"",

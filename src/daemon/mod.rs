@@ -12,6 +12,8 @@
 //!   so throttle budgets already spent are not handed out twice.
 //! - After each scheduled backup, the `[[notify]]` entries hear its outcome ([`Notifier`]); a
 //!   notification that fails is logged and never fails the run.
+//! - Every `[daemon] sync_interval` (and at start) each vault's runs other instances committed
+//!   to the shared store are synced into the index (`daemon/sync.rs`).
 //! - With `[report] html_path`, the HTML report is rewritten at start and after each run, and
 //!   served at `/report` (`daemon/report.rs`).
 //! - Under systemd (`Type=notify`) it sends READY=1 once the index, store and recipients are
@@ -25,6 +27,7 @@ mod observe;
 mod reload;
 mod report;
 mod run;
+mod sync;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -291,6 +294,7 @@ pub async fn run(
         clock.clone(),
         cancel.clone(),
     ));
+    let syncs = tokio::spawn(sync::keep_synced(state.clone(), cancel.clone()));
     tracing::info!(vaults = config.vaults.len(), "daemon started");
     notify(&[sd_notify::NotifyState::Ready]);
     let scheduler = run_loop(agenda, clock.clone(), start, loop_options, cancel.clone());
@@ -300,6 +304,7 @@ pub async fn run(
         () = stop_deadline(&cancel, config.daemon.shutdown_timeout) => Stopped::TimedOut,
     };
     reloads.abort();
+    syncs.abort();
     if stopped == Stopped::Cleanly {
         // The writer ends once a rewrite under way is done (the stop has fired), so this last
         // one, which shows the runs the stop interrupted, is not overwritten by an older page.

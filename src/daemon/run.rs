@@ -35,8 +35,28 @@ pub(super) async fn run_job(
             // instance is backing up is skipped quietly: no start ping, no run in the metrics,
             // no notification — that instance's run is the one that counts.
             let (started, r) = match runner.claim_backup(&vault, &cancel).await {
-                // The start ping goes out beside the run, never in front of it.
-                Ok(claim) => {
+                Ok(mut claim) => {
+                    // Every instance's schedule fires at the same instants; one that took the
+                    // lease after the winner released it finds the fire time served (its sync
+                    // under the lease shows the winner's restore point) and leaves it at that.
+                    let fire = vault
+                        .schedule
+                        .as_ref()
+                        .and_then(|s| s.previous_at_or_before(clock()))
+                        .map(|t| t.timestamp());
+                    if let Some(fire) = fire {
+                        if let Some(point) =
+                            runner.restore_point_since(&vault, &mut claim, fire).await
+                        {
+                            claim.release().await;
+                            tracing::info!(vault = %vault.name, run = %point.run,
+                                "scheduled backup skipped: the restore point of this fire time is already made (by another kvkeep instance)");
+                            metrics.backup_skipped(&vault.name);
+                            state.report.wanted();
+                            return;
+                        }
+                    }
+                    // The start ping goes out beside the run, never in front of it.
                     futures::join!(
                         notifier.run_started(&vault.name),
                         runner.backup_claimed(&vault, claim, progress)

@@ -27,6 +27,7 @@ pub mod lock;
 mod migrate;
 mod read;
 mod report;
+mod sync;
 mod timeline;
 mod types;
 mod write;
@@ -50,6 +51,7 @@ pub use report::{
     ExpiringObjectRecord, ExpiryRecords, FailureStreak, KindStorageRecord, UncoveredObjectRecord,
     VersionCountRecord,
 };
+pub use sync::{KnownRun, KnownRunState};
 pub use timeline::{ObjectPointsPage, ObjectPointsRecord};
 pub use types::{
     CaptureRecord, CaptureTags, CapturedVersion, CommittedObject, LastCapture, NewCapture,

@@ -487,6 +487,24 @@ impl<'a> Writer<'a> {
         self.manifest_deleted(run)
     }
 
+    /// Removes `run`, which ended without a manifest in the index (not forgotten, not swept,
+    /// not running), with everything it recorded, and returns whether there was such a run.
+    /// Index sync calls it in the transaction that replays the run's manifest, found in the
+    /// store after all: the process died between writing the manifest and recording it, and the
+    /// manifest, not the half-recorded run, is the truth. Nothing else can hold its captures:
+    /// change detection only refers to committed captures.
+    pub fn discard_uncommitted_run(&mut self, run: &RunId) -> Result<bool, IndexError> {
+        let deleted = self
+            .tx
+            .prepare_cached(
+                "DELETE FROM runs WHERE run_id = ?1 AND manifest_key IS NULL
+                     AND forgotten_at IS NULL AND swept_at IS NULL AND status <> 'running'",
+            )
+            .and_then(|mut s| s.execute([run.as_str()]))
+            .map_err(self.err("discarding a run recorded without its manifest"))?;
+        Ok(deleted > 0)
+    }
+
     /// Gives up the blobs of `run`, which ended without a manifest (failed, interrupted before
     /// committing, or recorded by a rebuild as the writer of blobs whose manifest is gone), once
     /// it is older than prune's grace period: it holds nothing any more, so blobs no committed

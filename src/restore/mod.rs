@@ -22,6 +22,7 @@
 mod execute;
 pub mod plan;
 pub mod rebuild;
+pub mod sync;
 pub mod verify;
 pub mod when;
 

@@ -33,7 +33,7 @@ use crate::index::{
     Writer,
 };
 use crate::model::{BlobKey, RunId, VaultName};
-use crate::store::BlobStore;
+use crate::store::{BlobMeta, BlobStore};
 
 /// A run with blobs in the store but no manifest: never used for restore or retention.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,7 +68,7 @@ pub struct RebuildReport {
 
 /// `manifests/{vault}/{timestamp}-{run}.age` or `objects/{vault}/{kind}/{name}/{timestamp}-{run}.age`
 /// → (vault, run).
-fn vault_and_run(key: &str) -> Option<(String, String)> {
+pub(super) fn vault_and_run(key: &str) -> Option<(String, String)> {
     let mut parts = key.split('/');
     let _top = parts.next()?;
     let vault = parts.next()?.to_string();
@@ -80,24 +80,52 @@ fn vault_and_run(key: &str) -> Option<(String, String)> {
 
 /// A manifest opened for replay, with the bytes its head (or format 1 manifest) takes in the
 /// store: the backup counted them in the run's `uploaded_bytes`, so the replay does too.
-struct Listed {
-    manifest: OpenedManifest,
-    head_bytes: u64,
+pub(super) struct Listed {
+    pub(super) manifest: OpenedManifest,
+    pub(super) head_bytes: u64,
 }
 
-/// Opens every manifest (format 1) or head (format 2) in the store, keeping what each run was
-/// but none of its entries; unreadable ones become problems. Sorted in replay order.
-async fn open_manifests(
+/// Who replays: a rebuild into a fresh index, or index sync into the index in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Replay {
+    /// `kvkeep index rebuild`: every run is new; one in the store twice is a problem.
+    Rebuild,
+    /// Index sync: a run the index already holds (another sync got there first) is skipped,
+    /// and one it holds without a manifest is replaced by its manifest's record.
+    Sync,
+}
+
+impl Replay {
+    fn interrupted(self) -> RestoreError {
+        RestoreError::Task(match self {
+            Replay::Rebuild => "the rebuild was interrupted; the index was left as it was".into(),
+            Replay::Sync => {
+                "the index sync was interrupted; the runs replayed so far stay, the next sync replays the rest".into()
+            }
+        })
+    }
+}
+
+/// What replaying one run came to.
+enum Replayed {
+    /// Recorded: its captures and a note on entries whose writing run has no manifest.
+    Run(u64, Option<String>),
+    /// Left out, with why.
+    Problem(String),
+    /// Already in the index (sync only): nothing to do.
+    Known,
+}
+
+/// Opens the manifests (format 1) or heads (format 2) `listed` in the store, keeping what each
+/// run was but none of its entries; unreadable ones become problems. Sorted in replay order.
+pub(super) async fn open_manifests(
     store: &dyn BlobStore,
+    listed: Vec<BlobMeta>,
     identities: &Arc<Identities>,
     concurrency: usize,
     cancel: &CancellationToken,
-) -> Result<(Vec<Listed>, Vec<String>, usize), RestoreError> {
-    let listed = store
-        .list("manifests/")
-        .await
-        .map_err(|e| RestoreError::Task(format!("cannot list the manifests in the store: {e}")))?;
-    let total = listed.len();
+    mode: Replay,
+) -> Result<(Vec<Listed>, Vec<String>), RestoreError> {
     let results: Vec<Result<Listed, String>> = futures::stream::iter(listed)
         .map(|meta| async move {
             if cancel.is_cancelled() {
@@ -125,7 +153,7 @@ async fn open_manifests(
         .collect()
         .await;
     if cancel.is_cancelled() {
-        return Err(interrupted());
+        return Err(mode.interrupted());
     }
     let mut manifests = Vec::new();
     let mut problems = Vec::new();
@@ -146,11 +174,7 @@ async fn open_manifests(
     });
     order_same_second_runs(&mut manifests);
     problems.sort();
-    Ok((manifests, problems, total))
-}
-
-fn interrupted() -> RestoreError {
-    RestoreError::Task("the rebuild was interrupted; the index was left as it was".into())
+    Ok((manifests, problems))
 }
 
 /// Entries of one run that refer to captures no replayed manifest recorded (recorded from the
@@ -247,9 +271,15 @@ fn replay_run(
     m: &OpenedManifest,
     head_bytes: u64,
     read_part: &mut dyn FnMut(usize) -> Result<ManifestPart, String>,
-) -> Result<Result<(u64, Option<String>), String>, IndexError> {
+    mode: Replay,
+) -> Result<Replayed, IndexError> {
     let mut unusable: Option<String> = None;
     let outcome = index.write(|w| {
+        if mode == Replay::Sync {
+            // Recorded here without its manifest, which is in the store after all: the
+            // manifest is the truth, so the half-recorded run makes way for it.
+            w.discard_uncommitted_run(&m.head.run)?;
+        }
         w.begin_run(&m.head.run, &m.head.vault, m.head.started_at)?;
         // The backup counts the manifest it wrote (head and parts) in the run's uploaded
         // bytes; so does the replay, so a rebuilt index lists the runs as they were.
@@ -286,16 +316,18 @@ fn replay_run(
         Ok((stats.captured_objects, orphans))
     });
     match (outcome, unusable) {
-        (_, Some(problem)) => Ok(Err(problem)),
-        (Err(IndexError::DuplicateRun { run }), None) => Ok(Err(format!(
+        (_, Some(problem)) => Ok(Replayed::Problem(problem)),
+        (Err(IndexError::DuplicateRun { .. }), None) if mode == Replay::Sync => Ok(Replayed::Known),
+        (Err(IndexError::DuplicateRun { run }), None) => Ok(Replayed::Problem(format!(
             "{}: run {run} is in the store twice; left out",
             m.key
         ))),
         // Records the manifest's entries contradict (an unchanged entry naming another
         // object's blob): the run is left out, the rest of the store still replays.
-        (Err(IndexError::InvalidInput(problem)), None) => {
-            Ok(Err(format!("{}: {problem}; its run is left out", m.key)))
-        }
+        (Err(IndexError::InvalidInput(problem)), None) => Ok(Replayed::Problem(format!(
+            "{}: {problem}; its run is left out",
+            m.key
+        ))),
         (Err(e), None) => Err(e),
         (Ok((captures, orphans)), None) => {
             let note = orphans.first.map(|first| format!(
@@ -304,7 +336,22 @@ fn replay_run(
                 orphans.count,
                 if orphans.count == 1 { "y" } else { "ies" },
             ));
-            Ok(Ok((captures, note)))
+            Ok(Replayed::Run(captures, note))
+        }
+    }
+}
+
+impl RebuildReport {
+    /// Adds what replaying one run came to.
+    fn add(&mut self, replayed: Replayed) {
+        match replayed {
+            Replayed::Run(captures, note) => {
+                self.runs += 1;
+                self.captures += captures as usize;
+                self.notes.extend(note);
+            }
+            Replayed::Problem(problem) => self.problems.push(problem),
+            Replayed::Known => {}
         }
     }
 }
@@ -324,14 +371,13 @@ pub fn replay(
                 .ok_or_else(|| format!("{key}: holds no entries"))
         };
         // In memory the stored size is unknown; only the entries' blobs are counted.
-        match replay_run(index, &opened, 0, &mut read_part)? {
-            Ok((captures, note)) => {
-                report.runs += 1;
-                report.captures += captures as usize;
-                report.notes.extend(note);
-            }
-            Err(problem) => report.problems.push(problem),
-        }
+        report.add(replay_run(
+            index,
+            &opened,
+            0,
+            &mut read_part,
+            Replay::Rebuild,
+        )?);
     }
     Ok(())
 }
@@ -351,8 +397,20 @@ pub async fn rebuild(
 ) -> Result<RebuildReport, RestoreError> {
     let _lock = lock_index(index_path, "kvkeep index rebuild", now)
         .map_err(|e| RestoreError::Task(e.to_string()))?;
-    let (manifests, problems, total) =
-        open_manifests(store.as_ref(), &identities, concurrency, &cancel).await?;
+    let listed = store
+        .list("manifests/")
+        .await
+        .map_err(|e| RestoreError::Task(format!("cannot list the manifests in the store: {e}")))?;
+    let total = listed.len();
+    let (manifests, problems) = open_manifests(
+        store.as_ref(),
+        listed,
+        &identities,
+        concurrency,
+        &cancel,
+        Replay::Rebuild,
+    )
+    .await?;
     let mut report = RebuildReport {
         manifests: total,
         problems,
@@ -379,7 +437,17 @@ pub async fn rebuild(
         .map_err(|e| RestoreError::Task(e.to_string()))??
     };
     let index = Arc::new(index);
-    let result = match replay_all(&index, &store, &identities, manifests, &cancel, report).await {
+    let replayed = replay_all(
+        &index,
+        &store,
+        &identities,
+        manifests,
+        &cancel,
+        report,
+        Replay::Rebuild,
+    )
+    .await;
+    let result = match replayed {
         Ok(mut replayed) => incomplete_runs(&index, store.as_ref())
             .await
             .map(|incomplete| {
@@ -408,7 +476,7 @@ pub async fn rebuild(
 /// above; each such group is put in the order the runs ran, following each head's `previous`
 /// (the run it follows): a run goes after the run it names. Heads written before kvkeep
 /// recorded `previous` keep the order they have.
-fn order_same_second_runs(manifests: &mut [Listed]) {
+pub(super) fn order_same_second_runs(manifests: &mut [Listed]) {
     let tie = |a: &Listed, b: &Listed| {
         let (a, b) = (&a.manifest.head, &b.manifest.head);
         (a.started_at, a.finished_at, &a.vault) == (b.started_at, b.finished_at, &b.vault)
@@ -439,14 +507,15 @@ fn order_same_second_runs(manifests: &mut [Listed]) {
 
 /// Replays every run, in order, all on one blocking thread: each run's transaction spans the
 /// fetching and opening of its parts, and one thread keeps the allocator to one heap (see
-/// [`OpenedManifest::part_blocking`]).
-async fn replay_all(
+/// [`OpenedManifest::part_blocking`]). Shared by rebuild and index sync.
+pub(super) async fn replay_all(
     index: &Arc<Index>,
     store: &Arc<dyn BlobStore>,
     identities: &Arc<Identities>,
     manifests: Vec<Listed>,
     cancel: &CancellationToken,
     report: RebuildReport,
+    mode: Replay,
 ) -> Result<RebuildReport, RestoreError> {
     let (index, store, identities, cancel) = (
         index.clone(),
@@ -463,18 +532,28 @@ async fn replay_all(
         } in manifests
         {
             if cancel.is_cancelled() {
-                return Err(interrupted());
+                return Err(mode.interrupted());
             }
-            let mut read_part =
-                |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
-            match replay_run(&index, &m, head_bytes, &mut read_part)? {
-                Ok((captures, note)) => {
-                    report.runs += 1;
-                    report.captures += captures as usize;
-                    report.notes.extend(note);
+            let replayed = match mode {
+                // A rebuild is the index's only user: each part is fetched inside the run's
+                // transaction, one at a time, so memory stays at one part.
+                Replay::Rebuild => {
+                    let mut read_part =
+                        |i| m.part_blocking(&runtime, store.as_ref(), identities.as_ref(), i);
+                    replay_run(&index, &m, head_bytes, &mut read_part, mode)?
                 }
-                Err(problem) => report.problems.push(problem),
-            }
+                // Sync shares the index with running backups, which wait for its lock on the
+                // runtime's threads: a store request made while holding it could then never
+                // complete. The run's sealed parts are fetched first, outside the transaction.
+                Replay::Sync => match runtime.block_on(m.fetch_parts(store.as_ref())) {
+                    Ok(fetched) => {
+                        let mut read_part = |i| m.part_from(i, &fetched, identities.as_ref());
+                        replay_run(&index, &m, head_bytes, &mut read_part, mode)?
+                    }
+                    Err(e) => Replayed::Problem(format!("{e}; its run is left out")),
+                },
+            };
+            report.add(replayed);
         }
         Ok(report)
     })

@@ -113,6 +113,39 @@ impl OpenedManifest {
         self.decode_part(index, bytes, identities)
     }
 
+    /// The stored (sealed) bytes of every part, fetched without opening any: index sync
+    /// fetches a run's parts before its replay transaction, so no index lock is held across a
+    /// store request (the daemon's runs wait for that lock on the runtime's threads, which
+    /// then could not drive the request). Empty for entries held in memory.
+    pub async fn fetch_parts(&self, store: &dyn BlobStore) -> Result<Vec<bytes::Bytes>, String> {
+        if self.v1.is_some() {
+            return Ok(Vec::new());
+        }
+        let mut parts = Vec::with_capacity(self.part_count());
+        for index in 0..self.part_count() {
+            parts.push(fetch(store, self.part_key(index)?).await?);
+        }
+        Ok(parts)
+    }
+
+    /// Part `index` from bytes [`Self::fetch_parts`] returned, opened on the calling thread.
+    /// CPU-bound.
+    pub fn part_from(
+        &self,
+        index: usize,
+        fetched: &[bytes::Bytes],
+        identities: &Identities,
+    ) -> Result<ManifestPart, String> {
+        if let Some(part) = self.entries() {
+            return Ok(part);
+        }
+        let bytes = fetched
+            .get(index)
+            .cloned()
+            .ok_or_else(|| format!("{}: part {index} was not fetched", self.key))?;
+        self.decode_part(index, bytes, identities)
+    }
+
     /// Checks, opens and parses the stored bytes of part `index`. CPU-bound.
     fn decode_part(
         &self,

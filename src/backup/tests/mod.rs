@@ -4,3 +4,4 @@
 mod execute;
 mod plan;
 mod runner;
+mod sync;

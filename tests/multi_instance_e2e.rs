@@ -1,0 +1,572 @@
+//! Several daemons, one store (issue 11), end to end: three `kvkeep daemon` processes (each its
+//! own `[daemon] instance` and index, one recovery and one catalog key, as on three hosts) back
+//! up the same emulator vaults on `@every 3s` into one Azurite container. While they run, one
+//! vault's backups are held slow and the instance backing it up is killed with SIGKILL mid-run;
+//! its lease is broken (as an operator would, instead of waiting out the 60 s) and another
+//! instance takes the vault over. Then, from the store's manifests:
+//!
+//! - each vault's restore points form one chain: every manifest's head names as `previous` the
+//!   point just before it, so no two instances ever backed a vault up at once (two runs at once
+//!   would both name the same predecessor), and their times do not overlap;
+//! - no fire time (3 s window) of a vault has two restore points;
+//! - every committed run was reported finished by exactly one daemon (their JSON logs);
+//! - after `kvkeep index sync`, each instance's `kvkeep list runs --output json` lists every
+//!   committed run, `kvkeep verify` is clean on each, and each vault's newest restore point
+//!   holds every secret of the vault: nothing was lost.
+//!
+//! The issue asks for 30 vaults over two minutes; a shared two-core CI machine runs 12 vaults for
+//! 30 s by default (`KVKEEP_E2E_MULTI_VAULTS`, `KVKEEP_E2E_MULTI_SECONDS` give the full size).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kvkeep::backup::manifest::open_manifest;
+use kvkeep::config::Config;
+use kvkeep::crypto::{write_identity_file, Identities, Identity, KeyRole};
+use kvkeep::model::{BlobKey, RunId, VaultName};
+use kvkeep::store::{open_store, BlobStore, LeaseError, LeaseHolder};
+use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
+use kvkeep_emulator::vault::VaultSettings;
+use serde_json::Value;
+use support::azurite::Azurite;
+use support::config_files::{resolve_entry, vault_section, KvkeepToml};
+use support::e2e::{
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+};
+use tempfile::TempDir;
+use tokio::io::AsyncBufReadExt;
+
+const CONTAINER: &str = "backups";
+const TOKEN: &str = "multi-instance-e2e-token";
+const INSTANCES: [&str; 3] = ["host-a", "host-b", "host-c"];
+/// The vault whose backups are held while its instance is killed.
+const HELD: &str = "kv-m00";
+/// Seconds between fire times (`@every 3s`).
+const PERIOD: i64 = 3;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn vault_names() -> Vec<String> {
+    let n = env_number("KVKEEP_E2E_MULTI_VAULTS", 12).max(1);
+    (0..n).map(|i| format!("kv-m{i:02}")).collect()
+}
+
+/// One instance: its directory (configuration, index, identities), and once started its daemon
+/// and the JSON log lines it wrote.
+struct Instance {
+    name: &'static str,
+    dir: TempDir,
+    config: PathBuf,
+    daemon: Option<tokio::process::Child>,
+    log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Instance {
+    fn write(
+        name: &'static str,
+        azurite: &Azurite,
+        emulator: &Emulator,
+        vaults: &[String],
+        keys: &Keys,
+    ) -> Self {
+        let dir = TempDir::new().expect("tempdir");
+        let container_url = write_container_sas(dir.path(), azurite, CONTAINER);
+        let resolve: Vec<String> = vaults
+            .iter()
+            .map(|v| resolve_entry(emulator.vault_url(v).expect("vault url")))
+            .collect();
+        let mut rest = format!(
+            "[defaults]\nschedule = \"@every {PERIOD}s\"\nverify_schedule = \"\"\n\n[daemon]\ninstance = \"{name}\"\nlisten = \"\"\nsync_interval = \"2s\"\nshutdown_timeout = \"20s\"\n\n"
+        );
+        for v in vaults {
+            rest.push_str(&vault_section(
+                v,
+                emulator.vault_url(v).expect("vault url"),
+                "westeurope",
+            ));
+        }
+        let config = KvkeepToml {
+            store: &format!(
+                "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"multi/\"\n"
+            ),
+            ca: azurite.ca_cert_path(),
+            resolve: &resolve,
+            concurrency: 4,
+            rest: &rest,
+        }
+        .write(dir.path(), TOKEN);
+        // One recovery key and one catalog key for all three, as the runbook says.
+        write_identity_file(
+            &dir.path().join("identity.txt"),
+            &keys.recovery,
+            "2026-01-01T00:00:00Z",
+            true,
+        )
+        .expect("recovery identity");
+        write_identity_file(
+            &dir.path().join("catalog.txt"),
+            &keys.catalog,
+            "2026-01-01T00:00:00Z",
+            false,
+        )
+        .expect("catalog identity");
+        let text = std::fs::read_to_string(&config).expect("config");
+        let (head, tail) = text
+            .split_once("[encryption]\n")
+            .expect("an encryption table");
+        let tail = tail.split_once('\n').map(|(_, t)| t).unwrap_or_default();
+        let text = format!(
+            "{head}[encryption]\nrecipients = [\"{}\"]\ncatalog_recipient = \"{}\"\ncatalog_identity_file = \"catalog.txt\"\n{tail}",
+            keys.recovery.recipient(),
+            keys.catalog.recipient()
+        );
+        std::fs::write(&config, text).expect("config");
+        Instance {
+            name,
+            dir,
+            config,
+            daemon: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn start(&mut self) {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
+            .args(["daemon", "--log-format", "json", "--config"])
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove("KVKEEP_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the daemon");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+            }
+        });
+        self.daemon = Some(child);
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().and_then(|c| c.id())
+    }
+
+    /// The runs this daemon logged as finished by its own scheduled backups: (vault, run, status).
+    fn finished_runs(&self) -> Vec<(String, String, String)> {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|l| l["fields"]["message"] == "scheduled backup finished")
+            .map(|l| {
+                let field = |k: &str| l["fields"][k].as_str().unwrap_or_default().to_string();
+                (field("vault"), field("run"), field("status"))
+            })
+            .collect()
+    }
+
+    fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .take(40)
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+struct Keys {
+    recovery: Identity,
+    catalog: Identity,
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+async fn seed(emulator: &Emulator, vault: &str, prefix: &str, count: usize) {
+    emulator
+        .control()
+        .seed(
+            vault,
+            &SeedSpec {
+                kind: Collection::Secrets,
+                prefix: prefix.into(),
+                count,
+                versions: 1,
+                tags: Default::default(),
+                value_bytes: 32,
+            },
+        )
+        .await
+        .expect("seed");
+}
+
+/// Backup calls the emulator received for `vault` so far.
+async fn backup_calls(emulator: &Emulator, vault: &str) -> u64 {
+    let counters = emulator.control().counters().await.expect("counters");
+    counters
+        .vaults
+        .get(vault)
+        .map(|ops| {
+            ops.iter()
+                .filter(|(op, _)| op.ends_with(".backup"))
+                .map(|(_, n)| *n)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `check` every 100 ms until it holds or `deadline` passes; panics with `what`.
+async fn wait_until<F, Fut>(what: &str, deadline: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {deadline:?}");
+}
+
+/// A committed run as its manifest head says: (started, finished, run, previous).
+type Point = (i64, i64, RunId, Option<RunId>);
+
+/// Every vault's restore points in the store, read from the manifest heads with the catalog
+/// identity, oldest first.
+async fn points_in_store(
+    store: &Arc<dyn BlobStore>,
+    catalog: &Arc<Identities>,
+) -> BTreeMap<String, Vec<Point>> {
+    let mut points: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+    for meta in store.list("manifests/").await.expect("list manifests") {
+        let key: &BlobKey = &meta.key;
+        let mut parts = key.as_str().split('/');
+        let vault: VaultName = parts.nth(1).expect("vault").parse().expect("vault name");
+        let run: RunId = key
+            .as_str()
+            .rsplit('-')
+            .next()
+            .and_then(|s| s.strip_suffix(".age"))
+            .expect("run")
+            .parse()
+            .expect("run id");
+        let opened = open_manifest(store.as_ref(), catalog, &vault, &run, key)
+            .await
+            .expect("the catalog identity opens every manifest");
+        let head = &opened.head;
+        points.entry(vault.to_string()).or_default().push((
+            head.started_at,
+            head.finished_at,
+            head.run.clone(),
+            head.previous.clone(),
+        ));
+    }
+    for list in points.values_mut() {
+        list.sort_by_key(|p| (p.0, p.1));
+    }
+    points
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
+    let vaults = vault_names();
+    let seconds = env_number("KVKEEP_E2E_MULTI_SECONDS", 30).max(12);
+    let azurite = azurite_with_container(CONTAINER).await;
+    let emulator =
+        emulator_beside(&azurite, vaults.iter().map(VaultSettings::named).collect()).await;
+    for v in &vaults {
+        seed(&emulator, v, "app", 3).await;
+    }
+    let keys = Keys {
+        recovery: Identity::generate(),
+        catalog: Identity::generate_with_role(KeyRole::Catalog),
+    };
+    let mut instances: Vec<Instance> = INSTANCES
+        .iter()
+        .map(|name| Instance::write(name, &azurite, &emulator, &vaults, &keys))
+        .collect();
+    let config = Config::load(&instances[0].config).expect("config");
+    let store = open_store(&config.store, &config.azure)
+        .await
+        .expect("store");
+    let catalog = Arc::new(
+        Identities::from_file(&instances[0].dir.path().join("catalog.txt")).expect("catalog"),
+    );
+    let began = Instant::now();
+    for instance in &mut instances {
+        instance.start();
+    }
+
+    // Halfway: one vault's backups are held, a change makes its next run call backup, and the
+    // instance that holds its lease then is killed mid-run.
+    tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
+    let held: VaultName = HELD.parse().expect("vault");
+    emulator
+        .control()
+        .add_fault(&FaultSpec {
+            vault: Some(HELD.into()),
+            op: Some("secrets.backup".into()),
+            kind: FaultKind::Latency,
+            count: None,
+            rate: None,
+            retry_after_seconds: None,
+            retry_after_ms: None,
+            latency_ms: Some(30_000),
+            page_size: None,
+            next_link_host: None,
+        })
+        .await
+        .expect("hold backups");
+    let calls = backup_calls(&emulator, HELD).await;
+    seed(&emulator, HELD, "late", 1).await;
+    wait_until(
+        "a backup call of the held vault",
+        Duration::from_secs(60),
+        || {
+            let emulator = &emulator;
+            async move { backup_calls(emulator, HELD).await > calls }
+        },
+    )
+    .await;
+    let probe = LeaseHolder::new("probe").expect("holder");
+    let holder = match store
+        .acquire_lease(&held, &probe, kvkeep::store::LeaseDuration::DEFAULT)
+        .await
+    {
+        Err(LeaseError::Held { by: Some(by), .. }) => by,
+        other => panic!("the held vault's lease should be held by a daemon: {other:?}"),
+    };
+    let victim = instances
+        .iter()
+        .position(|i| i.name == holder.instance)
+        .expect("a daemon of ours holds the lease");
+    let pid = holder.pid.expect("the lease names the holder's pid");
+    assert_eq!(
+        instances[victim].pid(),
+        Some(pid),
+        "the lease names the daemon's pid"
+    );
+    let survivors: Vec<usize> = (0..instances.len()).filter(|&i| i != victim).collect();
+    let held_runs = |instances: &[Instance]| -> usize {
+        survivors
+            .iter()
+            .map(|&i| {
+                instances[i]
+                    .finished_runs()
+                    .iter()
+                    .filter(|(v, _, status)| v == HELD && status == "completed")
+                    .count()
+            })
+            .sum()
+    };
+    let held_before = held_runs(&instances);
+    signal(pid, "KILL");
+    let killed_at = kvkeep::clock::now_unix();
+    let _ = instances[victim]
+        .daemon
+        .as_mut()
+        .expect("daemon")
+        .wait()
+        .await;
+    instances[victim].daemon = None;
+    // Instead of waiting out the dead instance's 60 s lease: break it, and let backups answer.
+    store.break_lease(&held).await.expect("break the lease");
+    emulator
+        .control()
+        .clear_faults()
+        .await
+        .expect("clear faults");
+    wait_until(
+        "a surviving instance backs the killed one's vault up",
+        Duration::from_secs(60),
+        || {
+            let taken = held_runs(&instances) > held_before;
+            async move { taken }
+        },
+    )
+    .await;
+
+    // The rest of the time, then a clean stop of the survivors.
+    let rest = Duration::from_secs(seconds).saturating_sub(began.elapsed());
+    tokio::time::sleep(rest).await;
+    for &i in &survivors {
+        let pid = instances[i].pid().expect("running");
+        signal(pid, "TERM");
+    }
+    for &i in &survivors {
+        let status = tokio::time::timeout(
+            Duration::from_secs(60),
+            instances[i].daemon.as_mut().expect("daemon").wait(),
+        )
+        .await
+        .expect("the daemon stops")
+        .expect("exit status");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{}: {}",
+            instances[i].name,
+            instances[i].log_text()
+        );
+    }
+
+    // The store's restore points, vault by vault.
+    let points = points_in_store(&store, &catalog).await;
+    let committed: BTreeSet<String> = points.values().flatten().map(|p| p.2.to_string()).collect();
+    for v in &vaults {
+        let list = points.get(v).map(Vec::as_slice).unwrap_or_default();
+        assert!(list.len() >= 2, "{v} has {} restore points", list.len());
+        for pair in list.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            // One chain: each names the one before it, so none ran beside another.
+            assert_eq!(
+                after.3.as_ref(),
+                Some(&before.2),
+                "{v}: run {} follows {:?}, not {}",
+                after.2,
+                after.3,
+                before.2
+            );
+            assert!(
+                after.0 >= before.1,
+                "{v}: runs overlap: {before:?} {after:?}"
+            );
+            // At most one restore point per fire time.
+            assert_ne!(
+                after.0.div_euclid(PERIOD),
+                before.0.div_euclid(PERIOD),
+                "{v}: two restore points in one {PERIOD} s window: {before:?} {after:?}"
+            );
+        }
+    }
+    // The killed instance's vault was taken over: a restore point started after the kill.
+    assert!(
+        points[HELD].iter().any(|p| p.0 >= killed_at),
+        "{HELD}: {:?}",
+        points[HELD]
+    );
+
+    // Every restore point was made by exactly one daemon (the killed one may have made some
+    // before it died; those it logged count too).
+    let mut by_daemon: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let finished: Vec<Vec<(String, String, String)>> =
+        instances.iter().map(Instance::finished_runs).collect();
+    for (instance, runs) in instances.iter().zip(&finished) {
+        for (_, run, _) in runs {
+            by_daemon
+                .entry(run.clone())
+                .or_default()
+                .push(instance.name);
+        }
+    }
+    let finished_at: BTreeMap<String, i64> = points
+        .values()
+        .flatten()
+        .map(|p| (p.2.to_string(), p.1))
+        .collect();
+    let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
+    for run in &committed {
+        let made_by = by_daemon.get(run).cloned().unwrap_or_default();
+        match made_by.as_slice() {
+            [one] => *per_instance.entry(one).or_default() += 1,
+            // The killed daemon's runs of other vaults that wrote their manifest just before
+            // the SIGKILL, which left no time to log them.
+            [] => {
+                assert!(
+                    finished_at[run] <= killed_at + 1,
+                    "run {run} was reported by no daemon, yet finished after the kill"
+                );
+                *per_instance.entry("killed before logging").or_default() += 1;
+            }
+            _ => panic!("run {run} was reported by {made_by:?}"),
+        }
+    }
+    println!(
+        "{} vaults, {} s: {} restore points, by instance {per_instance:?}",
+        vaults.len(),
+        seconds,
+        committed.len()
+    );
+
+    // Each instance, synced, lists every committed run and verifies clean; nothing is lost.
+    for instance in &instances {
+        let synced = run_kvkeep(
+            &instance.config,
+            &["index", "sync", "--output", "json"],
+            &[],
+        )
+        .await;
+        assert_eq!(synced.status.code(), Some(0), "{}", text(&synced));
+        let listed = run_kvkeep(&instance.config, &["list", "runs", "--output", "json"], &[]).await;
+        assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+        let listed: BTreeSet<String> = json_out(&listed)
+            .as_array()
+            .expect("runs")
+            .iter()
+            .filter(|r| r["committed"] == true)
+            .map(|r| r["run"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(listed, committed, "{}", instance.name);
+        let verified = run_kvkeep(&instance.config, &["verify", "--output", "json"], &[]).await;
+        assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    }
+    let index = kvkeep::index::Index::open(instances[survivors[0]].dir.path().join("index.sqlite"))
+        .expect("index");
+    for v in &vaults {
+        let name: VaultName = v.parse().expect("vault");
+        let newest = index
+            .restore_points(&name)
+            .expect("points")
+            .pop()
+            .expect("a restore point");
+        let held = index
+            .restore_point_contents(&newest.run)
+            .expect("contents")
+            .len();
+        let expected = if v == HELD { 4 } else { 3 };
+        assert_eq!(
+            held, expected,
+            "{v}: the newest restore point holds every secret"
+        );
+    }
+}
