@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, sas_store_section,
 };
 use tempfile::TempDir;
 
@@ -191,17 +191,8 @@ fn calls(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
 
 /// The configuration an operator would write for this test bed.
 fn write_config(dir: &Path, azurite: &Azurite, vault_url: &str) -> PathBuf {
-    let container_url = write_container_sas(dir, azurite, CONTAINER);
     KvkeepToml {
-        store: &format!(
-            r#"[store]
-type = "azure"
-container_url = "{container_url}"
-auth = "sas"
-sas_url_file = "sas.txt"
-prefix = "e2e/"
-"#
-        ),
+        store: &sas_store_section(dir, azurite, CONTAINER, "e2e/"),
         ca: azurite.ca_cert_path(),
         resolve: &[resolve_entry(vault_url)],
         concurrency: 8,

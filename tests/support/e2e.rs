@@ -57,6 +57,15 @@ pub fn write_container_sas(dir: &Path, azurite: &Azurite, container: &str) -> St
     container_url
 }
 
+/// The `[store]` section of an e2e configuration: `container` on `azurite` through a SAS URL
+/// written to `dir/sas.txt` (see [`write_container_sas`]), blobs under `prefix`.
+pub fn sas_store_section(dir: &Path, azurite: &Azurite, container: &str, prefix: &str) -> String {
+    let container_url = write_container_sas(dir, azurite, container);
+    format!(
+        "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"{prefix}\"\n"
+    )
+}
+
 /// `kvkeep <args> --config <config>`, with extra environment and no inherited `RUST_LOG` or
 /// `KVKEEP_CONFIG`.
 pub async fn run_kvkeep(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
