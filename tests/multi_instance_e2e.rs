@@ -29,7 +29,7 @@ use kvkeep::backup::manifest::open_manifest;
 use kvkeep::config::Config;
 use kvkeep::crypto::{write_identity_file, Identities, Identity, KeyRole};
 use kvkeep::model::{BlobKey, RunId, VaultName};
-use kvkeep::store::{open_store, BlobStore, LeaseError, LeaseHolder};
+use kvkeep::store::{open_store, BlobStore, LeaseError, LeaseHolder, LeaseWork};
 use kvkeep_emulator::api::{Collection, SeedSpec};
 use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
@@ -380,6 +380,11 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
         .iter()
         .position(|i| i.name == holder.instance)
         .expect("a daemon of ours holds the lease");
+    // The lock blob names the run in flight, so that whoever takes over can record it.
+    let dead_run = match &holder.work {
+        Some(LeaseWork::Backup { run }) => run.to_string(),
+        other => panic!("the lease should name the backup run in flight: {other:?}"),
+    };
     let pid = holder.pid.expect("the lease names the holder's pid");
     assert_eq!(
         instances[victim].pid(),
@@ -529,6 +534,9 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
     );
 
     // Each instance, synced, lists every committed run and verifies clean; nothing is lost.
+    // The killed daemon's run in flight is recorded interrupted, naming it, by the one survivor
+    // that took its vault over (it found the lease broken, not released).
+    let mut takeovers = Vec::new();
     for instance in &instances {
         let synced = run_kvkeep(
             &instance.config,
@@ -539,9 +547,16 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
         assert_eq!(synced.status.code(), Some(0), "{}", text(&synced));
         let listed = run_kvkeep(&instance.config, &["list", "runs", "--output", "json"], &[]).await;
         assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
-        let listed: BTreeSet<String> = json_out(&listed)
-            .as_array()
-            .expect("runs")
+        let listed = json_out(&listed);
+        let runs = listed.as_array().expect("runs");
+        for r in runs.iter().filter(|r| r["run"] == dead_run.as_str()) {
+            if r["abandoned_by"] == holder.instance.as_str() {
+                assert_eq!(r["status"], "interrupted", "{r}");
+                assert_eq!(r["committed"], false, "{r}");
+                takeovers.push(instance.name);
+            }
+        }
+        let listed: BTreeSet<String> = runs
             .iter()
             .filter(|r| r["committed"] == true)
             .map(|r| r["run"].as_str().unwrap_or_default().to_string())
@@ -550,6 +565,18 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
         let verified = run_kvkeep(&instance.config, &["verify", "--output", "json"], &[]).await;
         assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
     }
+    assert_eq!(
+        takeovers.len(),
+        1,
+        "exactly one survivor records the killed daemon's run {dead_run} as left by it: {takeovers:?}"
+    );
+    assert_ne!(takeovers[0], holder.instance);
+    assert!(
+        instances.iter().any(|i| i.name == takeovers[0]
+            && i.log_text()
+                .contains("took the vault over from a kvkeep instance")),
+        "the survivor's log tells of the takeover"
+    );
     let index = kvkeep::index::Index::open(instances[survivors[0]].dir.path().join("index.sqlite"))
         .expect("index");
     for v in &vaults {

@@ -257,7 +257,12 @@ impl VaultBackup {
     /// never returns early without a report: every failure is in the report (and, once the run
     /// is recorded, in the index).
     pub async fn run(&self) -> BackupReport {
-        let run = RunId::random();
+        self.run_as(RunId::random()).await
+    }
+
+    /// [`VaultBackup::run`] as run `run`: the id the vault's lease was taken for, so the lock
+    /// blob names the run a holder that dies leaves unfinished.
+    pub async fn run_as(&self, run: RunId) -> BackupReport {
         let started_at = (self.clock)();
         let vault = self.vault.name.clone();
         let mut report = BackupReport {

@@ -28,7 +28,8 @@ use crate::source::{
     AzureSourceOptions, AzureVaultSource, RateLimitOptions, RateLimiter, VaultSource,
 };
 use crate::store::{
-    open_store_cancellable, BlobStore, HeldLease, LeaseError, LeaseHolder, LeaseTiming, StoreError,
+    open_store_cancellable, BlobStore, HeldLease, HolderInfo, LeaseError, LeaseHolder, LeaseTiming,
+    LeaseWork, StoreError,
 };
 
 /// Vaults backed up at once. Each vault already runs `limits.concurrency` objects in parallel
@@ -105,14 +106,29 @@ pub struct VaultClaim {
     lease: Option<HeldLease>,
     /// The run's token: a child of the caller's, also cancelled when the lease is lost.
     cancel: CancellationToken,
-    /// Whether the vault's index was synced under this claim already.
-    synced: bool,
+    /// The backup run the claim is for (recorded on the lock blob); `None` for a prune.
+    run: Option<RunId>,
+    /// The previous holder of the vault's lease, when it never released it and left work
+    /// unfinished: this claim took the vault over from it.
+    took_over: Option<HolderInfo>,
 }
 
 impl VaultClaim {
     /// The run's token: cancelled when the caller's is, or when the lease is lost.
     pub fn cancel(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// The backup run the claim is for; `None` for a prune.
+    pub fn run(&self) -> Option<&RunId> {
+        self.run.as_ref()
+    }
+
+    /// The instance this claim took the vault over from: the previous holder of the vault's
+    /// lease never released it (it died, hung or lost the store) and left a backup run or a
+    /// prune unfinished.
+    pub fn took_over(&self) -> Option<&HolderInfo> {
+        self.took_over.as_ref()
     }
 
     /// Releases the lease (then the lock); returns why the lease was lost, if it was.
@@ -366,8 +382,21 @@ impl Runner {
         if self.store.is_none() {
             return Err(self.failed_report(vault, "the store is not open (dry run)".into()));
         }
-        match self.claim_with_lease(vault, "backup", cancel).await {
-            Ok(claim) => Ok(claim),
+        let work = LeaseWork::Backup {
+            run: RunId::random(),
+        };
+        match self.claim_with_lease(vault, work, cancel).await {
+            Ok(mut claim) => {
+                // With the lease held, the sync sees everything the previous holder committed,
+                // so the plan finds unchanged what another instance captured. A failed sync
+                // costs captures made again, never a wrong restore point: the backup goes on.
+                if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
+                    tracing::warn!(vault = %vault.name, error = %e,
+                        "index sync before the backup failed; objects other instances captured may be captured again");
+                }
+                self.settle_abandoned(&vault.name, &mut claim).await;
+                Ok(claim)
+            }
             Err(ClaimError::Held(message, by)) => {
                 // Several daemons on one store meet here on every shared schedule: the other
                 // instance is doing this vault's work, so it is no error here.
@@ -392,41 +421,81 @@ impl Runner {
             claim.release().await;
             return self.failed_report(vault, "the store is not open (dry run)".into());
         };
-        // With the lease held, the sync sees everything the previous holder committed, so the
-        // plan finds unchanged what another instance captured. A failed sync costs captures
-        // made again, never a wrong restore point: the backup goes on.
-        if !claim.synced {
-            self.sync_claimed(vault, &claim).await;
-        }
         let watch = claim.lease.as_ref().map(HeldLease::watch);
+        let run = claim.run.clone().unwrap_or_else(RunId::random);
         let report = match self.vault_backup(vault, store, claim.cancel.clone(), progress, watch) {
-            Ok(backup) => backup.run().await,
+            Ok(backup) => backup.run_as(run).await,
             Err(e) => self.failed_report(vault, e),
         };
         claim.release().await;
         report
     }
 
-    /// Syncs the claimed vault; a failure is logged, not returned: the backup goes on.
-    async fn sync_claimed(&self, vault: &VaultConfig, claim: &VaultClaim) {
-        if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
-            tracing::warn!(vault = %vault.name, error = %e,
-                "index sync before the backup failed; objects other instances captured may be captured again");
+    /// Under a fresh claim, after its sync: what the vault's previous lease holder left
+    /// unfinished when it never released the lease. Its backup run is recorded `interrupted`
+    /// (unless the sync found its manifest: then it committed and only the release was lost);
+    /// a prune is left to the next prune, since every prune step leaves the store consistent.
+    /// Either way the run claimed now goes on, and the claim notes whom it took over from.
+    async fn settle_abandoned(&self, vault: &VaultName, claim: &mut VaultClaim) {
+        let Some(left) = claim
+            .lease
+            .as_ref()
+            .and_then(|l| l.lease().abandoned())
+            .cloned()
+        else {
+            return;
+        };
+        match &left.work {
+            // The lease taken for this very run, acquired twice by a retry: nothing was left.
+            Some(LeaseWork::Backup { run }) if claim.run.as_ref() == Some(run) => {}
+            Some(LeaseWork::Backup { run }) => {
+                let now = (self.clock)();
+                let (index, run, name, by) = (
+                    self.index.clone(),
+                    run.clone(),
+                    vault.clone(),
+                    left.instance.clone(),
+                );
+                let started_at = left.acquired_at.unwrap_or(now);
+                let recorded = tokio::task::spawn_blocking(move || {
+                    index.record_abandoned_run(&run, &name, started_at, now, &by)
+                })
+                .await;
+                match recorded {
+                    Ok(Ok(true)) => {
+                        tracing::warn!(vault = %vault, previous_holder = %left,
+                            "took the vault over from a kvkeep instance that never finished its backup run (it stopped, hung or lost the store): that run is recorded interrupted and made no restore point; this run backs up what it left out");
+                        claim.took_over = Some(left);
+                    }
+                    // Committed (the sync found its manifest), or ended in this index already.
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(vault = %vault, previous_holder = %left, error = %e,
+                        "cannot record the backup run another kvkeep instance left unfinished; this run goes on")
+                    }
+                    Err(e) => tracing::warn!(vault = %vault, error = %e,
+                        "cannot record the backup run another kvkeep instance left unfinished; this run goes on"),
+                }
+            }
+            Some(LeaseWork::Prune) => {
+                tracing::warn!(vault = %vault, previous_holder = %left,
+                    "took the vault over from a kvkeep instance that never finished its prune (it stopped, hung or lost the store): the next prune deletes what it left");
+                claim.took_over = Some(left);
+            }
+            // A holder that recorded no work: nothing is known to be unfinished.
+            None => {}
         }
     }
 
     /// The vault's newest restore point if it started at or after `since` (Unix seconds),
-    /// read after syncing under the claim: the daemon serving fire time `since` skips the
-    /// backup when another instance already made that restore point (its schedule fired the
-    /// same instant, took the lease first and released it before this instance asked).
+    /// read from the index synced under the claim: the daemon serving fire time `since` skips
+    /// the backup when another instance already made that restore point (its schedule fired
+    /// the same instant, took the lease first and released it before this instance asked).
     pub async fn restore_point_since(
         &self,
         vault: &VaultConfig,
-        claim: &mut VaultClaim,
         since: i64,
     ) -> Option<crate::index::RestorePointRecord> {
-        self.sync_claimed(vault, claim).await;
-        claim.synced = true;
         let index = self.index.clone();
         let name = vault.name.clone();
         let points = tokio::task::spawn_blocking(move || index.restore_points(&name))
@@ -445,33 +514,60 @@ impl Runner {
     }
 
     /// Prunes `vault` by its retention policy under the vault's lock (refused, naming the
-    /// holder, while another kvkeep process on this host backs it up or prunes it). `observer`
-    /// hears of every step before it is taken; `cancel` stops the prune between steps.
+    /// holder, while another kvkeep process on this host backs it up or prunes it) and lease
+    /// (refused while another instance holds the vault). `observer` hears of every step before
+    /// it is taken; `cancel` stops the prune between steps.
     pub async fn prune(
         &self,
         vault: &VaultConfig,
         observer: Option<crate::retention::PruneObserver>,
         cancel: &CancellationToken,
     ) -> Result<crate::retention::PruneOutcome, String> {
+        self.prune_inner(vault, observer, cancel)
+            .await
+            .map_err(ClaimError::message)
+    }
+
+    /// [`Runner::prune`], with `Ok(None)` when another kvkeep instance holds the vault's lease:
+    /// the daemon's prune after a backup then leaves the vault to that instance (whose own
+    /// prune, or this one's next, does the work) rather than count a failure.
+    pub async fn prune_unless_held(
+        &self,
+        vault: &VaultConfig,
+        cancel: &CancellationToken,
+    ) -> Result<Option<crate::retention::PruneOutcome>, String> {
+        match self.prune_inner(vault, None, cancel).await {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(ClaimError::Held(..)) => Ok(None),
+            Err(ClaimError::Other(message)) => Err(message),
+        }
+    }
+
+    async fn prune_inner(
+        &self,
+        vault: &VaultConfig,
+        observer: Option<crate::retention::PruneObserver>,
+        cancel: &CancellationToken,
+    ) -> Result<crate::retention::PruneOutcome, ClaimError> {
         let store = self.store.as_ref().ok_or_else(|| {
-            format!(
+            ClaimError::Other(format!(
                 "prune of vault {} not started: no store is open",
                 vault.name
-            )
+            ))
         })?;
-        let claim = self
-            .claim_with_lease(vault, "prune", cancel)
-            .await
-            .map_err(ClaimError::message)?;
+        let mut claim = self
+            .claim_with_lease(vault, LeaseWork::Prune, cancel)
+            .await?;
         // A prune over an index that misses another instance's newer restore points could
         // delete blobs those points still refer to: without a sync it does not start.
         if let Err(e) = self.sync_vault(&vault.name, &claim.cancel).await {
             claim.release().await;
-            return Err(format!(
+            return Err(ClaimError::Other(format!(
                 "prune of vault {} not started: the index could not be synced from the store first: {e}",
                 vault.name
-            ));
+            )));
         }
+        self.settle_abandoned(&vault.name, &mut claim).await;
         let now = chrono::DateTime::from_timestamp((self.clock)(), 0).unwrap_or_default();
         let outcome =
             crate::retention::prune_vault(&self.index, store, vault, now, observer, &claim.cancel)
@@ -479,16 +575,16 @@ impl Runner {
         // A prune that lost its lease stopped between steps; what it deleted stays deleted
         // (every step leaves the store consistent), the rest is for the next prune.
         if let Some(lost) = claim.release().await {
-            return Err(format!(
+            return Err(ClaimError::Other(format!(
                 "prune of vault {} stopped: {lost}; run it again to complete it",
                 vault.name
-            ));
+            )));
         }
         outcome.map_err(|e| {
-            format!(
+            ClaimError::Other(format!(
                 "prune of vault {} stopped: {e}; run it again to complete it",
                 vault.name
-            )
+            ))
         })
     }
 
@@ -515,6 +611,26 @@ impl Runner {
         self.sync_with(vault, store, identities, cancel)
             .await
             .map(Some)
+    }
+
+    /// [`Runner::sync_with`] for `kvkeep index sync`, which has no run of its own in flight:
+    /// runs a killed kvkeep process on this host left `running` are ended first (unless a
+    /// process here holds the vault: then they may be in flight), so that a manifest one of
+    /// them wrote just before the kill is replayed rather than left out.
+    pub async fn sync_offline(
+        &self,
+        vault: &VaultName,
+        store: &Arc<dyn BlobStore>,
+        identities: &Arc<Identities>,
+        cancel: &CancellationToken,
+    ) -> Result<SyncReport, String> {
+        if let Some(configured) = self.config.vault(vault) {
+            if let Err(e) = self.recover_interrupted(configured) {
+                tracing::info!(vault = %vault, reason = %e,
+                    "runs left running here not checked: a kvkeep process on this host holds the vault");
+            }
+        }
+        self.sync_with(vault, store, identities, cancel).await
     }
 
     /// [`Runner::sync_vault`] with the given identities (a recovery identity will do).
@@ -559,9 +675,13 @@ impl Runner {
     async fn claim_with_lease(
         &self,
         vault: &VaultConfig,
-        what: &str,
+        work: LeaseWork,
         cancel: &CancellationToken,
     ) -> Result<VaultClaim, ClaimError> {
+        let (what, run) = match &work {
+            LeaseWork::Backup { run } => ("backup", Some(run.clone())),
+            LeaseWork::Prune => ("prune", None),
+        };
         let lock = self.claim(vault, what).map_err(ClaimError::Other)?;
         let run_cancel = cancel.child_token();
         let Some(store) = self.store.clone() else {
@@ -569,13 +689,14 @@ impl Runner {
                 _lock: lock,
                 lease: None,
                 cancel: run_cancel,
-                synced: false,
+                run,
+                took_over: None,
             });
         };
         match HeldLease::acquire(
             store,
             &vault.name,
-            &self.holder,
+            &self.holder.for_work(work),
             self.lease_timing,
             run_cancel.clone(),
         )
@@ -585,7 +706,8 @@ impl Runner {
                 _lock: lock,
                 lease: Some(lease),
                 cancel: run_cancel,
-                synced: false,
+                run,
+                took_over: None,
             }),
             Err(e @ LeaseError::Held { .. }) => {
                 let by = match &e {

@@ -84,7 +84,11 @@ fn index_sync(args: SyncArgs, config: &Path) -> Result<u8, Fail> {
             .ok_or_else(|| Fail(EXIT_FAILED, "the store is not open".into()))?;
         let mut reports: Vec<Result<SyncReport, String>> = Vec::new();
         for vault in &names {
-            reports.push(runner.sync_with(vault, &store, &identities, &cancel).await);
+            reports.push(
+                runner
+                    .sync_offline(vault, &store, &identities, &cancel)
+                    .await,
+            );
         }
         print(&reports, args.output);
         let synced = reports.iter().filter(|r| r.is_ok()).count();

@@ -173,6 +173,7 @@ pub struct DaemonMetrics {
     prune_deferred: Family<VaultLabels, Counter>,
     prune_failures: Family<VaultLabels, Counter>,
     held_elsewhere: Family<VaultLabels, Counter>,
+    takeovers: Family<VaultLabels, Counter>,
     report_written: Gauge,
     report_failures: Counter,
     /// Never held across an `.await` (nothing here awaits), so a std mutex suffices.
@@ -210,6 +211,7 @@ impl DaemonMetrics {
             prune_deferred: Family::default(),
             prune_failures: Family::default(),
             held_elsewhere: Family::default(),
+            takeovers: Family::default(),
             report_written: Gauge::default(),
             report_failures: Counter::default(),
             seen: Mutex::new(Seen::default()),
@@ -318,6 +320,11 @@ impl DaemonMetrics {
             "backups_held_elsewhere",
             "Scheduled backups not started because another kvkeep instance held the vault's lease",
             metrics.held_elsewhere.clone(),
+        );
+        registry.register(
+            "vault_takeovers",
+            "Vault leases taken over from a kvkeep instance that never released them and left a backup run or a prune unfinished (it died, hung or lost the store)",
+            metrics.takeovers.clone(),
         );
         registry.register_with_unit(
             "report_written_timestamp",
@@ -480,6 +487,12 @@ impl DaemonMetrics {
             .inc();
     }
 
+    /// This instance took `vault` over from one that left work unfinished (see
+    /// [`crate::backup::VaultClaim::took_over`]).
+    pub fn vault_taken_over(&self, vault: &VaultName) {
+        self.takeovers.get_or_create(&vault_labels(vault)).inc();
+    }
+
     /// A notification about `vault` through the notifier named `notifier` could not be
     /// delivered.
     pub fn notification_failed(&self, vault: &VaultName, notifier: &str) {
@@ -553,6 +566,7 @@ impl DaemonMetrics {
             &self.prune_deferred,
             &self.prune_failures,
             &self.held_elsewhere,
+            &self.takeovers,
         ] {
             family.remove(&labels);
         }

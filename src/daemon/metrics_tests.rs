@@ -410,6 +410,7 @@ fn every_metric() -> DaemonMetrics {
     metrics.prune_finished(&kv1, &Ok(pruned("kv1", 3, 7, 4096, 1, false)));
     metrics.prune_finished(&kv1, &Err("the store refused".into()));
     metrics.backup_skipped(&kv1);
+    metrics.vault_taken_over(&kv1);
     metrics.report_finished(Some(at(1_700_000_200)));
     metrics
 }
@@ -478,6 +479,14 @@ fn backups_held_by_another_instance_are_counted_apart_from_runs() {
 }
 
 #[test]
+fn takeovers_are_counted_per_vault() {
+    let metrics = DaemonMetrics::new();
+    metrics.vault_taken_over(&vault("kv1"));
+    assert_has(&metrics, r#"kvkeep_vault_takeovers_total{vault="kv1"} 1"#);
+    assert_no_series(&metrics, r#"kvkeep_vault_takeovers_total{vault="kv2"}"#);
+}
+
+#[test]
 fn report_writes_set_their_time_and_failures_are_counted() {
     let metrics = DaemonMetrics::new();
     metrics.report_finished(Some(at(1_700_000_000)));
@@ -499,7 +508,7 @@ fn the_readme_documents_every_metric_with_its_type() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
         .collect();
-    assert_eq!(families.len(), 22, "{text}");
+    assert_eq!(families.len(), 23, "{text}");
     for (name, kind) in families {
         // The TYPE line names a counter without the `_total` its samples carry.
         let name = if kind == "counter" {

@@ -35,7 +35,10 @@ pub(super) async fn run_job(
             // instance is backing up is skipped quietly: no start ping, no run in the metrics,
             // no notification — that instance's run is the one that counts.
             let (started, r) = match runner.claim_backup(&vault, &cancel).await {
-                Ok(mut claim) => {
+                Ok(claim) => {
+                    if claim.took_over().is_some() {
+                        metrics.vault_taken_over(&vault.name);
+                    }
                     // Every instance's schedule fires at the same instants; one that took the
                     // lease after the winner released it finds the fire time served (its sync
                     // under the lease shows the winner's restore point) and leaves it at that.
@@ -45,9 +48,7 @@ pub(super) async fn run_job(
                         .and_then(|s| s.previous_at_or_before(clock()))
                         .map(|t| t.timestamp());
                     if let Some(fire) = fire {
-                        if let Some(point) =
-                            runner.restore_point_since(&vault, &mut claim, fire).await
-                        {
+                        if let Some(point) = runner.restore_point_since(&vault, fire).await {
                             claim.release().await;
                             tracing::info!(vault = %vault.name, run = %point.run,
                                 "scheduled backup skipped: the restore point of this fire time is already made (by another kvkeep instance)");
@@ -105,7 +106,17 @@ async fn prune(
     metrics: &DaemonMetrics,
     cancel: &CancellationToken,
 ) {
-    let outcome = runner.prune(vault, None, cancel).await;
+    let outcome = match runner.prune_unless_held(vault, cancel).await {
+        Ok(Some(outcome)) => Ok(outcome),
+        // Another instance took the vault between this backup and its prune (its schedule
+        // fired meanwhile): its work, not a failure; the next prune here catches up anyway.
+        Ok(None) => {
+            tracing::info!(vault = %vault.name,
+                "prune skipped: another kvkeep instance holds the vault's lease");
+            return;
+        }
+        Err(e) => Err(e),
+    };
     match &outcome {
         Ok(o) => {
             let complete = o.complete();

@@ -65,6 +65,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0008_capture_sizes_index.sql",
         sql: include_str!("../../migrations/0008_capture_sizes_index.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_run_abandoned_by.sql",
+        sql: include_str!("../../migrations/0009_run_abandoned_by.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a kvkeep index: ASCII "kvkp". It lets kvkeep refuse to adopt some

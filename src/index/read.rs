@@ -407,7 +407,7 @@ impl Index {
 pub(super) const RUN_COLUMNS: &str =
     "run_id, vault, started_at, finished_at, status, captured_objects,
     unchanged_objects, deleted_objects, failed_objects, uploaded_bytes, manifest_key,
-    forgotten_at";
+    forgotten_at, abandoned_by";
 
 pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let manifest: Option<String> = r.get(10)?;
@@ -426,6 +426,7 @@ pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         },
         manifest: manifest.map(|m| parse_text(10, &m)).transpose()?,
         forgotten_at: r.get(11)?,
+        abandoned_by: r.get(12)?,
     })
 }
 

@@ -110,6 +110,9 @@ pub struct RunRecord {
     pub manifest: Option<BlobKey>,
     /// When prune forgot this restore point (its manifest is then deleted or being deleted).
     pub forgotten_at: Option<i64>,
+    /// For a run another kvkeep instance left unfinished (it never released the vault's lease),
+    /// recorded `interrupted` by the instance that took the vault over: that other instance.
+    pub abandoned_by: Option<String>,
 }
 
 impl RunRecord {

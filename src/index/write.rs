@@ -616,6 +616,32 @@ impl<'a> Writer<'a> {
             .map_err(self.err("interrupting unfinished runs"))
     }
 
+    /// Records `run` of `vault`, which the kvkeep instance `by` started at `started_at` and
+    /// never finished (its lease on the vault ended without a release), as `interrupted` at
+    /// `at`. A run the index knows is left as it is — committed (its manifest was synced), or
+    /// already ended — unless it is still `running`, which only this host's own previous
+    /// process can have left. Returns whether the index changed.
+    pub fn record_abandoned_run(
+        &mut self,
+        run: &RunId,
+        vault: &VaultName,
+        started_at: i64,
+        at: i64,
+        by: &str,
+    ) -> Result<bool, IndexError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO runs (run_id, vault, started_at, finished_at, status, abandoned_by)
+                 VALUES (?1, ?2, ?3, max(?4, ?3), 'interrupted', ?5)
+                 ON CONFLICT (run_id) DO UPDATE
+                 SET status = 'interrupted', finished_at = max(?4, started_at), abandoned_by = ?5
+                 WHERE status = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![run.as_str(), vault.as_str(), started_at, at, by]))
+            .map(|changed| changed > 0)
+            .map_err(self.err("recording a run another instance left unfinished"))
+    }
+
     /// Records the outcome of a verification.
     pub fn record_verification(&mut self, v: &VerificationRecord) -> Result<(), IndexError> {
         self.tx
@@ -862,6 +888,18 @@ impl Index {
         at: i64,
     ) -> Result<usize, IndexError> {
         self.write(|w| w.interrupt_unfinished_runs(vault, at))
+    }
+
+    /// See [`Writer::record_abandoned_run`].
+    pub fn record_abandoned_run(
+        &self,
+        run: &RunId,
+        vault: &VaultName,
+        started_at: i64,
+        at: i64,
+        by: &str,
+    ) -> Result<bool, IndexError> {
+        self.write(|w| w.record_abandoned_run(run, vault, started_at, at, by))
     }
 
     /// See [`Writer::record_verification`].

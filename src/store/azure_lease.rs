@@ -2,12 +2,15 @@
 //! (under the store prefix), through `BlobClient::acquire_lease`/`renew_lease`/`release_lease`/
 //! `break_lease` of `azure_storage_blob` 1.x.
 //!
-//! Acquire is three requests at most, each safe to repeat: lease the lock blob with the holder's
-//! proposed lease id; if the blob does not exist yet, create it empty with `If-None-Match: *`
-//! (another instance creating it first is fine) and lease again; then record the holder as blob
-//! metadata (`kvkeep_instance`, `kvkeep_pid`, `kvkeep_acquired_at`) under the new lease. The
-//! service keeps another holder's lease id to itself, so on `409 LeaseAlreadyPresent` the
-//! refusal names the holder from that metadata (one `get_properties`).
+//! Acquire is three requests, each safe to repeat: read the lock blob's properties (its lease
+//! state and the last holder's record; if the blob does not exist yet, create it empty with
+//! `If-None-Match: *` — another instance creating it first is fine); lease it with the holder's
+//! proposed lease id; then record the holder as blob metadata (`kvkeep_instance`, `kvkeep_pid`,
+//! `kvkeep_acquired_at`, and `kvkeep_task`/`kvkeep_run` for what it works on) under the new
+//! lease. A lease state of `expired` or `broken` before the acquire means the last holder never
+//! released: its record is the lease's [`Lease::abandoned`]. The service keeps another holder's
+//! lease id to itself, so on `409 LeaseAlreadyPresent` the refusal names the holder from that
+//! metadata (read again: it may have changed since).
 //!
 //! Lease answers are translated here: `LeaseAlreadyPresent` (and a lease that is breaking) is
 //! [`LeaseError::Held`]; to a renew, `LeaseIdMismatchWithLeaseOperation` (another id holds it, or
@@ -24,6 +27,7 @@ use azure_core::http::StatusCode;
 use azure_storage_blob::models::{
     BlobClientAcquireLeaseOptions, BlobClientBreakLeaseOptions,
     BlobClientGetPropertiesResultHeaders, BlobClientSetMetadataOptions, BlobClientUploadOptions,
+    LeaseState,
 };
 use azure_storage_blob::BlobClient;
 use bytes::Bytes;
@@ -114,6 +118,28 @@ impl AzureBlobStore {
         let key = lock_key(vault);
         let blob = self.blob(&key);
         let now = crate::clock::now_unix();
+        // What the lock blob says before it is leased: whether the last lease was released
+        // (its holder finished) and who held it. A missing blob is created at once.
+        let abandoned = match blob.get_properties(None).await {
+            Ok(properties) => {
+                let state = properties.lease_state().ok().flatten();
+                match state {
+                    Some(LeaseState::Expired | LeaseState::Broken | LeaseState::Leased) => {
+                        properties
+                            .metadata()
+                            .ok()
+                            .and_then(|m| HolderInfo::from_metadata(&m))
+                    }
+                    _ => None,
+                }
+            }
+            Err(e) if matches!(answer(&e), Some((StatusCode::NotFound, code)) if code != "ContainerNotFound") =>
+            {
+                self.create_lock_blob(vault, &blob).await?;
+                None
+            }
+            Err(e) => return Err(self.lease_err(op, vault, e)),
+        };
         let mut created = false;
         loop {
             let options = BlobClientAcquireLeaseOptions {
@@ -177,7 +203,7 @@ impl AzureBlobStore {
                 .await;
             return Err(err);
         }
-        Ok(Lease::new(vault.clone(), holder.clone(), duration, now))
+        Ok(Lease::new(vault.clone(), holder.clone(), duration, now).after_abandoned(abandoned))
     }
 
     pub(super) async fn renew_lease_azure(&self, lease: &Lease) -> Result<(), LeaseError> {

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use crate::model::{BlobKey, VaultName};
+use crate::model::{BlobKey, RunId, VaultName};
 
 /// Where lock blobs live, under the store prefix. Reserved: no backup is ever written here.
 pub const LOCKS_PREFIX: &str = "locks/";
@@ -72,6 +72,31 @@ pub fn lock_key(vault: &VaultName) -> BlobKey {
 pub struct LeaseHolder {
     instance: String,
     lease_id: String,
+    /// What the lease is taken for, recorded on the lock blob beside the name.
+    work: Option<LeaseWork>,
+}
+
+/// What a holder takes a vault's lease for, recorded on the lock blob so that the next holder
+/// can tell which run a holder that never released its lease left unfinished.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "lowercase")]
+pub enum LeaseWork {
+    /// A backup run, by its id.
+    Backup {
+        /// The run.
+        run: RunId,
+    },
+    /// A prune.
+    Prune,
+}
+
+impl fmt::Display for LeaseWork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaseWork::Backup { run } => write!(f, "backup run {run}"),
+            LeaseWork::Prune => f.write_str("a prune"),
+        }
+    }
 }
 
 impl LeaseHolder {
@@ -102,7 +127,17 @@ impl LeaseHolder {
         Ok(LeaseHolder {
             instance: instance.to_string(),
             lease_id: lease_id_for(instance),
+            work: None,
         })
+    }
+
+    /// The same holder (same name, same lease id) taking the lease for `work`, which it records
+    /// on the lock blob.
+    pub fn for_work(&self, work: LeaseWork) -> LeaseHolder {
+        LeaseHolder {
+            work: Some(work),
+            ..self.clone()
+        }
     }
 
     /// The instance name.
@@ -121,6 +156,7 @@ impl LeaseHolder {
             instance: self.instance.clone(),
             pid: Some(std::process::id()),
             acquired_at: Some(now),
+            work: self.work.clone(),
         }
     }
 }
@@ -229,6 +265,7 @@ pub struct Lease {
     holder: LeaseHolder,
     duration: LeaseDuration,
     acquired_at: i64,
+    abandoned: Option<HolderInfo>,
 }
 
 impl Lease {
@@ -243,7 +280,23 @@ impl Lease {
             holder,
             duration,
             acquired_at,
+            abandoned: None,
         }
+    }
+
+    /// The lease, noting what the previous holder left behind (see [`Lease::abandoned`]).
+    pub(crate) fn after_abandoned(mut self, previous: Option<HolderInfo>) -> Self {
+        self.abandoned = previous;
+        self
+    }
+
+    /// What the previous holder recorded, when its lease ended without a release: it expired,
+    /// was broken, or (local store) the holder's process died — or the holder re-acquired its
+    /// own lease after a restart. The work it recorded may then be unfinished: a backup run
+    /// that wrote no manifest is the new holder's to mark interrupted. `None` when the previous
+    /// lease was released (its holder finished what it was doing) or there was none.
+    pub fn abandoned(&self) -> Option<&HolderInfo> {
+        self.abandoned.as_ref()
     }
 
     /// The vault the lease protects.
@@ -285,6 +338,9 @@ pub struct HolderInfo {
     /// When it acquired the lease (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acquired_at: Option<i64>,
+    /// What it took the lease for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<LeaseWork>,
 }
 
 impl fmt::Display for HolderInfo {
@@ -299,6 +355,10 @@ impl fmt::Display for HolderInfo {
             (Some(pid), None) => write!(f, " (pid {pid})"),
             (None, Some(at)) => write!(f, " (since {})", crate::restore::plan::rfc3339(at)),
             (None, None) => Ok(()),
+        }?;
+        match &self.work {
+            Some(work) => write!(f, " for {work}"),
+            None => Ok(()),
         }
     }
 }
@@ -307,6 +367,8 @@ impl fmt::Display for HolderInfo {
 pub(crate) const META_INSTANCE: &str = "kvkeep_instance";
 pub(crate) const META_PID: &str = "kvkeep_pid";
 pub(crate) const META_ACQUIRED_AT: &str = "kvkeep_acquired_at";
+pub(crate) const META_TASK: &str = "kvkeep_task";
+pub(crate) const META_RUN: &str = "kvkeep_run";
 
 impl HolderInfo {
     /// As blob metadata.
@@ -318,6 +380,16 @@ impl HolderInfo {
         }
         if let Some(at) = self.acquired_at {
             m.insert(META_ACQUIRED_AT.to_string(), at.to_string());
+        }
+        match &self.work {
+            Some(LeaseWork::Backup { run }) => {
+                m.insert(META_TASK.to_string(), "backup".to_string());
+                m.insert(META_RUN.to_string(), run.to_string());
+            }
+            Some(LeaseWork::Prune) => {
+                m.insert(META_TASK.to_string(), "prune".to_string());
+            }
+            None => {}
         }
         m
     }
@@ -336,6 +408,13 @@ impl HolderInfo {
             instance: LeaseHolder::new(instance).ok()?.instance,
             pid: get(META_PID).and_then(|v| v.parse().ok()),
             acquired_at: get(META_ACQUIRED_AT).and_then(|v| v.parse().ok()),
+            work: match get(META_TASK) {
+                Some("backup") => get(META_RUN)
+                    .and_then(|v| v.parse().ok())
+                    .map(|run| LeaseWork::Backup { run }),
+                Some("prune") => Some(LeaseWork::Prune),
+                _ => None,
+            },
         })
     }
 }
@@ -474,6 +553,32 @@ mod tests {
             "{text}"
         );
 
+        // What the holder works on travels too, and is named.
+        let run: RunId = "0123456789abcdef".parse().expect("run id");
+        let working = LeaseHolder::new("web-1")
+            .expect("holder")
+            .for_work(LeaseWork::Backup { run: run.clone() })
+            .info_at(0);
+        let back = HolderInfo::from_metadata(&working.to_metadata()).expect("parsed");
+        assert_eq!(back.work, Some(LeaseWork::Backup { run }));
+        assert!(
+            back.to_string()
+                .ends_with(" for backup run 0123456789abcdef"),
+            "{back}"
+        );
+        let json = serde_json::to_string(&back).expect("json");
+        assert_eq!(
+            serde_json::from_str::<HolderInfo>(&json).expect("back"),
+            back
+        );
+        let pruning = LeaseHolder::new("web-1")
+            .expect("holder")
+            .for_work(LeaseWork::Prune)
+            .info_at(0);
+        let back = HolderInfo::from_metadata(&pruning.to_metadata()).expect("parsed");
+        assert_eq!(back.work, Some(LeaseWork::Prune));
+        assert!(back.to_string().ends_with(" for a prune"), "{back}");
+
         // Names in another case, damaged numbers and a missing name.
         let mut m = std::collections::HashMap::new();
         m.insert("KVKEEP_INSTANCE".to_string(), "web-2".to_string());
@@ -500,6 +605,7 @@ mod tests {
                 instance: "web-1".to_string(),
                 pid: Some(42),
                 acquired_at: Some(0),
+                work: None,
             }),
         };
         assert_eq!(

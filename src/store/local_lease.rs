@@ -12,11 +12,15 @@
 //!   belongs to an open file, not to a name, and a restarted process finds the lock free anyway;
 //! - **renew** checks that the lock is still ours: this store holds the file open and the name
 //!   `locks/{vault}` still refers to that very file (same device and inode);
-//! - **break** unlinks `locks/{vault}`. A `flock` cannot be taken from a living process, but once
-//!   the name is gone, the next acquire creates a new file and locks that, and the old holder's
-//!   next renew sees that the name no longer leads to its file and reports the lease lost —
-//!   the same outcome as a broken Azure lease. Acquire re-checks the name after locking for the
-//!   same reason: a file unlinked between `open` and `flock` is not a lock anyone sees.
+//! - **break** puts a new file in the place of `locks/{vault}` (renamed over it, with the
+//!   holder's record copied). A `flock` cannot be taken from a living process, but once the
+//!   name leads to another file, the next acquire locks that one, and the old holder's next
+//!   renew sees that the name no longer leads to its file and reports the lease lost — the
+//!   same outcome as a broken Azure lease. Acquire re-checks the name after locking for the
+//!   same reason: a file replaced between `open` and `flock` is not a lock anyone sees;
+//! - **release** empties the file before closing it, so a record found in the file by the next
+//!   acquire is a holder that never released: it died or was broken in the middle of its
+//!   work ([`Lease::abandoned`]).
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -108,6 +112,9 @@ impl LocalStore {
             if !same_file(&file, &path).map_err(|e| self.lease_io(op, vault, &path, e))? {
                 continue; // broken between open and flock: that file is no lock any more
             }
+            // A release empties the file: a record left in it is a holder that died (or was
+            // broken) in the middle of its work.
+            let abandoned = read_record(&mut file);
             stamp(&mut file, &holder.info_at(now))
                 .map_err(|e| self.lease_io(op, vault, &path, e))?;
             held.insert(
@@ -117,7 +124,7 @@ impl LocalStore {
                     file,
                 },
             );
-            return Ok(lease);
+            return Ok(lease.after_abandoned(abandoned));
         }
         Err(StoreError::new(
             StoreErrorKind::Transient,
@@ -161,8 +168,15 @@ impl LocalStore {
             .get(lease.vault())
             .is_some_and(|lock| lock.lease_id == lease.holder().lease_id())
         {
-            // Closing the file releases the flock. The file stays, as Azure's lock blob does.
-            held.remove(lease.vault());
+            if let Some(lock) = held.remove(lease.vault()) {
+                // Emptied first, so the next holder knows this one finished its work (a file
+                // broken meanwhile is no longer the lock: emptying it changes nothing). Closing
+                // the file then releases the flock; the file stays, as Azure's lock blob does.
+                if let Err(e) = lock.file.set_len(0) {
+                    let path = self.path_of(&lease.key());
+                    return Err(self.lease_io(StoreOp::ReleaseLease, lease.vault(), &path, e));
+                }
+            }
         }
         Ok(())
     }
@@ -170,11 +184,21 @@ impl LocalStore {
     pub(super) fn break_lease_blocking(&self, vault: &VaultName) -> Result<(), LeaseError> {
         let op = StoreOp::BreakLease;
         let path = self.path_of(&lock_key(vault));
-        match fs::remove_file(&path) {
-            Ok(()) => {}
+        // A new file takes the name, with the holder's record copied: the holder's open file
+        // is then no lock any more, and the next holder still learns whose work was cut short.
+        let record = match File::open(&path) {
+            Ok(file) => {
+                let mut bytes = Vec::new();
+                file.take(HOLDER_READ_LIMIT)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| self.lease_io(op, vault, &path, e))?;
+                bytes
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(self.lease_io(op, vault, &path, e)),
-        }
+        };
+        fsutil::replace_private_file(&path, &record)
+            .map_err(|e| self.lease_io(op, vault, &path, e))?;
         match path.parent() {
             Some(dir) => sync_dir(dir).map_err(|e| self.lease_io(op, vault, dir, e)),
             None => Ok(()),
@@ -221,10 +245,14 @@ fn stamp(file: &mut File, info: &HolderInfo) -> io::Result<()> {
 
 /// The holder record of the lock file at `path`, if it can be read and makes sense.
 fn read_holder(path: &Path) -> Option<HolderInfo> {
+    read_record(&mut File::open(path).ok()?)
+}
+
+/// The holder record in the open lock `file`, read from its start, if it makes sense.
+fn read_record(file: &mut File) -> Option<HolderInfo> {
     let mut text = String::new();
-    File::open(path)
-        .ok()?
-        .take(HOLDER_READ_LIMIT)
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.take(HOLDER_READ_LIMIT)
         .read_to_string(&mut text)
         .ok()?;
     let info: HolderInfo = serde_json::from_str(text.trim()).ok()?;
@@ -279,10 +307,23 @@ mod tests {
             .expect("re-acquired through a clone");
         // The process "dies": its files close and the kernel frees the lock.
         drop(first);
-        second
+        let taken = second
             .acquire_lease(&v, &holder("web-2"), LeaseDuration::DEFAULT)
             .await
             .expect("free once the holder is gone");
+        // It died holding the lock, so its record is what the next holder finds unfinished.
+        let left = taken.abandoned().expect("web-1 never released");
+        assert_eq!(left.instance, "web-1");
+        second.release_lease(taken).await.expect("release");
+        let again = second
+            .acquire_lease(&v, &holder("web-2"), LeaseDuration::DEFAULT)
+            .await
+            .expect("free after the release");
+        assert_eq!(
+            again.abandoned(),
+            None,
+            "a release leaves nothing unfinished"
+        );
     }
 
     #[tokio::test]

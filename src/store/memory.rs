@@ -178,12 +178,18 @@ impl BlobStore for InMemoryStore {
                 });
             }
         }
+        // Only a release says the previous holder finished; an expired, broken or (same id)
+        // still running lease means it stopped, or restarted, in the middle of its work.
+        let abandoned = match entry.slot {
+            Slot::Available => None,
+            Slot::Leased { .. } | Slot::Broken { .. } => entry.holder.clone(),
+        };
         entry.slot = Slot::Leased {
             id: holder.lease_id().to_string(),
             expires_at: duration.expiry_from(now),
         };
         entry.holder = Some(holder.info_at(now));
-        Ok(Lease::new(vault.clone(), holder.clone(), duration, now))
+        Ok(Lease::new(vault.clone(), holder.clone(), duration, now).after_abandoned(abandoned))
     }
 
     async fn renew_lease(&self, lease: &Lease) -> Result<(), LeaseError> {
@@ -282,10 +288,16 @@ mod tests {
 
         // Expired: anyone may take it, and the old holder has lost it.
         now.store(1_029, Ordering::SeqCst);
-        store
+        let taken = store
             .acquire_lease(&v, &holder("web-2"), LeaseDuration::DEFAULT)
             .await
             .expect("expired leases are free");
+        // The lease ran out without a release: the new holder is told whose work that was.
+        let left = taken.abandoned().expect("web-1 never released");
+        assert_eq!(
+            (left.instance.as_str(), left.acquired_at),
+            ("web-1", Some(1_000))
+        );
         let err = store.renew_lease(&a).await.expect_err("taken");
         assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
     }

@@ -38,7 +38,7 @@ pub use error::{StoreError, StoreErrorKind, StoreOp};
 pub use faulty::{Corruption, FaultyStore};
 pub use held_lease::{HeldLease, LeaseTiming, LeaseWatch};
 pub use lease::{
-    lock_key, HolderInfo, Lease, LeaseDuration, LeaseError, LeaseHolder, LOCKS_PREFIX,
+    lock_key, HolderInfo, Lease, LeaseDuration, LeaseError, LeaseHolder, LeaseWork, LOCKS_PREFIX,
 };
 pub use local::LocalStore;
 pub use memory::InMemoryStore;

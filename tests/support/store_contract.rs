@@ -7,9 +7,9 @@
 
 use bytes::Bytes;
 use futures::future::join_all;
-use kvkeep::model::{BlobKey, VaultName};
+use kvkeep::model::{BlobKey, RunId, VaultName};
 use kvkeep::store::{
-    BlobMeta, BlobStore, Lease, LeaseDuration, LeaseError, LeaseHolder, StoreErrorKind,
+    BlobMeta, BlobStore, Lease, LeaseDuration, LeaseError, LeaseHolder, LeaseWork, StoreErrorKind,
 };
 
 /// Keys written by the listing check: enough to span several pages of a small page size.
@@ -37,6 +37,7 @@ pub async fn run_lease_contract(store: &dyn BlobStore) {
     lease_vaults_are_independent(store).await;
     lease_blobs_are_not_backups(store).await;
     lease_infinite(store).await;
+    lease_unreleased_work_is_told(store).await;
 }
 
 fn vault(s: &str) -> VaultName {
@@ -225,6 +226,51 @@ pub async fn lease_infinite(store: &dyn BlobStore) {
     store.break_lease(&v).await.expect("break");
     let next = acquire(store, &v, "web-2").await.expect("free once broken");
     store.release_lease(next).await.expect("release");
+}
+
+/// A holder whose lease ends without a release (broken here; expired, or its process dead on
+/// the local store, likewise) leaves its record behind: the next holder's lease names it, with
+/// the run it was working on. After a release the next holder finds nothing unfinished.
+pub async fn lease_unreleased_work_is_told(store: &dyn BlobStore) {
+    let v = vault("lease-abandoned");
+    let run: RunId = "0123456789abcdef".parse().expect("run id");
+    let backup = LeaseWork::Backup { run: run.clone() };
+    let first = store
+        .acquire_lease(
+            &v,
+            &holder("web-1").for_work(backup.clone()),
+            LeaseDuration::DEFAULT,
+        )
+        .await
+        .expect("fresh vault");
+    assert_eq!(first.abandoned(), None, "nobody held the vault before");
+    // web-1 stops mid-run: its lease is broken, never released.
+    store.break_lease(&v).await.expect("break");
+    let second = store
+        .acquire_lease(
+            &v,
+            &holder("web-2").for_work(LeaseWork::Prune),
+            LeaseDuration::DEFAULT,
+        )
+        .await
+        .expect("free once broken");
+    let left = second
+        .abandoned()
+        .unwrap_or_else(|| panic!("web-1 never released: {second:?}"));
+    assert_eq!(left.instance, "web-1");
+    assert_eq!(left.pid, Some(std::process::id()));
+    assert_eq!(left.work, Some(backup));
+    assert_held_by(store, &v, "web-3", "web-2").await;
+    store.release_lease(second).await.expect("release");
+    let third = acquire(store, &v, "web-3")
+        .await
+        .expect("free once released");
+    assert_eq!(
+        third.abandoned(),
+        None,
+        "web-2 released the lease: it finished what it was doing"
+    );
+    store.release_lease(third).await.expect("release");
 }
 
 fn key(s: &str) -> BlobKey {

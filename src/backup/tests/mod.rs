@@ -5,3 +5,5 @@ mod execute;
 mod plan;
 mod runner;
 mod sync;
+mod takeover;
+mod two_instances;

@@ -4,118 +4,22 @@
 //! the backup before its manifest, so it is no restore point; a released lease lets the other
 //! instance in.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::{NoProgress, Runner};
-use crate::config::{Config, VaultConfig};
-use crate::index::{Index, RunStatus};
-use crate::model::{ObjectKind, ObjectName, VaultName};
-use crate::source::{
-    BackupBlob, DeletedInfo, InMemoryVaultSource, ObjectProperties, ObjectSummary, RestoredObject,
-    SeedObject, SourceError, VaultSource, VersionInfo,
-};
-use crate::store::{
-    BlobStore, InMemoryStore, LeaseDuration, LeaseHolder, LeaseTiming, LOCKS_PREFIX,
-};
-
-const START: i64 = 1_800_000_000;
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
-
-fn vault_name() -> VaultName {
-    "kv1".parse().expect("vault")
-}
-
-/// One kvkeep instance: its configuration (named `instance`, its own index directory) and its
-/// runner over the shared store and vault.
-struct Instance {
-    runner: Runner,
-    vault: VaultConfig,
-    _dir: tempfile::TempDir,
-}
-
-fn instance(
-    name: &str,
-    store: &Arc<InMemoryStore>,
-    source: Arc<dyn VaultSource>,
-    now: &Arc<AtomicI64>,
-) -> Instance {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let index_path = dir.path().join("index.sqlite");
-    let text = format!(
-        r#"
-[store]
-type = "local"
-path = "/unused"
-
-[index]
-path = "{}"
-
-[encryption]
-recipients = ["{RECIPIENT}"]
-
-[daemon]
-instance = "{name}"
-
-[[vault]]
-name = "kv1"
-kinds = ["secrets"]
-"#,
-        index_path.display()
-    );
-    let config = Config::parse(&text, "kvkeep.toml", dir.path(), &|_| {
-        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
-    })
-    .expect("valid configuration");
-    let index = Arc::new(Index::open(&index_path).expect("index"));
-    let clock_now = now.clone();
-    let runner = Runner::from_parts(
-        &config,
-        store.clone() as Arc<dyn BlobStore>,
-        index,
-        Arc::new(move || clock_now.fetch_add(1, Ordering::SeqCst)),
-    )
-    .expect("runner")
-    .with_lease_timing(LeaseTiming {
-        duration: LeaseDuration::DEFAULT,
-        renew_every: Duration::from_millis(10),
-        give_up_after: Duration::from_secs(5),
-    });
-    runner.use_source(&vault_name(), source);
-    Instance {
-        vault: config.vaults[0].clone(),
-        runner,
-        _dir: dir,
-    }
-}
-
-/// The shared store (its lease clock pinned: leases end only when released or broken) and a
-/// vault with two secrets.
-fn bed() -> (Arc<InMemoryStore>, Arc<InMemoryVaultSource>, Arc<AtomicI64>) {
-    let now = Arc::new(AtomicI64::new(START));
-    let store = Arc::new(InMemoryStore::new().with_clock(Arc::new(|| START)));
-    let source = Arc::new(InMemoryVaultSource::new(vault_name(), START - 1_000));
-    for name in ["db-password", "api-token"] {
-        let name: ObjectName = name.parse().expect("name");
-        source.put(ObjectKind::Secrets, &name, SeedObject::value("v"));
-    }
-    (store, source, now)
-}
-
-async fn manifests(store: &InMemoryStore) -> usize {
-    store.list("manifests/").await.expect("list").len()
-}
+use super::two_instances::{vault_name, Bed, Gated};
+use crate::backup::NoProgress;
+use crate::index::RunStatus;
+use crate::store::{BlobStore, LeaseDuration, LeaseHolder, LOCKS_PREFIX};
 
 #[tokio::test]
 async fn a_vault_held_by_another_instance_is_not_started_and_the_refusal_names_the_holder() {
-    let (store, source, now) = bed();
-    let a = instance("web-1", &store, source.clone(), &now);
-    let b = instance("web-2", &store, source.clone(), &now);
+    let bed = Bed::new();
+    let store = &bed.store;
+    let a = bed.instance("web-1", true);
+    let b = bed.instance("web-2", true);
 
     let claim = a
         .runner
@@ -155,7 +59,7 @@ async fn a_vault_held_by_another_instance_is_not_started_and_the_refusal_names_t
         .await;
     assert_eq!(report.status, RunStatus::Completed, "{report:?}");
     assert!(report.held_elsewhere.is_none());
-    assert_eq!(manifests(&store).await, 2);
+    assert_eq!(bed.manifests().await, 2);
     assert_eq!(
         store.list(LOCKS_PREFIX).await.expect("list").len(),
         1,
@@ -165,7 +69,8 @@ async fn a_vault_held_by_another_instance_is_not_started_and_the_refusal_names_t
 
 #[tokio::test]
 async fn a_restarted_instance_takes_its_own_lease_back_at_once() {
-    let (store, source, now) = bed();
+    let bed = Bed::new();
+    let store = &bed.store;
     // A process of instance web-1 died holding the lease (the store's clock is pinned, so it
     // would never expire).
     store
@@ -176,14 +81,14 @@ async fn a_restarted_instance_takes_its_own_lease_back_at_once() {
         )
         .await
         .expect("held by the old process");
-    let other = instance("web-2", &store, source.clone(), &now);
+    let other = bed.instance("web-2", true);
     let refused = other
         .runner
         .backup_one(&other.vault, CancellationToken::new(), Arc::new(NoProgress))
         .await;
     assert!(refused.held_elsewhere.is_some(), "{refused:?}");
 
-    let restarted = instance("web-1", &store, source, &now);
+    let restarted = bed.instance("web-1", true);
     let report = restarted
         .runner
         .backup_one(
@@ -203,10 +108,11 @@ async fn a_restarted_instance_takes_its_own_lease_back_at_once() {
 
 #[tokio::test]
 async fn a_lease_lost_mid_run_stops_the_backup_before_its_manifest() {
-    let (store, source, now) = bed();
-    let gated = Arc::new(Gated::new(source.clone()));
-    let a = instance("web-1", &store, gated.clone(), &now);
-    let b = instance("web-2", &store, source.clone(), &now);
+    let bed = Bed::new();
+    let store = &bed.store;
+    let gated = Arc::new(Gated::new(bed.source.clone()));
+    let a = bed.instance_with("web-1", true, gated.clone());
+    let b = bed.instance("web-2", true);
 
     let claim = a
         .runner
@@ -238,7 +144,7 @@ async fn a_lease_lost_mid_run_stops_the_backup_before_its_manifest() {
             && error.contains("manifest was not written"),
         "{error}"
     );
-    assert_eq!(manifests(&store).await, 0, "nothing committed");
+    assert_eq!(bed.manifests().await, 0, "nothing committed");
     let record = a
         .runner
         .index()
@@ -260,14 +166,14 @@ async fn a_lease_lost_mid_run_stops_the_backup_before_its_manifest() {
         .backup_one(&b.vault, CancellationToken::new(), Arc::new(NoProgress))
         .await;
     assert_eq!(report.status, RunStatus::Completed, "{report:?}");
-    assert_eq!(manifests(&store).await, 1);
+    assert_eq!(bed.manifests().await, 1);
 }
 
 #[tokio::test]
 async fn prune_takes_the_lease_too() {
-    let (store, source, now) = bed();
-    let a = instance("web-1", &store, source.clone(), &now);
-    let b = instance("web-2", &store, source, &now);
+    let bed = Bed::new();
+    let a = bed.instance("web-1", true);
+    let b = bed.instance("web-2", true);
     let claim = a
         .runner
         .claim_backup(&a.vault, &CancellationToken::new())
@@ -283,79 +189,22 @@ async fn prune_takes_the_lease_too() {
             && refused.contains("kvkeep instance web-1"),
         "{refused}"
     );
+    // The daemon's prune after a backup tells that apart from a failure.
+    let skipped = b
+        .runner
+        .prune_unless_held(&b.vault, &CancellationToken::new())
+        .await
+        .expect("held elsewhere is no error");
+    assert!(skipped.is_none(), "{skipped:?}");
     assert_eq!(claim.release().await, None);
     b.runner
         .prune(&b.vault, None, &CancellationToken::new())
         .await
         .expect("released: web-2 prunes");
-}
-
-/// A vault whose backups wait until the test opens the gate, telling it when the first one
-/// is waiting.
-struct Gated {
-    inner: Arc<InMemoryVaultSource>,
-    entered: Notify,
-    open: CancellationToken,
-}
-
-impl Gated {
-    fn new(inner: Arc<InMemoryVaultSource>) -> Self {
-        Gated {
-            inner,
-            entered: Notify::new(),
-            open: CancellationToken::new(),
-        }
-    }
-}
-
-#[async_trait]
-impl VaultSource for Gated {
-    fn vault(&self) -> &VaultName {
-        self.inner.vault()
-    }
-    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectSummary>, SourceError> {
-        self.inner.list(kind).await
-    }
-    async fn list_versions(
-        &self,
-        kind: ObjectKind,
-        name: &ObjectName,
-    ) -> Result<Vec<VersionInfo>, SourceError> {
-        self.inner.list_versions(kind, name).await
-    }
-    async fn backup(&self, kind: ObjectKind, name: &ObjectName) -> Result<BackupBlob, SourceError> {
-        // `notify_one` keeps a permit: the test hears of it even if it starts waiting later.
-        self.entered.notify_one();
-        self.open.cancelled().await;
-        self.inner.backup(kind, name).await
-    }
-    async fn restore(&self, kind: ObjectKind, blob: &[u8]) -> Result<RestoredObject, SourceError> {
-        self.inner.restore(kind, blob).await
-    }
-    async fn list_deleted(&self, kind: ObjectKind) -> Result<Vec<DeletedInfo>, SourceError> {
-        self.inner.list_deleted(kind).await
-    }
-    async fn get_deleted(
-        &self,
-        kind: ObjectKind,
-        name: &ObjectName,
-    ) -> Result<Option<DeletedInfo>, SourceError> {
-        self.inner.get_deleted(kind, name).await
-    }
-    async fn recover(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        self.inner.recover(kind, name).await
-    }
-    async fn purge(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        self.inner.purge(kind, name).await
-    }
-    async fn delete(&self, kind: ObjectKind, name: &ObjectName) -> Result<(), SourceError> {
-        self.inner.delete(kind, name).await
-    }
-    async fn get_properties(
-        &self,
-        kind: ObjectKind,
-        name: &ObjectName,
-    ) -> Result<ObjectProperties, SourceError> {
-        self.inner.get_properties(kind, name).await
-    }
+    let pruned = b
+        .runner
+        .prune_unless_held(&b.vault, &CancellationToken::new())
+        .await
+        .expect("free");
+    assert!(pruned.is_some(), "a free vault is pruned");
 }

@@ -5,121 +5,17 @@
 //! replaced by it, a run in flight here is never touched, and a fire time another instance
 //! served is seen as served under the lease.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::two_instances::{secret, vault_name, Bed, Instance, RECIPIENT, START};
 use crate::backup::{NoProgress, Runner};
-use crate::config::{Config, VaultConfig};
-use crate::crypto::{write_identity_file, Identity, KeyRole};
+use crate::config::Config;
 use crate::index::{Index, RunStats, RunStatus};
-use crate::model::{ObjectKind, ObjectName, VaultName};
-use crate::source::{InMemoryVaultSource, SeedObject};
-use crate::store::{BlobStore, InMemoryStore};
-
-const START: i64 = 1_800_000_000;
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
-
-fn vault_name() -> VaultName {
-    "kv1".parse().expect("vault")
-}
-
-/// One instance: its own index and configuration, the shared store, vault and catalog key.
-struct Instance {
-    runner: Runner,
-    vault: VaultConfig,
-    _dir: tempfile::TempDir,
-}
-
-/// The shared parts: the store, the vault (two secrets), the catalog key and the clock.
-struct Bed {
-    store: Arc<InMemoryStore>,
-    source: Arc<InMemoryVaultSource>,
-    catalog: Identity,
-    now: Arc<AtomicI64>,
-}
-
-impl Bed {
-    fn new() -> Self {
-        let source = Arc::new(InMemoryVaultSource::new(vault_name(), START - 1_000));
-        for name in ["db-password", "api-token"] {
-            source.put(ObjectKind::Secrets, &secret(name), SeedObject::value("v"));
-        }
-        Bed {
-            store: Arc::new(InMemoryStore::new().with_clock(Arc::new(|| START))),
-            source,
-            catalog: Identity::generate_with_role(KeyRole::Catalog),
-            now: Arc::new(AtomicI64::new(START)),
-        }
-    }
-
-    /// An instance whose clock moves a second per reading, or stands still (`ticking` false:
-    /// every run in one second).
-    fn instance(&self, name: &str, ticking: bool) -> Instance {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let index_path = dir.path().join("index.sqlite");
-        let catalog_path = dir.path().join("catalog.txt");
-        write_identity_file(&catalog_path, &self.catalog, "2026-12-01T00:00:00Z", false)
-            .expect("catalog identity");
-        let text = format!(
-            r#"
-[store]
-type = "local"
-path = "/unused"
-
-[index]
-path = "{}"
-
-[encryption]
-recipients = ["{RECIPIENT}"]
-catalog_recipient = "{}"
-catalog_identity_file = "{}"
-
-[daemon]
-instance = "{name}"
-
-[defaults.retention]
-keep_last = 1
-min_retention = "0s"
-
-[[vault]]
-name = "kv1"
-kinds = ["secrets"]
-"#,
-            index_path.display(),
-            self.catalog.recipient(),
-            catalog_path.display(),
-        );
-        let config = Config::parse(&text, "kvkeep.toml", dir.path(), &|_| {
-            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
-        })
-        .expect("valid configuration");
-        let now = self.now.clone();
-        let clock: crate::backup::Clock = if ticking {
-            Arc::new(move || now.fetch_add(1, Ordering::SeqCst))
-        } else {
-            Arc::new(move || now.load(Ordering::SeqCst))
-        };
-        let runner = Runner::from_parts(
-            &config,
-            self.store.clone() as Arc<dyn BlobStore>,
-            Arc::new(Index::open(&index_path).expect("index")),
-            clock,
-        )
-        .expect("runner");
-        runner.use_source(&vault_name(), self.source.clone());
-        Instance {
-            vault: config.vaults[0].clone(),
-            runner,
-            _dir: dir,
-        }
-    }
-}
-
-fn secret(name: &str) -> ObjectName {
-    name.parse().expect("name")
-}
+use crate::model::ObjectKind;
+use crate::source::SeedObject;
+use crate::store::BlobStore;
 
 impl Instance {
     async fn backup(&self) -> crate::backup::BackupReport {
@@ -323,7 +219,7 @@ async fn a_run_recorded_without_the_manifest_in_the_store_is_replaced_by_it() {
 }
 
 #[tokio::test]
-async fn a_run_in_flight_here_is_never_touched() {
+async fn a_run_in_flight_here_is_never_touched_and_one_a_killed_process_left_is_replayed() {
     let bed = Bed::new();
     let a = bed.instance("web-1", true);
     let b = bed.instance("web-2", true);
@@ -336,6 +232,21 @@ async fn a_run_in_flight_here_is_never_touched() {
     assert!(!report.changed(), "{report:?}");
     let record = b.runner.index().run(&run.run).expect("run").expect("known");
     assert_eq!(record.status, RunStatus::Running);
+
+    // `kvkeep index sync`, with no process of this host holding the vault: the run was left
+    // by a killed process (which wrote its manifest just before the kill), so it is ended and
+    // its manifest replayed.
+    let store = bed.store.clone() as Arc<dyn BlobStore>;
+    let catalog = b.runner.catalog_identity().cloned().expect("catalog");
+    let report = b
+        .runner
+        .sync_offline(&vault_name(), &store, &catalog, &CancellationToken::new())
+        .await
+        .expect("sync");
+    assert_eq!(report.replayed_runs, 1, "{report:?}");
+    let record = b.runner.index().run(&run.run).expect("run").expect("known");
+    assert_eq!(record.status, RunStatus::Completed);
+    assert!(record.is_committed());
 }
 
 #[tokio::test]
@@ -373,7 +284,7 @@ async fn a_fire_time_already_served_by_another_instance_is_seen_under_the_lease(
     let b = bed.instance("web-2", true);
     let made = a.backup().await;
 
-    let mut claim = b
+    let claim = b
         .runner
         .claim_backup(&b.vault, &CancellationToken::new())
         .await
@@ -381,14 +292,14 @@ async fn a_fire_time_already_served_by_another_instance_is_seen_under_the_lease(
     // The fire time web-1's run served: web-2 finds its restore point after syncing.
     let served = b
         .runner
-        .restore_point_since(&b.vault, &mut claim, made.started_at)
+        .restore_point_since(&b.vault, made.started_at)
         .await
         .expect("served");
     assert_eq!(served.run, made.run);
     // The next fire time is not served yet: the backup goes ahead, without syncing again.
     assert!(b
         .runner
-        .restore_point_since(&b.vault, &mut claim, made.started_at + 1)
+        .restore_point_since(&b.vault, made.started_at + 1)
         .await
         .is_none());
     let report = b

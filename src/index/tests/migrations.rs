@@ -409,8 +409,8 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
     }
     drop(index);
     // Schema version 3 stored everything above except what each run holds, what prune
-    // forgot, the captures' validity periods, what each run left out and the sizes in the
-    // per-object capture index.
+    // forgot, the captures' validity periods, what each run left out, the sizes in the
+    // per-object capture index and the runs other instances left unfinished.
     let conn = Connection::open(&path).expect("open");
     conn.execute_batch(
         "CREATE INDEX captures_by_object_time ON captures (object, captured_at);
@@ -425,6 +425,7 @@ fn a_schema_3_index_upgrades_to_restore_points_that_restore_the_same_sets() {
          ALTER TABLE runs DROP COLUMN forgotten_at;
          ALTER TABLE runs DROP COLUMN forgotten_manifest_key;
          ALTER TABLE runs DROP COLUMN swept_at;
+         ALTER TABLE runs DROP COLUMN abandoned_by;
          DROP TABLE run_members; PRAGMA user_version = 3;",
     )
     .expect("back to version 3");
