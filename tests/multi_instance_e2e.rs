@@ -184,6 +184,22 @@ impl Instance {
             .collect()
     }
 
+    /// Whether this daemon logged a message starting with `start`, naming `field` = `value`.
+    fn logged(&self, start: &str, field: &str, value: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(start))
+                    && l["fields"][field]
+                        .as_str()
+                        .is_some_and(|v| v.contains(value))
+            })
+    }
+
     fn log_text(&self) -> String {
         self.log
             .lock()
@@ -573,9 +589,12 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
     assert_ne!(takeovers[0], holder.instance);
     assert!(
         instances.iter().any(|i| i.name == takeovers[0]
-            && i.log_text()
-                .contains("took the vault over from a kvkeep instance")),
-        "the survivor's log tells of the takeover"
+            && i.logged(
+                "took the vault over from a kvkeep instance",
+                "previous_holder",
+                &format!("kvkeep instance {} (pid {pid}", holder.instance)
+            )),
+        "the survivor's log tells of the takeover, naming the dead instance"
     );
     let index = kvkeep::index::Index::open(instances[survivors[0]].dir.path().join("index.sqlite"))
         .expect("index");
