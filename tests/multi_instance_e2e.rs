@@ -3,7 +3,16 @@
 //! up the same emulator vaults on `@every 3s` into one Azurite container. While they run, one
 //! vault's backups are held slow and the instance backing it up is killed with SIGKILL mid-run;
 //! its lease is broken (as an operator would, instead of waiting out the 60 s) and another
-//! instance takes the vault over. Then, from the store's manifests:
+//! instance takes the vault over. Then:
+//!
+//! - from the emulator's request log (each instance has its own token, which the log names by
+//!   a fingerprint): each vault's requests come in blocks of whole runs from one instance, so
+//!   no two instances ever worked on a vault at once, and every instance ran some;
+//! - the killed daemon's run in flight, named on the lock blob, is recorded `interrupted` and
+//!   left by it in exactly one survivor's index (the one that took the vault over), whose log
+//!   tells of the takeover;
+//!
+//! and from the store's manifests:
 //!
 //! - each vault's restore points form one chain: every manifest's head names as `previous` the
 //!   point just before it, so no two instances ever backed a vault up at once (two runs at once
@@ -31,7 +40,7 @@ use kvkeep::crypto::{write_identity_file, Identities, Identity, KeyRole};
 use kvkeep::model::{BlobKey, RunId, VaultName};
 use kvkeep::store::{open_store, BlobStore, LeaseError, LeaseHolder, LeaseWork};
 use kvkeep_emulator::api::{Collection, SeedSpec};
-use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
+use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec, LogEntry};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::Value;
 use support::azurite::Azurite;
@@ -49,6 +58,66 @@ const INSTANCES: [&str; 3] = ["host-a", "host-b", "host-c"];
 const HELD: &str = "kv-m00";
 /// Seconds between fire times (`@every 3s`).
 const PERIOD: i64 = 3;
+
+/// Each instance's own bearer token, so the emulator's request log tells them apart.
+fn token_of(instance: &str) -> String {
+    format!("{TOKEN}-{instance}")
+}
+
+/// How the emulator's request log names `instance`: the first 12 hex digits of the SHA-256 of
+/// its token.
+fn caller_of(instance: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token_of(instance).as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// From the emulator's request log of one vault: no two instances ever worked on it at once.
+/// Cut into blocks of consecutive requests from one instance, the log must hold whole runs in
+/// every block: each run lists each kind once (the first page of `keys.list`, `secrets.list`,
+/// `certificates.list`), so each block holds as many first pages of each kind, and at least one.
+/// Two runs at once would interleave: a block would hold part of a run (a kind missing, or only
+/// the backups after the listings). Requests a fault held (the killed daemon's, answered after
+/// its death) and those of other clients (the test's own seeding) are left out. Returns the
+/// runs seen per instance.
+fn assert_one_at_a_time(vault: &str, log: &[LogEntry]) -> BTreeMap<&'static str, usize> {
+    const LISTS: [&str; 3] = ["keys.list", "secrets.list", "certificates.list"];
+    let instances: BTreeMap<String, &'static str> =
+        INSTANCES.iter().map(|&n| (caller_of(n), n)).collect();
+    let mut blocks: Vec<(&'static str, [usize; 3], Vec<u64>)> = Vec::new();
+    for entry in log {
+        let Some(&who) = entry.caller.as_ref().and_then(|c| instances.get(c)) else {
+            continue;
+        };
+        if entry.fault.is_some() || entry.status == 0 {
+            continue;
+        }
+        if blocks.last().is_none_or(|b| b.0 != who) {
+            blocks.push((who, [0; 3], Vec::new()));
+        }
+        let Some(block) = blocks.last_mut() else {
+            continue;
+        };
+        block.2.push(entry.seq);
+        let first_page = !entry.query.contains("skiptoken");
+        if let Some(kind) = LISTS.iter().position(|l| entry.op.as_deref() == Some(*l)) {
+            if first_page {
+                block.1[kind] += 1;
+            }
+        }
+    }
+    let mut runs: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (who, lists, seqs) in &blocks {
+        assert!(
+            lists[0] >= 1 && lists.iter().all(|&n| n == lists[0]),
+            "{vault}: requests {seqs:?} by {who} hold part of a run (first pages of keys, secrets, certificates: {lists:?}): another instance worked on the vault at the same time"
+        );
+        *runs.entry(who).or_default() += lists[0];
+    }
+    runs
+}
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -105,7 +174,7 @@ impl Instance {
             concurrency: 4,
             rest: &rest,
         }
-        .write(dir.path(), TOKEN);
+        .write(dir.path(), &token_of(name));
         // One recovery key and one catalog key for all three, as the runbook says.
         write_identity_file(
             &dir.path().join("identity.txt"),
@@ -549,6 +618,21 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
         committed.len()
     );
 
+    // The emulator saw each vault's runs one at a time, from one instance each, and every
+    // instance ran some (its request log names callers by their tokens).
+    let mut runs_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &vaults {
+        let log = emulator.control().log(Some(v)).await.expect("request log");
+        for (who, n) in assert_one_at_a_time(v, &log) {
+            *runs_seen.entry(who).or_default() += n;
+        }
+    }
+    assert_eq!(
+        runs_seen.len(),
+        INSTANCES.len(),
+        "every instance backed vaults up: {runs_seen:?}"
+    );
+
     // Each instance, synced, lists every committed run and verifies clean; nothing is lost.
     // The killed daemon's run in flight is recorded interrupted, naming it, by the one survivor
     // that took its vault over (it found the lease broken, not released).
@@ -615,4 +699,43 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
             "{v}: the newest restore point holds every secret"
         );
     }
+}
+
+/// The request-log check above fails on interleaved runs, and passes whole ones.
+#[test]
+fn the_one_at_a_time_check_catches_two_runs_at_once() {
+    let entry = |seq: u64, who: &str, op: &str| LogEntry {
+        seq,
+        vault: Some("kv-m00".into()),
+        method: "GET".into(),
+        path: "/".into(),
+        query: "api-version=2025-07-01".into(),
+        op: Some(op.into()),
+        status: 200,
+        has_authorization: true,
+        caller: Some(caller_of(who)),
+        body_length: 0,
+        fault: None,
+    };
+    let run = |who: &str, from: u64| {
+        vec![
+            entry(from, who, "keys.list"),
+            entry(from + 1, who, "secrets.list"),
+            entry(from + 2, who, "certificates.list"),
+            entry(from + 3, who, "secrets.backup"),
+        ]
+    };
+    let mut whole = run("host-a", 1);
+    whole.extend(run("host-b", 5));
+    whole.extend(run("host-a", 9));
+    let seen = assert_one_at_a_time("kv-m00", &whole);
+    assert_eq!(seen, BTreeMap::from([("host-a", 2), ("host-b", 1)]));
+
+    // host-b lists while host-a's run is still backing up.
+    let mut at_once = run("host-a", 1);
+    let late = at_once.pop().expect("the backup");
+    at_once.extend(run("host-b", 5));
+    at_once.push(late);
+    let caught = std::panic::catch_unwind(|| assert_one_at_a_time("kv-m00", &at_once));
+    assert!(caught.is_err(), "interleaved runs must be caught");
 }

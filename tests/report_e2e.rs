@@ -157,6 +157,7 @@ fn back_to_schema_5(path: &Path) {
          ALTER TABLE captures DROP COLUMN validity_known;
          ALTER TABLE captures DROP COLUMN not_before;
          ALTER TABLE captures DROP COLUMN expires_at;
+         ALTER TABLE runs DROP COLUMN abandoned_by;
          PRAGMA user_version = 5;",
     )
     .expect("back to schema 5");

@@ -140,6 +140,20 @@ async fn first_request_is_an_unauthenticated_probe_then_the_token_is_sent() {
     assert_eq!(log.len(), 3, "{log:#?}");
     assert_eq!(log[2]["hasAuthorization"], true);
     assert_eq!(log[2]["status"], 200);
+
+    // The log names the caller by a fingerprint of its token: the same for one client, absent
+    // without a token, and never the token.
+    assert_eq!(log[0]["caller"], serde_json::Value::Null);
+    let caller = log[1]["caller"].as_str().unwrap_or_default();
+    assert!(
+        caller.len() == 12 && caller.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{caller:?}"
+    );
+    assert_eq!(log[2]["caller"], log[1]["caller"]);
+    assert!(
+        !format!("{log:?}").contains("fake-token"),
+        "no token in the log"
+    );
 }
 
 #[tokio::test]

@@ -27,6 +27,10 @@
 //!   release safe to retry.
 //! - [`BlobStore::break_lease`] ends whoever's lease at once (break period 0), for operators and
 //!   tests; the next acquire by anyone succeeds. Breaking a vault that has no lease succeeds.
+//! - The holder records what it works on ([`LeaseWork`]: a backup run by id, or a prune). When
+//!   the previous lease ended without a release — it expired, was broken, or (local store) its
+//!   process died — the next acquire returns that record as [`Lease::abandoned`], so the new
+//!   holder can mark the run left unfinished `interrupted`; after a release it returns none.
 //!
 //! Backends: Azure uses blob leases (15–60 s or infinite, the service enforces expiry); the
 //! local store uses an OS file lock (`flock`), held while the process holds the file open, so

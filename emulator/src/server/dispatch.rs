@@ -69,6 +69,7 @@ pub(crate) async fn handle(
         op: None,
         status: 0,
         has_authorization: parts.headers.contains_key(hyper::header::AUTHORIZATION),
+        caller: auth::caller(&parts.headers),
         body_length: if too_large {
             content_length(&parts).unwrap_or(MAX_BODY + 1)
         } else {

@@ -32,6 +32,11 @@ pub struct LogEntry {
     pub status: u16,
     /// Whether an `Authorization` header was present.
     pub has_authorization: bool,
+    /// Who called, as Key Vault's own logs name the caller's identity: a fingerprint of the
+    /// bearer token (the first 12 hex digits of its SHA-256), never the token itself. Tells
+    /// clients with distinct tokens apart (several processes sharing a vault).
+    #[serde(default)]
+    pub caller: Option<String>,
     /// Request body length in bytes.
     pub body_length: usize,
     /// The injected fault that answered or delayed the request.
@@ -144,6 +149,7 @@ mod tests {
             op: None,
             status: 200,
             has_authorization: true,
+            caller: None,
             body_length: 0,
             fault: None,
         }
