@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, sas_store_section,
 };
 use tempfile::TempDir;
 
@@ -50,7 +50,7 @@ impl Bed {
         )
         .await;
         let dir = TempDir::new().expect("tempdir");
-        let container_url = write_container_sas(dir.path(), &azurite, CONTAINER);
+        let store = sas_store_section(dir.path(), &azurite, CONTAINER, "dr/");
         let mut resolve = Vec::new();
         let mut vaults = String::new();
         for name in ["kv1", "kv2"] {
@@ -59,9 +59,7 @@ impl Bed {
             vaults.push_str(&vault_section(name, url, "europe"));
         }
         let config = KvkeepToml {
-            store: &format!(
-                "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"dr/\"\n"
-            ),
+            store: &store,
             ca: azurite.ca_cert_path(),
             resolve: &resolve,
             concurrency: 4,

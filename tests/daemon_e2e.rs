@@ -20,7 +20,7 @@ use serde_json::json;
 use support::azurite::Azurite;
 use support::config_files::write_private;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
-use support::e2e::{azurite_with_container, emulator_beside, run_kvkeep, write_container_sas};
+use support::e2e::{azurite_with_container, emulator_beside, run_kvkeep, sas_store_section};
 use support::http_sink::Server;
 use tempfile::TempDir;
 
@@ -64,16 +64,14 @@ impl Bed {
             &hooks.url(&format!("/hook/{HOOK_TOKEN}")),
         );
         write_private(&dir.path().join("ping-url"), &hooks.url("/ping/kv-a"));
-        let container_url = write_container_sas(dir.path(), &azurite, CONTAINER);
+        let store = sas_store_section(dir.path(), &azurite, CONTAINER, "daemon/");
         let resolve: Vec<String> = FIRST
             .iter()
             .chain([&ADDED])
             .map(|name| resolve_entry(emulator.vault_url(name).expect("vault url")))
             .collect();
         let config = KvkeepToml {
-            store: &format!(
-                "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"daemon/\"\n"
-            ),
+            store: &store,
             ca: azurite.ca_cert_path(),
             resolve: &resolve,
             concurrency: 4,

@@ -21,7 +21,7 @@ use kvkeep_emulator::vault::VaultSettings;
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, sas_store_section,
 };
 use tempfile::TempDir;
 
@@ -34,12 +34,10 @@ const HOLD_MS: u64 = 30_000;
 
 /// One instance's configuration, in its own directory (index, identity, token, SAS file).
 fn write_instance(dir: &Path, instance: &str, azurite: &Azurite, emulator: &Emulator) -> PathBuf {
-    let container_url = write_container_sas(dir, azurite, CONTAINER);
+    let store = sas_store_section(dir, azurite, CONTAINER, "shared/");
     let url = emulator.vault_url(VAULT).expect("vault url");
     KvkeepToml {
-        store: &format!(
-            "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"shared/\"\n"
-        ),
+        store: &store,
         ca: azurite.ca_cert_path(),
         resolve: &[resolve_entry(url)],
         concurrency: 4,
@@ -199,4 +197,25 @@ async fn a_vault_held_by_one_instance_is_refused_to_another_until_its_lease_is_b
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status, kvkeep::index::RunStatus::Interrupted);
     assert!(!runs[0].is_committed());
+
+    // host-b found the lease broken, not released: it took the vault over and lists host-a's
+    // run (named on the lock blob) as interrupted and left by host-a, beside its own.
+    let listed = run_kvkeep(&config_b, &["list", "runs", "--output", "json"], &[]).await;
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    let listed = json_out(&listed);
+    let dead = runs[0].run.to_string();
+    let left = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["run"] == dead.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(left["status"], "interrupted", "{listed}");
+    assert_eq!(left["abandoned_by"], "host-a", "{listed}");
+    assert_eq!(left["committed"], false, "{listed}");
+    let table = run_kvkeep(&config_b, &["list", "runs"], &[]).await;
+    assert!(
+        text(&table).contains("interrupted (left by host-a)"),
+        "{}",
+        text(&table)
+    );
 }

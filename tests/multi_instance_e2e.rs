@@ -46,7 +46,7 @@ use serde_json::Value;
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, sas_store_section,
 };
 use tempfile::TempDir;
 use tokio::io::AsyncBufReadExt;
@@ -150,7 +150,7 @@ impl Instance {
         keys: &Keys,
     ) -> Self {
         let dir = TempDir::new().expect("tempdir");
-        let container_url = write_container_sas(dir.path(), azurite, CONTAINER);
+        let store = sas_store_section(dir.path(), azurite, CONTAINER, "multi/");
         let resolve: Vec<String> = vaults
             .iter()
             .map(|v| resolve_entry(emulator.vault_url(v).expect("vault url")))
@@ -166,9 +166,7 @@ impl Instance {
             ));
         }
         let config = KvkeepToml {
-            store: &format!(
-                "[store]\ntype = \"azure\"\ncontainer_url = \"{container_url}\"\nauth = \"sas\"\nsas_url_file = \"sas.txt\"\nprefix = \"multi/\"\n"
-            ),
+            store: &store,
             ca: azurite.ca_cert_path(),
             resolve: &resolve,
             concurrency: 4,
