@@ -12,7 +12,7 @@ use std::process::Output;
 
 use kvkeep::config::Config;
 use kvkeep::crypto::{open, BlobType, CryptoError, Identities};
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::Emulator;
 use kvkeep_emulator::vault::VaultSettings;
 use reqwest::Method;
@@ -21,6 +21,7 @@ use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
     azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, sas_store_section,
+    seed,
 };
 use tempfile::TempDir;
 
@@ -127,21 +128,7 @@ async fn a_catalog_key_rebuilds_the_index_and_never_restores() {
     )
     .await;
     for (kind, prefix) in [(Collection::Secrets, "secret-"), (Collection::Keys, "key-")] {
-        bed.emulator
-            .control()
-            .seed(
-                "kv1",
-                &SeedSpec {
-                    kind,
-                    prefix: prefix.into(),
-                    count: 3,
-                    versions: 2,
-                    tags: Default::default(),
-                    value_bytes: 32,
-                },
-            )
-            .await
-            .expect("seed");
+        seed(&bed.emulator, "kv1", kind, prefix, 3, 2).await;
     }
 
     let generated = bed

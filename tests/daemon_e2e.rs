@@ -13,14 +13,17 @@ use std::time::Duration;
 
 use kvkeep::index::{Index, RunRecord, RunStatus, VerificationDepth};
 use kvkeep::model::VaultName;
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::json;
 use support::azurite::Azurite;
 use support::config_files::write_private;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
-use support::e2e::{azurite_with_container, emulator_beside, run_kvkeep, sas_store_section};
+use support::e2e::{
+    azurite_with_container, emulator_beside, run_kvkeep, sas_store_section, seed,
+    wait_for_backup_calls_past,
+};
 use support::http_sink::Server;
 use tempfile::TempDir;
 
@@ -136,24 +139,6 @@ vaults = ["kv-a"]
         std::fs::write(&self.config, text).expect("config");
     }
 
-    async fn seed(&self, vault: &str, prefix: &str, count: usize) {
-        self.emulator
-            .control()
-            .seed(
-                vault,
-                &SeedSpec {
-                    kind: Collection::Secrets,
-                    prefix: prefix.into(),
-                    count,
-                    versions: 1,
-                    tags: Default::default(),
-                    value_bytes: 32,
-                },
-            )
-            .await
-            .expect("seed");
-    }
-
     /// `kvkeep daemon` on the bed's configuration, reporting to the notify socket at `socket`.
     fn spawn_daemon(&self, socket: &Path) -> tokio::process::Child {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_kvkeep"))
@@ -189,28 +174,6 @@ vaults = ["kv-a"]
             })
             .await
             .expect("add fault");
-    }
-
-    /// Waits until `vault` has received a backup call since the counters were last cleared.
-    async fn wait_for_a_backup_call(&self, vault: &str) {
-        for _ in 0..2_400 {
-            let counters = self.emulator.control().counters().await.expect("counters");
-            let backups: u64 = counters
-                .vaults
-                .get(vault)
-                .map(|ops| {
-                    ops.iter()
-                        .filter(|(op, _)| op.ends_with(".backup"))
-                        .map(|(_, n)| *n)
-                        .sum()
-                })
-                .unwrap_or(0);
-            if backups > 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{vault} never received a backup call");
     }
 
     /// GET `path` on the daemon's endpoint: the status and the body.
@@ -290,7 +253,7 @@ fn signal(pid: &str, name: &str) {
 async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanly() {
     let bed = Bed::start().await;
     for vault in FIRST.iter().chain([&ADDED]) {
-        bed.seed(vault, "secret-", 4).await;
+        seed(&bed.emulator, vault, Collection::Secrets, "secret-", 4, 1).await;
     }
     let socket_path = bed.dir.path().join("notify.sock");
     let messages = notify_socket(&socket_path);
@@ -481,8 +444,8 @@ async fn the_daemon_runs_three_vaults_reloads_on_sighup_and_stops_mid_run_cleanl
         .expect("clear counters");
     // Twelve new secrets: three rounds of four held calls, so objects are still queued when
     // the stop comes.
-    bed.seed("kv-c", "later-", 12).await;
-    bed.wait_for_a_backup_call("kv-c").await;
+    seed(&bed.emulator, "kv-c", Collection::Secrets, "later-", 12, 1).await;
+    wait_for_backup_calls_past(&bed.emulator, "kv-c", 0).await;
     signal(&pid, "TERM");
     let out = child.wait_with_output().await.expect("the daemon exits");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -615,14 +578,14 @@ async fn a_stop_that_outlasts_shutdown_timeout_exits_1_and_the_next_start_cleans
         text.replace("shutdown_timeout = \"30s\"", "shutdown_timeout = \"1s\""),
     )
     .expect("config");
-    bed.seed("kv-a", "secret-", 4).await;
+    seed(&bed.emulator, "kv-a", Collection::Secrets, "secret-", 4, 1).await;
     // Every backup answer is held for two minutes: far longer than the stop may take.
     bed.hold_backups("kv-a", 120_000).await;
     let socket_path = bed.dir.path().join("notify.sock");
     let _messages = notify_socket(&socket_path);
     let child = bed.spawn_daemon(&socket_path);
     let pid = child.id().expect("pid").to_string();
-    bed.wait_for_a_backup_call("kv-a").await;
+    wait_for_backup_calls_past(&bed.emulator, "kv-a", 0).await;
     signal(&pid, "TERM");
     let out = child.wait_with_output().await.expect("the daemon exits");
     let stderr = String::from_utf8_lossy(&out.stderr);

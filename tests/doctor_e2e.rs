@@ -16,7 +16,7 @@ use serde_json::Value;
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, seed, write_container_sas,
 };
 use tempfile::TempDir;
 
@@ -59,21 +59,7 @@ impl Bed {
             (Collection::Keys, "k-", 1),
             (Collection::Certificates, "c-", 1),
         ] {
-            self.emulator
-                .control()
-                .seed(
-                    VAULT,
-                    &SeedSpec {
-                        kind,
-                        prefix: prefix.into(),
-                        count,
-                        versions: 1,
-                        tags: Default::default(),
-                        value_bytes: 32,
-                    },
-                )
-                .await
-                .expect("seed");
+            seed(&self.emulator, VAULT, kind, prefix, count, 1).await;
         }
     }
 

@@ -10,18 +10,18 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
 use kvkeep::config::Config;
 use kvkeep::model::VaultName;
 use kvkeep::store::open_store;
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec};
 use kvkeep_emulator::vault::VaultSettings;
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, sas_store_section,
+    azurite_with_container, emulator_beside, json_out, run_kvkeep, sas_store_section, seed,
+    wait_for_backup_calls_past,
 };
 use tempfile::TempDir;
 
@@ -58,47 +58,11 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Waits until the emulator has received a backup call of the vault.
-async fn wait_for_a_backup_call(emulator: &Emulator) {
-    for _ in 0..1_200 {
-        let counters = emulator.control().counters().await.expect("counters");
-        let backups: u64 = counters
-            .vaults
-            .get(VAULT)
-            .map(|ops| {
-                ops.iter()
-                    .filter(|(op, _)| op.ends_with(".backup"))
-                    .map(|(_, n)| *n)
-                    .sum()
-            })
-            .unwrap_or(0);
-        if backups > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{VAULT} never received a backup call");
-}
-
 #[tokio::test]
 async fn a_vault_held_by_one_instance_is_refused_to_another_until_its_lease_is_broken() {
     let azurite = azurite_with_container(CONTAINER).await;
     let emulator = emulator_beside(&azurite, vec![VaultSettings::named(VAULT)]).await;
-    emulator
-        .control()
-        .seed(
-            VAULT,
-            &SeedSpec {
-                kind: Collection::Secrets,
-                prefix: "app".into(),
-                count: 3,
-                versions: 1,
-                tags: Default::default(),
-                value_bytes: 32,
-            },
-        )
-        .await
-        .expect("seed");
+    seed(&emulator, VAULT, Collection::Secrets, "app", 3, 1).await;
     let (dir_a, dir_b) = (
         TempDir::new().expect("tempdir"),
         TempDir::new().expect("tempdir"),
@@ -129,7 +93,7 @@ async fn a_vault_held_by_one_instance_is_refused_to_another_until_its_lease_is_b
             async move { run_kvkeep(&config_a, &["backup", "--output", "json"], &[]).await },
         )
     };
-    wait_for_a_backup_call(&emulator).await;
+    wait_for_backup_calls_past(&emulator, VAULT, 0).await;
 
     // host-b is refused, told who holds the vault, and exits 1 without recording a run.
     let refused = run_kvkeep(&config_b, &["backup", "--output", "json"], &[]).await;

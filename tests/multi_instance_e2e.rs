@@ -39,14 +39,15 @@ use kvkeep::config::Config;
 use kvkeep::crypto::{write_identity_file, Identities, Identity, KeyRole};
 use kvkeep::model::{BlobKey, RunId, VaultName};
 use kvkeep::store::{open_store, BlobStore, LeaseError, LeaseHolder, LeaseWork};
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::{Emulator, FaultKind, FaultSpec, LogEntry};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::Value;
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, emulator_beside, json_out, run_kvkeep, sas_store_section,
+    azurite_with_container, backup_calls, emulator_beside, json_out, run_kvkeep, sas_store_section,
+    seed, wait_for_backup_calls_past,
 };
 use tempfile::TempDir;
 use tokio::io::AsyncBufReadExt;
@@ -302,39 +303,6 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
-async fn seed(emulator: &Emulator, vault: &str, prefix: &str, count: usize) {
-    emulator
-        .control()
-        .seed(
-            vault,
-            &SeedSpec {
-                kind: Collection::Secrets,
-                prefix: prefix.into(),
-                count,
-                versions: 1,
-                tags: Default::default(),
-                value_bytes: 32,
-            },
-        )
-        .await
-        .expect("seed");
-}
-
-/// Backup calls the emulator received for `vault` so far.
-async fn backup_calls(emulator: &Emulator, vault: &str) -> u64 {
-    let counters = emulator.control().counters().await.expect("counters");
-    counters
-        .vaults
-        .get(vault)
-        .map(|ops| {
-            ops.iter()
-                .filter(|(op, _)| op.ends_with(".backup"))
-                .map(|(_, n)| *n)
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Polls `check` every 100 ms until it holds or `deadline` passes; panics with `what`.
 async fn wait_until<F, Fut>(what: &str, deadline: Duration, check: F)
 where
@@ -398,7 +366,7 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
     let emulator =
         emulator_beside(&azurite, vaults.iter().map(VaultSettings::named).collect()).await;
     for v in &vaults {
-        seed(&emulator, v, "app", 3).await;
+        seed(&emulator, v, Collection::Secrets, "app", 3, 1).await;
     }
     let keys = Keys {
         recovery: Identity::generate(),
@@ -441,16 +409,8 @@ async fn three_daemons_share_one_store_and_take_over_a_killed_ones_vaults() {
         .await
         .expect("hold backups");
     let calls = backup_calls(&emulator, HELD).await;
-    seed(&emulator, HELD, "late", 1).await;
-    wait_until(
-        "a backup call of the held vault",
-        Duration::from_secs(60),
-        || {
-            let emulator = &emulator;
-            async move { backup_calls(emulator, HELD).await > calls }
-        },
-    )
-    .await;
+    seed(&emulator, HELD, Collection::Secrets, "late", 1, 1).await;
+    wait_for_backup_calls_past(&emulator, HELD, calls).await;
     let probe = LeaseHolder::new("probe").expect("holder");
     let holder = match store
         .acquire_lease(&held, &probe, kvkeep::store::LeaseDuration::DEFAULT)

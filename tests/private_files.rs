@@ -11,10 +11,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::{Emulator, EmulatorConfig};
 use kvkeep_emulator::vault::VaultSettings;
 use support::config_files::{resolve_entry, vault_section, write_identity, write_token};
+use support::e2e::seed;
 
 const VAULT: &str = "kv-private";
 
@@ -77,21 +78,7 @@ async fn every_file_a_backup_to_a_local_store_creates_is_private() {
     .await
     .expect("start the emulator");
     for (kind, prefix) in [(Collection::Secrets, "secret-"), (Collection::Keys, "key-")] {
-        emulator
-            .control()
-            .seed(
-                VAULT,
-                &SeedSpec {
-                    kind,
-                    prefix: prefix.into(),
-                    count: 3,
-                    versions: 2,
-                    tags: Default::default(),
-                    value_bytes: 32,
-                },
-            )
-            .await
-            .expect("seed");
+        seed(&emulator, VAULT, kind, prefix, 3, 2).await;
     }
     let url = emulator.vault_url(VAULT).expect("vault url").to_string();
     let recipient = write_identity(dir.path());

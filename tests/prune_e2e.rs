@@ -24,7 +24,7 @@ use kvkeep::restore::{
 };
 use kvkeep::source::{AzureSourceOptions, AzureVaultSource, VaultSource};
 use kvkeep::store::BlobStore;
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::Emulator;
 use kvkeep_emulator::vault::VaultSettings;
 use reqwest::Method;
@@ -32,7 +32,8 @@ use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::config_files::{resolve_entry, vault_section, KvkeepToml};
 use support::e2e::{
-    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, write_container_sas,
+    azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, seed,
+    write_container_sas,
 };
 use support::prune_bed::listed;
 use tempfile::TempDir;
@@ -415,21 +416,7 @@ async fn ninety_days_of_backups_pruned_by_policy_restore_as_they_were() {
         Some(json!({"kty": "EC", "crv": "P-256"})),
     )
     .await;
-    bed.emulator
-        .control()
-        .seed(
-            SRC,
-            &SeedSpec {
-                kind: Collection::Certificates,
-                prefix: "tls".into(),
-                count: 1,
-                versions: 1,
-                tags: BTreeMap::new(),
-                value_bytes: 32,
-            },
-        )
-        .await
-        .expect("seed certificate");
+    seed(&bed.emulator, SRC, Collection::Certificates, "tls", 1, 1).await;
     let certificates = bed.names(SRC, "certificates").await;
     assert_eq!(certificates.len(), 1, "{certificates:?}");
     // The certificate's own secret is not one of ours: compared through the certificate.

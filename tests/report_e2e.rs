@@ -9,11 +9,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kvkeep::restore::plan::rfc3339;
-use kvkeep_emulator::api::{Collection, SeedSpec};
+use kvkeep_emulator::api::Collection;
 use kvkeep_emulator::server::Emulator;
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::{json, Value};
@@ -21,6 +20,7 @@ use support::azurite::Azurite;
 use support::config_files::{resolve_entry, KvkeepToml};
 use support::e2e::{
     azurite_with_container, data_plane, emulator_beside, json_out, run_kvkeep, sas_store_section,
+    seed,
 };
 use tempfile::TempDir;
 
@@ -193,21 +193,7 @@ async fn the_report_lists_what_key_vault_will_expire_from_what_backups_recorded(
         Some(json!({"kty": "EC", "attributes": {"exp": now + 20 * DAY}})),
     )
     .await;
-    bed.emulator
-        .control()
-        .seed(
-            VAULT,
-            &SeedSpec {
-                kind: Collection::Certificates,
-                prefix: "tls-".into(),
-                count: 1,
-                versions: 1,
-                tags: BTreeMap::new(),
-                value_bytes: 32,
-            },
-        )
-        .await
-        .expect("seed a certificate");
+    seed(&bed.emulator, VAULT, Collection::Certificates, "tls-", 1, 1).await;
     let cert = bed
         .call(reqwest::Method::GET, "certificates/tls-00000", None)
         .await;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use azure_core::time::{Duration as AzDuration, OffsetDateTime};
+use kvkeep_emulator::api::{Collection, SeedSpec};
 use kvkeep_emulator::server::{Emulator, EmulatorConfig};
 use kvkeep_emulator::vault::VaultSettings;
 use serde_json::Value;
@@ -128,4 +129,56 @@ pub async fn data_plane(
     let text = response.text().await.expect("body");
     assert!(status.is_success(), "{method} {path}: {status} {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Seeds `count` objects of `kind` named `{prefix}…` into `vault`, each with `versions`
+/// versions, no tags and 32-byte values.
+pub async fn seed(
+    emulator: &Emulator,
+    vault: &str,
+    kind: Collection,
+    prefix: &str,
+    count: usize,
+    versions: usize,
+) {
+    let spec = SeedSpec {
+        kind,
+        prefix: prefix.into(),
+        count,
+        versions,
+        tags: Default::default(),
+        value_bytes: 32,
+    };
+    emulator
+        .control()
+        .seed(vault, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("seed {prefix}… into {vault}: {e}"));
+}
+
+/// Backup calls (of any kind) the emulator received for `vault` so far.
+pub async fn backup_calls(emulator: &Emulator, vault: &str) -> u64 {
+    let counters = emulator.control().counters().await.expect("counters");
+    counters
+        .vaults
+        .get(vault)
+        .map(|ops| {
+            ops.iter()
+                .filter(|(op, _)| op.ends_with(".backup"))
+                .map(|(_, n)| *n)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (polling every 50 ms, for at most two minutes) until `vault` has received more than
+/// `calls` backup calls: a run is under way there.
+pub async fn wait_for_backup_calls_past(emulator: &Emulator, vault: &str, calls: u64) {
+    for _ in 0..2_400 {
+        if backup_calls(emulator, vault).await > calls {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{vault} received no backup call past the {calls} before");
 }
