@@ -122,13 +122,20 @@ impl AzureBlobStore {
         // (its holder finished) and who held it. A missing blob is created at once.
         let abandoned = match blob.get_properties(None).await {
             Ok(properties) => {
-                let state = properties.lease_state().ok().flatten();
-                match state {
-                    Some(LeaseState::Expired | LeaseState::Broken | LeaseState::Leased) => {
-                        properties
-                            .metadata()
-                            .ok()
-                            .and_then(|m| HolderInfo::from_metadata(&m))
+                let recorded = || {
+                    properties
+                        .metadata()
+                        .ok()
+                        .and_then(|m| HolderInfo::from_metadata(&m))
+                };
+                match properties.lease_state().ok().flatten() {
+                    Some(LeaseState::Expired | LeaseState::Broken) => recorded(),
+                    // Leased, and the acquire below succeeds only with our own lease id: our
+                    // previous process (a restart) if the record names us. A record naming
+                    // another holder is the one before our own acquire whose answer was lost
+                    // (a retry): it says nothing about unfinished work.
+                    Some(LeaseState::Leased) => {
+                        recorded().filter(|r| r.instance == holder.instance())
                     }
                     _ => None,
                 }
