@@ -237,6 +237,7 @@ async fn a_healthy_setup_passes_every_check_and_leaves_nothing_behind() {
             (None, "config"),
             (None, "index"),
             (None, "store"),
+            (None, "locks"),
             (v, "connect"),
             (v, "list keys"),
             (v, "backup keys"),

@@ -14,7 +14,10 @@ use crate::config::Config;
 use crate::crypto::Identities;
 use crate::index::Index;
 use crate::model::{BlobKey, RunId, VaultName};
-use crate::store::{open_store_with, BlobStore, RetryOptions, StoreError, StoreErrorKind};
+use crate::store::{
+    lock_key, open_store_with, BlobStore, LeaseDuration, LeaseError, RetryOptions, StoreError,
+    StoreErrorKind,
+};
 
 /// Where probe blobs go: a prefix no backup, manifest or prune ever reads or lists.
 pub const PROBE_PREFIX: &str = "doctor/";
@@ -160,6 +163,68 @@ fn store_failure(e: &StoreError) -> (String, String) {
         }
     };
     (e.to_string(), fix.to_string())
+}
+
+/// The vault name the lease probe locks (`locks/kvkeep-lease-probe`): no Key Vault is asked.
+pub const LEASE_PROBE_VAULT: &str = "kvkeep-lease-probe";
+
+/// Takes and releases the lease of [`LEASE_PROBE_VAULT`] as this instance: proves that the
+/// container holding the locks (the backup container, or `[store] lock_container_url`) grants
+/// leases and keeps the holder's record, which a container under an immutability policy
+/// refuses. The probe's lock blob stays, a few bytes under `locks/`, as every vault's does.
+pub async fn check_locks(config: &Config, cancel: &CancellationToken) -> Check {
+    let name = CheckName::Locks;
+    let store =
+        match open_store_with(&config.store, &config.azure, PROBE_RETRY, cancel.clone()).await {
+            Ok(store) => store,
+            Err(e) => {
+                let (detail, fix) = store_failure(&e);
+                return Check::fail(None, name, detail, fix);
+            }
+        };
+    let (Ok(vault), Ok(duration)) = (
+        LEASE_PROBE_VAULT.parse::<VaultName>(),
+        LeaseDuration::seconds(LeaseDuration::MIN_SECONDS),
+    ) else {
+        return Check::fail(None, name, "cannot name the lease probe", bug());
+    };
+    let holder = config.daemon.lease_holder();
+    match store.acquire_lease(&vault, &holder, duration).await {
+        Ok(lease) => match store.release_lease(lease).await {
+            Ok(()) => Check::ok(
+                None,
+                name,
+                format!(
+                    "a lease on {} was granted to instance {holder}, recorded and released",
+                    lock_key(&vault)
+                ),
+            ),
+            Err(e) => Check::warn(
+                None,
+                name,
+                format!("the probe lease was granted but not released: {e}"),
+                Some("nothing to do: it ends by itself within 15 s; if this repeats, check the store's delete and lease permissions".into()),
+            ),
+        },
+        // Another doctor of this name, a moment ago: the container grants leases.
+        Err(e @ LeaseError::Held { .. }) => Check::ok(None, name, format!("leases work: {e}")),
+        Err(LeaseError::Store(e)) if e.kind() == StoreErrorKind::Immutable => Check::fail(
+            None,
+            name,
+            e.to_string(),
+            "keep the locks in a container without an immutability policy: [store] lock_container_url (README, \"Locks\")",
+        ),
+        Err(LeaseError::Store(e)) => {
+            let (detail, fix) = store_failure(&e);
+            Check::fail(None, name, detail, fix)
+        }
+        Err(e) => Check::fail(
+            None,
+            name,
+            e.to_string(),
+            "check [daemon] instance (a host name fits); the message says what is wrong",
+        ),
+    }
 }
 
 fn bug() -> String {

@@ -25,7 +25,7 @@ use crate::crypto::Identities;
 use crate::model::{ObjectKind, VaultName};
 
 pub use advice::{backup_permission_fix, list_permission_fix};
-pub use local::{check_index, check_report, check_store};
+pub use local::{check_index, check_locks, check_report, check_store, LEASE_PROBE_VAULT};
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -58,6 +58,8 @@ pub enum CheckName {
     Index,
     /// The store takes a probe blob, gives it back identical and deletes it.
     Store,
+    /// The lock container grants a vault lease and keeps the holder's record.
+    Locks,
     /// The vault's host resolves, TLS verifies and a token for the vault's resource is accepted.
     Connect,
     /// One listing of a kind.
@@ -80,6 +82,7 @@ impl fmt::Display for CheckName {
             CheckName::Config => f.write_str("config"),
             CheckName::Index => f.write_str("index"),
             CheckName::Store => f.write_str("store"),
+            CheckName::Locks => f.write_str("locks"),
             CheckName::Connect => f.write_str("connect"),
             CheckName::List(kind) => write!(f, "list {kind}"),
             CheckName::Backup(kind) => write!(f, "backup {kind}"),
@@ -230,10 +233,12 @@ pub async fn readiness(config: &Config, cancel: &CancellationToken) -> Vec<Check
     checks
 }
 
-/// Every check: [`readiness`], then each vault in turn (connection, list and backup per kind,
+/// Every check: [`readiness`], the lock container, then each vault in turn (connection, list and backup per kind,
 /// clock skew, schedule, and with identities the newest manifest).
 pub async fn run(config: &Config, options: &DoctorOptions) -> DoctorReport {
     let mut checks = readiness(config, &options.cancel).await;
+    // Not part of readiness: `/readyz` must not take leases at every poll.
+    checks.push(check_locks(config, &options.cancel).await);
     if let Some(path) = &config.report.html_path {
         checks.push(local::check_report(path).await);
     }

@@ -339,3 +339,56 @@ async fn the_report_check_probes_the_directory_and_warns_when_it_cannot_write() 
     assert_eq!(a_directory.status, CheckStatus::Warn);
     assert!(a_directory.detail.contains("names a directory"));
 }
+
+#[tokio::test]
+async fn the_locks_check_takes_and_releases_a_probe_lease_and_fails_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir(&store_dir).expect("store dir");
+    let config = local_config(&store_dir, &dir.path().join("index.sqlite"));
+    let check = super::check_locks(&config, &CancellationToken::new()).await;
+    assert_eq!(
+        (check.check, check.status),
+        (CheckName::Locks, CheckStatus::Ok),
+        "{check:?}"
+    );
+    assert!(
+        check.detail.contains("locks/kvkeep-lease-probe") && check.detail.contains("released"),
+        "{}",
+        check.detail
+    );
+    // Released: anyone may take the probe's lock at once.
+    let store = crate::store::LocalStore::open(&store_dir, "").expect("store");
+    let vault: VaultName = super::LEASE_PROBE_VAULT.parse().expect("vault");
+    let holder = crate::store::LeaseHolder::new("other").expect("holder");
+    let lease = crate::store::BlobStore::acquire_lease(
+        &store,
+        &vault,
+        &holder,
+        crate::store::LeaseDuration::DEFAULT,
+    )
+    .await
+    .expect("released by the check");
+    // Held by another instance meanwhile: leases work all the same.
+    let check = super::check_locks(&config, &CancellationToken::new()).await;
+    assert_eq!(check.status, CheckStatus::Ok, "{check:?}");
+    assert!(
+        check.detail.contains("kvkeep instance other"),
+        "{}",
+        check.detail
+    );
+    crate::store::BlobStore::release_lease(&store, lease)
+        .await
+        .expect("release");
+
+    // A store kvkeep cannot use (its path is a file): a failure that says what to fix.
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, b"x").expect("file");
+    let config = local_config(&not_a_dir, &dir.path().join("index.sqlite"));
+    let check = super::check_locks(&config, &CancellationToken::new()).await;
+    assert_eq!(check.status, CheckStatus::Fail, "{check:?}");
+    assert!(
+        check.fix.as_deref().is_some_and(|f| !f.is_empty()),
+        "{check:?}"
+    );
+}
