@@ -5,8 +5,10 @@
 //! Secrets are never written inline: the file names where they live (`*_file` keys, suited to
 //! systemd's `LoadCredential=`), and [`Config`] holds only those paths.
 
+mod azure;
 mod daemon;
 mod duration;
+mod encryption;
 mod model;
 mod notify;
 mod raw;
@@ -16,6 +18,7 @@ mod secret_files;
 mod store;
 mod toml_error;
 mod validate;
+mod vaults;
 
 use std::fmt;
 use std::path::Path;
