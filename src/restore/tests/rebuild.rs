@@ -33,6 +33,55 @@ async fn rebuild_into(
     .await
 }
 
+/// Rebuilds `store` into a new index file: the report, the index, and the directory that
+/// holds it (kept for as long as the index is used).
+async fn rebuild_fresh(
+    store: Arc<dyn BlobStore>,
+    bed: &Bed,
+) -> (RebuildReport, Index, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index.sqlite");
+    let report = rebuild_into(store, bed, &path, CancellationToken::new())
+        .await
+        .expect("rebuild");
+    (report, Index::open(&path).expect("rebuilt index"), dir)
+}
+
+/// The bed's store with every manifest rewritten as format 1 (one blob, no parts), each first
+/// passed to `edit` with its place in the listing; the object blobs are copied as they are.
+async fn as_format_1(bed: &Bed, edit: impl Fn(usize, &mut Manifest)) -> Arc<InMemoryStore> {
+    let store = Arc::new(InMemoryStore::new());
+    for meta in bed.store.list("objects/").await.expect("list") {
+        let bytes = bed.store.get(&meta.key).await.expect("get");
+        store.put_new(&meta.key, bytes).await.expect("copy");
+    }
+    for (i, meta) in bed
+        .store
+        .list("manifests/")
+        .await
+        .expect("list")
+        .iter()
+        .enumerate()
+    {
+        let mut whole = read_listed_manifest(bed, &meta.key).await;
+        edit(i, &mut whole);
+        let v1 = Manifest {
+            format: MANIFEST_FORMAT_V1,
+            ..whole
+        };
+        let label = Label::manifest(v1.vault.clone(), v1.finished_at).with_run(v1.run.clone());
+        let sealed = bed
+            .sealer
+            .seal(&label, &v1.to_json().expect("json"))
+            .expect("seal");
+        store
+            .put_new(&meta.key, Bytes::from(sealed))
+            .await
+            .expect("put");
+    }
+    store
+}
+
 /// Three runs (T1, T1 + 1h, T1 + 2h) of the restore bed, with changes in between.
 async fn three_runs() -> Bed {
     let bed = Bed::new().await;
@@ -75,14 +124,9 @@ async fn multi_part_manifests_rebuild_to_the_same_restore_points() {
     assert_eq!(first.format, MANIFEST_FORMAT);
     assert_eq!(first.objects.len(), 4, "every part read back: {first:?}");
 
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    let (report, rebuilt, _dir) = rebuild_fresh(bed.store.clone(), &bed).await;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.runs, 3);
-    let rebuilt = Index::open(&path).expect("rebuilt index");
     assert_same_restore_sets(&bed.index, &rebuilt);
     // The deletion at T1 + 2h survived the rebuild.
     assert!(rebuilt
@@ -107,16 +151,12 @@ async fn lock_blobs_are_no_runs_to_a_rebuild() {
     }
     assert_eq!(bed.store.list("locks/").await.expect("list").len(), 2);
 
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    let (report, rebuilt, _dir) = rebuild_fresh(bed.store.clone(), &bed).await;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.incomplete.is_empty(), "{:?}", report.incomplete);
     assert_eq!((report.manifests, report.runs), (3, 3));
     assert_eq!(report.vaults, ["kv1"]);
-    assert_same_restore_sets(&bed.index, &Index::open(&path).expect("rebuilt index"));
+    assert_same_restore_sets(&bed.index, &rebuilt);
 }
 
 #[tokio::test]
@@ -142,11 +182,7 @@ async fn a_damaged_part_leaves_its_run_out_and_names_the_part() {
         .key;
     let faulty = Arc::new(FaultyStore::new(bed.store.clone()));
     faulty.corrupt_reads(&part, Corruption::FlipByte { offset: 40 });
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(faulty, &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    let (report, rebuilt, _dir) = rebuild_fresh(faulty, &bed).await;
     assert_eq!(report.runs, 2, "{report:?}");
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(
@@ -154,7 +190,6 @@ async fn a_damaged_part_leaves_its_run_out_and_names_the_part() {
         "{:?}",
         report.problems
     );
-    let rebuilt = Index::open(&path).expect("index");
     assert_eq!(rebuilt.list_runs(Some(&v("kv1"))).expect("runs").len(), 2);
 }
 
@@ -162,35 +197,11 @@ async fn a_damaged_part_leaves_its_run_out_and_names_the_part() {
 async fn format_1_manifests_still_rebuild() {
     let bed = three_runs().await;
     // The same store, with each run's manifest rewritten as format 1 (one blob, no parts).
-    let store = Arc::new(InMemoryStore::new());
-    for meta in bed.store.list("objects/").await.expect("list") {
-        let bytes = bed.store.get(&meta.key).await.expect("get");
-        store.put_new(&meta.key, bytes).await.expect("copy");
-    }
-    for meta in bed.store.list("manifests/").await.expect("list") {
-        let whole = read_listed_manifest(&bed, &meta.key).await;
-        let v1 = Manifest {
-            format: MANIFEST_FORMAT_V1,
-            ..whole
-        };
-        let label = Label::manifest(v1.vault.clone(), v1.finished_at).with_run(v1.run.clone());
-        let sealed = bed
-            .sealer
-            .seal(&label, &v1.to_json().expect("json"))
-            .expect("seal");
-        store
-            .put_new(&meta.key, Bytes::from(sealed))
-            .await
-            .expect("put");
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(store, &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    let store = as_format_1(&bed, |_, _| {}).await;
+    let (report, rebuilt, _dir) = rebuild_fresh(store, &bed).await;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.runs, 3);
-    assert_same_restore_sets(&bed.index, &Index::open(&path).expect("index"));
+    assert_same_restore_sets(&bed.index, &rebuilt);
 }
 
 /// The validity periods the manifests record come back with a rebuild. A store whose first
@@ -199,42 +210,19 @@ async fn format_1_manifests_still_rebuild() {
 #[tokio::test]
 async fn validity_periods_rebuild_and_older_manifests_leave_them_unknown_until_seen_again() {
     let bed = three_runs().await;
-    let store = Arc::new(InMemoryStore::new());
     let objects = bed.store.list("objects/").await.expect("list");
-    for meta in &objects {
-        let bytes = bed.store.get(&meta.key).await.expect("get");
-        store.put_new(&meta.key, bytes).await.expect("copy");
-    }
     let heads = bed.store.list("manifests/").await.expect("list");
-    for (i, meta) in heads.iter().enumerate() {
-        let mut whole = read_listed_manifest(&bed, &meta.key).await;
+    let store = as_format_1(&bed, |i, manifest| {
         if i == 0 {
             // As kvkeep wrote it before it recorded `nbf`/`exp`.
-            for o in &mut whole.objects {
+            for o in &mut manifest.objects {
                 o.validity = None;
             }
         }
-        let v1 = Manifest {
-            format: MANIFEST_FORMAT_V1,
-            ..whole
-        };
-        let label = Label::manifest(v1.vault.clone(), v1.finished_at).with_run(v1.run.clone());
-        let sealed = bed
-            .sealer
-            .seal(&label, &v1.to_json().expect("json"))
-            .expect("seal");
-        store
-            .put_new(&meta.key, Bytes::from(sealed))
-            .await
-            .expect("put");
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(store, &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    })
+    .await;
+    let (report, rebuilt, _dir) = rebuild_fresh(store, &bed).await;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let rebuilt = Index::open(&path).expect("index");
 
     // db-password got a new version before the second run: its first blob is in no later
     // manifest, so nothing tells its period. Every other blob's is as the backups recorded it.
@@ -352,11 +340,7 @@ async fn a_pruned_first_manifest_leaves_the_later_restore_points_complete() {
         }
     }
 
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    let (report, rebuilt, _dir) = rebuild_fresh(bed.store.clone(), &bed).await;
     assert_eq!(report.runs, 2, "{report:?}");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     // Run 2 meets the orphaned entries first and records their captures; run 3 finds them.
@@ -369,7 +353,6 @@ async fn a_pruned_first_manifest_leaves_the_later_restore_points_complete() {
         "{:?}",
         report.notes
     );
-    let rebuilt = Index::open(&path).expect("rebuilt index");
     for at in [T1 + HOUR, T1 + 2 * HOUR, T1 + 9 * HOUR] {
         let original = bed.index.captures_as_of(&v("kv1"), at).expect("original");
         assert!(
@@ -412,13 +395,8 @@ async fn runs_of_one_second_rebuild_in_the_order_they_ran() {
     let heads = bed.store.list("manifests/").await.expect("list");
     assert_eq!(heads.len(), 7);
 
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("index.sqlite");
-    let report = rebuild_into(bed.store.clone(), &bed, &path, CancellationToken::new())
-        .await
-        .expect("rebuild");
+    let (report, rebuilt, _dir) = rebuild_fresh(bed.store.clone(), &bed).await;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let rebuilt = Index::open(&path).expect("rebuilt index");
     assert_same_restore_sets(&bed.index, &rebuilt);
     // The newest restore point of that second holds every object, as the original does.
     let newest = |index: &Index| {
