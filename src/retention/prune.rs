@@ -8,7 +8,8 @@
 //!    transaction; each keeps what it holds, so none of its blobs can be deleted yet;
 //! 2. **manifests**: each forgotten point's manifest head is deleted, then its parts; only then
 //!    does the point let go of what it holds. `index rebuild` reads heads, so once a head is
-//!    gone no rebuild can bring the point back with blobs missing;
+//!    gone no rebuild can bring the point back with blobs missing. Points are independent, so
+//!    [`MANIFEST_CONCURRENCY`] of them are worked on at once, each in that order;
 //! 3. **sweep**: runs that ended without a manifest and are older than the grace period give up
 //!    their blobs (a younger one may still be written by a run going elsewhere);
 //! 4. **blobs**: every blob no run holds any more is deleted from the store, then its rows.
@@ -27,13 +28,18 @@ use tokio_util::sync::CancellationToken;
 use super::{plan_prune, PrunePlan};
 use crate::backup::manifest::{manifest_blob_key, timestamp};
 use crate::config::VaultConfig;
-use crate::index::{Index, IndexError};
+use crate::index::{ForgottenManifest, Index, IndexError};
 use crate::model::{BlobKey, RunId, VaultName};
 use crate::store::{BlobStore, StoreError, StoreErrorKind};
 
 /// Deletes in flight at once: enough to keep a remote store busy, few enough to stay far below
 /// its request limits.
 pub const DELETE_CONCURRENCY: usize = 16;
+
+/// Forgotten points whose manifests are deleted at once: each is a head delete, a listing and
+/// a delete per part, one after the other, so several points side by side keep the step from
+/// being bound by one request's latency at a time.
+pub const MANIFEST_CONCURRENCY: usize = 8;
 
 /// Rows of deleted blobs dropped per index transaction.
 const ROWS_PER_TRANSACTION: usize = 1_000;
@@ -197,31 +203,40 @@ pub async fn prune_vault(
         let name = name.clone();
         on_index(index, move |i| i.forgotten_manifests(&name)).await?
     };
-    for m in pending {
-        if cancel.is_cancelled() {
+    // Points are independent, so several are deleted at once; within one point the order
+    // (head, then its parts, then its row) is kept.
+    let results: Vec<Option<PointDeleted>> = futures::stream::iter(pending)
+        .map(|m| {
+            let store = store.clone();
+            let (name, observe) = (&name, &observe);
+            async move {
+                // No point is started once the token fired; those in flight finish.
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                Some(delete_point(store.as_ref(), name, m, observe).await)
+            }
+        })
+        .buffer_unordered(MANIFEST_CONCURRENCY)
+        .collect()
+        .await;
+    let mut done = Vec::new();
+    for result in results {
+        let Some(point) = result else {
             outcome.interrupted = true;
-            return Ok(outcome);
-        }
-        observe(PruneStep::DeleteManifest(m.manifest.clone()));
-        match delete(store.as_ref(), &m.manifest).await {
-            Deleted::Now => outcome.deleted_manifests += 1,
-            Deleted::Already => {}
-            // The head stays, so do its parts and every blob it names: a rebuild may bring
-            // the point back, and it must then be whole.
-            Deleted::Postponed(d) => {
-                outcome.postponed.push(d);
-                continue;
-            }
-            Deleted::Failed(d) => {
-                outcome.failed.push(d);
-                continue;
-            }
-        }
-        let prefix = parts_prefix(&name, m.started_at, &m.run);
-        if delete_listed(store.as_ref(), &prefix, &observe, &mut outcome).await {
-            observe(PruneStep::ManifestDeleted(m.run.clone()));
-            on_index(index, move |i| i.manifest_deleted(&m.run)).await?;
-        }
+            continue;
+        };
+        outcome.deleted_manifests += usize::from(point.head_deleted);
+        outcome.postponed.extend(point.postponed);
+        outcome.failed.extend(point.failed);
+        done.extend(point.done);
+    }
+    for run in done {
+        observe(PruneStep::ManifestDeleted(run.clone()));
+        on_index(index, move |i| i.manifest_deleted(&run)).await?;
+    }
+    if outcome.interrupted {
+        return Ok(outcome);
     }
 
     // 3. Sweep the runs that never committed, once past the grace period.
@@ -254,7 +269,15 @@ pub async fn prune_vault(
                         continue;
                     }
                     let prefix = parts_prefix(&name, started_at, &run);
-                    if !delete_listed(store.as_ref(), &prefix, &observe, &mut outcome).await {
+                    if !delete_listed(
+                        store.as_ref(),
+                        &prefix,
+                        &observe,
+                        &mut outcome.postponed,
+                        &mut outcome.failed,
+                    )
+                    .await
+                    {
                         continue;
                     }
                     observe(PruneStep::Sweep(run.clone()));
@@ -365,12 +388,13 @@ async fn delete_listed(
     store: &dyn BlobStore,
     prefix: &str,
     observe: &(impl Fn(PruneStep) + Sync),
-    outcome: &mut PruneOutcome,
+    postponed: &mut Vec<Deferred>,
+    failed: &mut Vec<Deferred>,
 ) -> bool {
     let listed = match store.list(prefix).await {
         Ok(listed) => listed,
         Err(e) => {
-            outcome.failed.push(Deferred {
+            failed.push(Deferred {
                 blob: prefix.to_string(),
                 reason: e.to_string(),
             });
@@ -383,14 +407,63 @@ async fn delete_listed(
         match delete(store, &part.key).await {
             Deleted::Now | Deleted::Already => {}
             Deleted::Postponed(d) => {
-                outcome.postponed.push(d);
+                postponed.push(d);
                 all_gone = false;
             }
             Deleted::Failed(d) => {
-                outcome.failed.push(d);
+                failed.push(d);
                 all_gone = false;
             }
         }
     }
     all_gone
+}
+
+/// What deleting one forgotten point's manifest did.
+#[derive(Default)]
+struct PointDeleted {
+    /// Its head was deleted now (not by an earlier prune).
+    head_deleted: bool,
+    /// Its run, when head and parts are all gone: the index may drop the manifest's key.
+    done: Option<RunId>,
+    postponed: Vec<Deferred>,
+    failed: Vec<Deferred>,
+}
+
+/// Deletes the manifest of forgotten point `m`: the head first, so that no rebuild sees the
+/// point once any part is gone, then its parts. A head that stays keeps its parts too: a
+/// rebuild may bring the point back, and it must then be whole.
+async fn delete_point(
+    store: &dyn BlobStore,
+    vault: &VaultName,
+    m: ForgottenManifest,
+    observe: &(impl Fn(PruneStep) + Sync),
+) -> PointDeleted {
+    let mut point = PointDeleted::default();
+    observe(PruneStep::DeleteManifest(m.manifest.clone()));
+    match delete(store, &m.manifest).await {
+        Deleted::Now => point.head_deleted = true,
+        Deleted::Already => {}
+        Deleted::Postponed(d) => {
+            point.postponed.push(d);
+            return point;
+        }
+        Deleted::Failed(d) => {
+            point.failed.push(d);
+            return point;
+        }
+    }
+    let prefix = parts_prefix(vault, m.started_at, &m.run);
+    if delete_listed(
+        store,
+        &prefix,
+        observe,
+        &mut point.postponed,
+        &mut point.failed,
+    )
+    .await
+    {
+        point.done = Some(m.run);
+    }
+    point
 }
