@@ -666,3 +666,53 @@ async fn azure_leases_span_processes_and_respect_the_prefix() {
     assert_eq!(props.content_length().expect("length"), Some(0));
     second.release_lease(new).await.expect("release");
 }
+
+/// The production takeover: a holder that dies is never broken, its Azure lease simply runs
+/// out. The next holder finds it `expired` and is told what the dead one was doing; a restart
+/// of the same instance while its lease still runs is told too (its own record).
+#[tokio::test]
+async fn an_expired_azure_lease_tells_the_next_holder_what_was_left_unfinished() {
+    use kvkeep::store::{LeaseDuration, LeaseHolder, LeaseWork};
+    let fx = AzureFixture::start().await;
+    let store = fx.sas_store("racwdl", "expiry/");
+    let kv1: kvkeep::model::VaultName = "kv1".parse().expect("vault");
+    let run: kvkeep::model::RunId = "00000000000000aa".parse().expect("run id");
+    let shortest = LeaseDuration::seconds(LeaseDuration::MIN_SECONDS).expect("15 s");
+    let dying = LeaseHolder::new("web-1")
+        .expect("holder")
+        .for_work(LeaseWork::Backup { run: run.clone() });
+    let first = store
+        .acquire_lease(&kv1, &dying, shortest)
+        .await
+        .expect("acquire");
+    assert_eq!(first.abandoned(), None);
+
+    // web-1 restarts at once: the lease still runs, under its own lease id.
+    let again = store
+        .acquire_lease(&kv1, &dying, shortest)
+        .await
+        .expect("a restart re-acquires");
+    let own = again.abandoned().expect("its own unfinished run");
+    assert_eq!(
+        (own.instance.as_str(), own.work.clone()),
+        ("web-1", Some(LeaseWork::Backup { run: run.clone() }))
+    );
+
+    // Then it dies: nobody renews or releases, and the lease runs out by itself.
+    tokio::time::sleep(std::time::Duration::from_secs(
+        LeaseDuration::MIN_SECONDS + 2,
+    ))
+    .await;
+    let next = store
+        .acquire_lease(
+            &kv1,
+            &LeaseHolder::new("web-2").expect("holder"),
+            LeaseDuration::DEFAULT,
+        )
+        .await
+        .expect("an expired lease is free");
+    let left = next.abandoned().expect("web-1 never released");
+    assert_eq!(left.instance, "web-1");
+    assert_eq!(left.work, Some(LeaseWork::Backup { run }));
+    store.release_lease(next).await.expect("release");
+}
