@@ -76,12 +76,8 @@ impl Bed {
             .seed(
                 VAULT,
                 &SeedSpec {
-                    kind,
-                    prefix: prefix.into(),
-                    count,
-                    versions,
                     tags,
-                    value_bytes: 32,
+                    ..SeedSpec::new(kind, prefix, count, versions)
                 },
             )
             .await

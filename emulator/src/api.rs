@@ -238,6 +238,21 @@ pub struct SeedSpec {
     pub value_bytes: usize,
 }
 
+impl SeedSpec {
+    /// `count` objects of `kind` named `{prefix}…`, each with `versions` versions, no tags and
+    /// the default 32-byte values.
+    pub fn new(kind: Collection, prefix: &str, count: usize, versions: usize) -> Self {
+        SeedSpec {
+            kind,
+            prefix: prefix.into(),
+            count,
+            versions,
+            tags: Default::default(),
+            value_bytes: default_value_bytes(),
+        }
+    }
+}
+
 fn one() -> usize {
     1
 }

@@ -141,17 +141,9 @@ pub async fn seed(
     count: usize,
     versions: usize,
 ) {
-    let spec = SeedSpec {
-        kind,
-        prefix: prefix.into(),
-        count,
-        versions,
-        tags: Default::default(),
-        value_bytes: 32,
-    };
     emulator
         .control()
-        .seed(vault, &spec)
+        .seed(vault, &SeedSpec::new(kind, prefix, count, versions))
         .await
         .unwrap_or_else(|e| panic!("seed {prefix}… into {vault}: {e}"));
 }

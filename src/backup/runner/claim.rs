@@ -98,20 +98,18 @@ impl Runner {
                 let recorded = tokio::task::spawn_blocking(move || {
                     index.record_abandoned_run(&run, &name, started_at, now, &by)
                 })
-                .await;
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
                 match recorded {
-                    Ok(Ok(true)) => {
+                    Ok(true) => {
                         tracing::warn!(vault = %vault, previous_holder = %left,
                             "took the vault over from a kvkeep instance that never finished its backup run (it stopped, hung or lost the store): that run is recorded interrupted and made no restore point; this run backs up what it left out");
                         claim.took_over = Some(left);
                     }
                     // Committed (the sync found its manifest), or ended in this index already.
-                    Ok(Ok(false)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(vault = %vault, previous_holder = %left, error = %e,
-                        "cannot record the backup run another kvkeep instance left unfinished; this run goes on")
-                    }
-                    Err(e) => tracing::warn!(vault = %vault, error = %e,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(vault = %vault, previous_holder = %left, error = %e,
                         "cannot record the backup run another kvkeep instance left unfinished; this run goes on"),
                 }
             }

@@ -119,17 +119,7 @@ async fn demo(dir: &Path) -> Result<u8, String> {
         (Collection::Certificates, "app-cert-", 2, 2),
     ] {
         control
-            .seed(
-                VAULT,
-                &SeedSpec {
-                    kind,
-                    prefix: prefix.into(),
-                    count,
-                    versions,
-                    tags: Default::default(),
-                    value_bytes: 32,
-                },
-            )
+            .seed(VAULT, &SeedSpec::new(kind, prefix, count, versions))
             .await
             .map_err(|e| format!("seeding the emulator: {e}"))?;
     }

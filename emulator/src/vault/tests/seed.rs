@@ -1,21 +1,12 @@
 //! Bulk seeding.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::*;
 use crate::api::{SeedReport, SeedSpec};
 
 fn spec(kind: Collection, prefix: &str, count: usize, versions: usize) -> SeedSpec {
-    SeedSpec {
-        kind,
-        prefix: prefix.into(),
-        count,
-        versions,
-        tags: BTreeMap::new(),
-        value_bytes: 32,
-    }
+    SeedSpec::new(kind, prefix, count, versions)
 }
 
 #[test]
